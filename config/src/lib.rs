@@ -1,0 +1,19 @@
+//! # Tellijn config: the shared ground of the server roles
+//!
+//! What the broker, the processors and the queries all read, kept in one small crate so none
+//! of them has to depend on another.
+//!
+//! # Layout
+//! - [`campus`]: `campus.toml`, parsed and validated in one pass that reports every error with
+//!   its file and key.
+//! - [`metrics`]: every Prometheus metric name and label set, typed, in one place.
+//! - [`audit`]: the audit log (JSON lines under `{data}/audit/`), never carrying a payload.
+
+pub mod audit;
+pub mod campus;
+pub mod metrics;
+
+pub use audit::{AuditEvent, AuditLog};
+pub use campus::{Campus, ConfigError, ConfigErrors};
+pub use metrics::Metrics;
+pub use tellijn_wire::is_valid_id;

@@ -1,0 +1,188 @@
+//! Every metric Tellijn exports, by name, with bounded label sets: room, building and sensor
+//! ids come from the config, reasons and outcomes from closed enums, never from a payload.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::Campus;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoomLabels {
+    pub room: String,
+    pub building: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildingLabels {
+    pub building: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SensorLabels {
+    pub sensor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: &'static str,
+}
+
+/// Outcomes of a count message in `tellijn_messages_total`.
+pub mod outcome {
+    pub const ACCEPTED: &str = "accepted";
+    pub const REJECTED: &str = "rejected";
+    pub const DUPLICATE: &str = "duplicate";
+    pub const LATE: &str = "late";
+}
+
+/// Why an MQTT connection was refused, for `tellijn_auth_failures_total`.
+pub mod auth_reason {
+    pub const UNKNOWN_USER: &str = "unknown_user";
+    pub const BAD_SECRET: &str = "bad_secret";
+    pub const CLIENT_ID_MISMATCH: &str = "client_id_mismatch";
+    pub const NO_CREDENTIALS: &str = "no_credentials";
+    pub const BAD_WILL: &str = "bad_will";
+}
+
+/// All metric handles. Cloning is cheap (handles share their values).
+#[derive(Clone)]
+pub struct Metrics {
+    pub room_occupancy: Family<RoomLabels, Gauge>,
+    pub room_capacity: Family<RoomLabels, Gauge>,
+    pub building_occupancy: Family<BuildingLabels, Gauge>,
+    pub occupancy_clamped: Family<RoomLabels, Counter>,
+    pub messages: Family<OutcomeLabels, Counter>,
+    pub rejected: Family<ReasonLabels, Counter>,
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    pub subscribe_refused: Counter,
+    pub sensor_last_seen: Family<SensorLabels, Gauge>,
+    pub sensor_online: Family<SensorLabels, Gauge>,
+    pub sensor_seq_gaps: Family<SensorLabels, Counter>,
+    pub processing_latency: Histogram,
+    pub mqtt_connections: Gauge,
+    pub rows_written: Family<TableLabels, Counter>,
+    pub flush_failures: Family<TableLabels, Counter>,
+    pub processor_queue: Gauge,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them.
+    pub fn new(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            room_occupancy: Family::default(),
+            room_capacity: Family::default(),
+            building_occupancy: Family::default(),
+            occupancy_clamped: Family::default(),
+            messages: Family::default(),
+            rejected: Family::default(),
+            auth_failures: Family::default(),
+            subscribe_refused: Counter::default(),
+            sensor_last_seen: Family::default(),
+            sensor_online: Family::default(),
+            sensor_seq_gaps: Family::default(),
+            processing_latency: Histogram::new(
+                [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            ),
+            mqtt_connections: Gauge::default(),
+            rows_written: Family::default(),
+            flush_failures: Family::default(),
+            processor_queue: Gauge::default(),
+        };
+        let r = registry;
+        r.register("tellijn_room_occupancy", "People in a room now", m.room_occupancy.clone());
+        r.register("tellijn_room_capacity", "Seats or places in a room, from the config", m.room_capacity.clone());
+        r.register("tellijn_building_occupancy", "People in a building now", m.building_occupancy.clone());
+        r.register(
+            "tellijn_occupancy_clamped",
+            "People subtracted below zero and clamped away (miscounts)",
+            m.occupancy_clamped.clone(),
+        );
+        r.register("tellijn_messages", "Count messages by outcome", m.messages.clone());
+        r.register(
+            "tellijn_rejected_messages",
+            "Publishes refused by the payload gate, by reason",
+            m.rejected.clone(),
+        );
+        r.register("tellijn_auth_failures", "MQTT connections refused, by reason", m.auth_failures.clone());
+        r.register("tellijn_subscribe_refused", "MQTT subscriptions refused by the ACL", m.subscribe_refused.clone());
+        r.register(
+            "tellijn_sensor_last_seen_timestamp_seconds",
+            "When a sensor's last accepted message arrived (Unix seconds)",
+            m.sensor_last_seen.clone(),
+        );
+        r.register("tellijn_sensor_online", "1 while a sensor is connected", m.sensor_online.clone());
+        r.register("tellijn_sensor_seq_gaps", "Missing sequence numbers seen per sensor", m.sensor_seq_gaps.clone());
+        r.register(
+            "tellijn_processing_latency_seconds",
+            "Broker receipt to occupancy update",
+            m.processing_latency.clone(),
+        );
+        r.register("tellijn_mqtt_connections", "Open MQTT connections", m.mqtt_connections.clone());
+        r.register("tellijn_parquet_rows_written", "Rows written to Parquet history", m.rows_written.clone());
+        r.register("tellijn_flush_failures", "Failed Parquet flushes (retried)", m.flush_failures.clone());
+        r.register(
+            "tellijn_processor_queue_depth",
+            "Accepted messages waiting for the processors",
+            m.processor_queue.clone(),
+        );
+        m
+    }
+
+    /// Pre-creates every labelled series the config implies, so dashboards see zeros, not gaps.
+    pub fn seed(&self, campus: &Campus) {
+        for r in &campus.rooms {
+            let l = RoomLabels { room: r.id.clone(), building: r.building.clone() };
+            self.room_capacity.get_or_create(&l).set(r.capacity as i64);
+            let _ = self.room_occupancy.get_or_create(&l);
+            let _ = self.occupancy_clamped.get_or_create(&l);
+        }
+        for b in &campus.buildings {
+            let _ = self.building_occupancy.get_or_create(&BuildingLabels { building: b.id.clone() });
+        }
+        for s in &campus.sensors {
+            let l = SensorLabels { sensor: s.id.clone() };
+            let _ = self.sensor_online.get_or_create(&l);
+            let _ = self.sensor_seq_gaps.get_or_create(&l);
+        }
+        for o in [outcome::ACCEPTED, outcome::REJECTED, outcome::DUPLICATE, outcome::LATE] {
+            let _ = self.messages.get_or_create(&OutcomeLabels { outcome: o });
+        }
+        for r in tellijn_wire::Reason::ALL {
+            let _ = self.rejected.get_or_create(&ReasonLabels { reason: r.as_str() });
+        }
+        for r in [
+            auth_reason::UNKNOWN_USER,
+            auth_reason::BAD_SECRET,
+            auth_reason::CLIENT_ID_MISMATCH,
+            auth_reason::NO_CREDENTIALS,
+            auth_reason::BAD_WILL,
+        ] {
+            let _ = self.auth_failures.get_or_create(&ReasonLabels { reason: r });
+        }
+    }
+
+    /// Counts a refused publish under its reason and as a rejected message.
+    pub fn reject(&self, reason: tellijn_wire::Reason) {
+        self.rejected.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+        self.messages.get_or_create(&OutcomeLabels { outcome: outcome::REJECTED }).inc();
+    }
+
+    /// Counts a message outcome.
+    pub fn outcome(&self, outcome: &'static str) {
+        self.messages.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}

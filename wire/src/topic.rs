@@ -1,0 +1,75 @@
+//! Topic names of the contract. All live under `tellijn/v1/`.
+
+/// Prefix of every Tellijn topic.
+pub const PREFIX: &str = "tellijn/v1/";
+
+/// The kinds of per-sensor topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensorTopic {
+    Counts,
+    Status,
+    Ack,
+}
+
+impl SensorTopic {
+    fn suffix(self) -> &'static str {
+        match self {
+            SensorTopic::Counts => "counts",
+            SensorTopic::Status => "status",
+            SensorTopic::Ack => "ack",
+        }
+    }
+}
+
+/// `tellijn/v1/sensors/{sensor}/{kind}`.
+pub fn sensor(sensor: &str, kind: SensorTopic) -> String {
+    format!("{PREFIX}sensors/{sensor}/{}", kind.suffix())
+}
+
+/// `tellijn/v1/rooms/{room}/occupancy`.
+pub fn room_occupancy(room: &str) -> String {
+    format!("{PREFIX}rooms/{room}/occupancy")
+}
+
+/// `tellijn/v1/rooms/{room}/state`.
+pub fn room_state(room: &str) -> String {
+    format!("{PREFIX}rooms/{room}/state")
+}
+
+/// `tellijn/v1/buildings/{building}/occupancy`.
+pub fn building_occupancy(building: &str) -> String {
+    format!("{PREFIX}buildings/{building}/occupancy")
+}
+
+/// Splits `tellijn/v1/sensors/{sensor}/{kind}`; `None` for any other topic.
+pub fn parse_sensor(topic: &str) -> Option<(&str, SensorTopic)> {
+    let rest = topic.strip_prefix(PREFIX)?.strip_prefix("sensors/")?;
+    let (id, kind) = rest.split_once('/')?;
+    if !crate::is_valid_id(id) {
+        return None;
+    }
+    let kind = match kind {
+        "counts" => SensorTopic::Counts,
+        "status" => SensorTopic::Status,
+        "ack" => SensorTopic::Ack,
+        _ => return None,
+    };
+    Some((id, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensor_topics_round_trip() {
+        for k in [SensorTopic::Counts, SensorTopic::Status, SensorTopic::Ack] {
+            assert_eq!(parse_sensor(&sensor("lib-1", k)), Some(("lib-1", k)));
+        }
+        assert_eq!(parse_sensor("tellijn/v1/sensors/lib-1/counts/x"), None);
+        assert_eq!(parse_sensor("tellijn/v1/sensors/+/counts"), None);
+        assert_eq!(parse_sensor("tellijn/v1/sensors/#"), None);
+        assert_eq!(parse_sensor("tellijn/v1/rooms/a/state"), None);
+        assert_eq!(parse_sensor("other/sensors/a/counts"), None);
+    }
+}

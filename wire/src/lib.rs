@@ -10,18 +10,21 @@
 //! - [`status`]: the sensor status message (`online`, `since`, `queue`, …), parsed just as
 //!   strictly, so that nothing but counts and a few health figures can leave a sensor.
 //! - [`reason`]: the closed set of rejection reasons, used as metric labels and audit fields.
+//! - [`event`]: what the broker hands the processors once a message passed the gate.
 //! - [`clock`]: the clock all timestamps are read from (real, or accelerated in the demo).
 //!
 //! This crate has no heavy dependencies: the sensor agent links it.
 
 pub mod clock;
 pub mod count;
+pub mod event;
 mod fields;
 pub mod reason;
 pub mod status;
 pub mod topic;
 
 pub use clock::Clock;
+pub use event::SensorEvent;
 pub use count::{CountMessage, Directory, LineCount, ZoneCount, MAX_PAYLOAD};
 pub use reason::Reason;
 pub use status::StatusMessage;

@@ -1,0 +1,386 @@
+//! The gate: who may connect, what they may subscribe to, and which publishes are admitted.
+//!
+//! Pure Tellijn policy with no broker types in it, so the MQTT broker underneath stays
+//! replaceable and every rule is unit-tested here. [`crate::hooks`] adapts it to rmqtt.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tellijn_config::metrics::auth_reason;
+use tellijn_config::Campus;
+use tellijn_wire::topic::{self, SensorTopic};
+use tellijn_wire::{CountMessage, Directory, Reason, StatusMessage};
+
+/// Who a connected client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A sensor agent, authenticated by its secret.
+    Sensor(String),
+    /// A named MQTT reader (building automation) from `[[mqtt_readers]]`.
+    Reader(String),
+    /// A client without credentials, allowed only where `anonymous_read` says so.
+    Anonymous,
+}
+
+/// A CONNECT's last will, as the gate sees it.
+pub struct Will<'a> {
+    pub topic: &'a str,
+    pub payload: &'a [u8],
+}
+
+/// A CONNECT the gate refused, with the metric label for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthRefusal(pub &'static str);
+
+/// A publish the gate admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    Count(CountMessage),
+    Status(StatusMessage),
+}
+
+struct SensorEntry {
+    secret_hash: String,
+    lines: BTreeSet<String>,
+    zones: BTreeSet<String>,
+}
+
+struct ReaderEntry {
+    password_hash: String,
+    filters: Vec<String>,
+}
+
+/// The access policy, built once from the campus config.
+pub struct Policy {
+    sensors: HashMap<String, SensorEntry>,
+    readers: BTreeMap<String, ReaderEntry>,
+    anonymous: Vec<String>,
+    /// SHA-256 of secrets already verified against their argon2id hash, so a reconnect does
+    /// not cost another deliberately slow hash. Never holds a secret itself.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+impl Directory for Policy {
+    fn has_line(&self, sensor: &str, line: &str) -> bool {
+        self.sensors.get(sensor).is_some_and(|s| s.lines.contains(line))
+    }
+    fn has_zone(&self, sensor: &str, zone: &str) -> bool {
+        self.sensors.get(sensor).is_some_and(|s| s.zones.contains(zone))
+    }
+}
+
+impl Policy {
+    /// Builds the policy from a validated config.
+    pub fn new(campus: &Campus) -> Policy {
+        let sensors = campus
+            .sensors
+            .iter()
+            .map(|s| {
+                let entry = SensorEntry {
+                    secret_hash: s.secret_hash.clone(),
+                    lines: s.lines.iter().map(|l| l.line.clone()).collect(),
+                    zones: s.zones.iter().map(|z| z.zone.clone()).collect(),
+                };
+                (s.id.clone(), entry)
+            })
+            .collect();
+        let readers = campus
+            .mqtt_readers
+            .iter()
+            .map(|r| {
+                let entry = ReaderEntry { password_hash: r.password_hash.clone(), filters: r.topics.clone() };
+                (r.name.clone(), entry)
+            })
+            .collect();
+        Policy {
+            sensors,
+            readers,
+            anonymous: campus.server.anonymous_read.clone(),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Decides a CONNECT. Blocking (argon2id): call it off the async threads.
+    pub fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        will: Option<Will<'_>>,
+    ) -> Result<Identity, AuthRefusal> {
+        let identity = match username {
+            None => {
+                if self.anonymous.is_empty() || password.is_some() {
+                    return Err(AuthRefusal(auth_reason::NO_CREDENTIALS));
+                }
+                Identity::Anonymous
+            }
+            Some(user) => {
+                let password = password.ok_or(AuthRefusal(auth_reason::BAD_SECRET))?;
+                if let Some(sensor) = self.sensors.get(user) {
+                    if client_id != user {
+                        return Err(AuthRefusal(auth_reason::CLIENT_ID_MISMATCH));
+                    }
+                    self.verify(user, &sensor.secret_hash, password)?;
+                    Identity::Sensor(user.to_owned())
+                } else if let Some(reader) = self.readers.get(user) {
+                    self.verify(user, &reader.password_hash, password)?;
+                    Identity::Reader(user.to_owned())
+                } else {
+                    return Err(AuthRefusal(auth_reason::UNKNOWN_USER));
+                }
+            }
+        };
+        // Only a sensor may hold a sensor's client id: another client taking it would
+        // disconnect the sensor (MQTT session takeover).
+        if !matches!(identity, Identity::Sensor(_)) && self.sensors.contains_key(client_id) {
+            return Err(AuthRefusal(auth_reason::CLIENT_ID_MISMATCH));
+        }
+        if let Some(will) = will {
+            let ok = match &identity {
+                Identity::Sensor(id) => {
+                    will.topic == topic::sensor(id, SensorTopic::Status)
+                        && StatusMessage::parse(will.payload).is_ok_and(|s| !s.online)
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(AuthRefusal(auth_reason::BAD_WILL));
+            }
+        }
+        Ok(identity)
+    }
+
+    fn verify(&self, user: &str, hash: &str, password: &[u8]) -> Result<(), AuthRefusal> {
+        let digest: [u8; 32] = Sha256::digest(password).into();
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.get(user) == Some(&digest) {
+            return Ok(());
+        }
+        drop(cache);
+        let parsed = PasswordHash::new(hash).map_err(|_| AuthRefusal(auth_reason::BAD_SECRET))?;
+        Argon2::default()
+            .verify_password(password, &parsed)
+            .map_err(|_| AuthRefusal(auth_reason::BAD_SECRET))?;
+        cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(user.to_owned(), digest);
+        Ok(())
+    }
+
+    /// May this client subscribe to this topic filter?
+    pub fn may_subscribe(&self, who: &Identity, filter: &str) -> bool {
+        match who {
+            Identity::Sensor(id) => filter == topic::sensor(id, SensorTopic::Ack),
+            Identity::Reader(name) => self
+                .readers
+                .get(name)
+                .is_some_and(|r| r.filters.iter().any(|allowed| filter_within(filter, allowed))),
+            Identity::Anonymous => self.anonymous.iter().any(|allowed| filter_within(filter, allowed)),
+        }
+    }
+
+    /// Admits or refuses a publish. Nothing refused here reaches a subscriber.
+    pub fn check_publish(
+        &self,
+        who: &Identity,
+        topic_name: &str,
+        payload: &[u8],
+        retain: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Admitted, Reason> {
+        let Identity::Sensor(id) = who else {
+            return Err(Reason::BadTopic);
+        };
+        match topic::parse_sensor(topic_name) {
+            Some((sensor, SensorTopic::Counts)) if sensor == id => {
+                if retain {
+                    return Err(Reason::BadRetain);
+                }
+                CountMessage::check(payload, id, self, now).map(Admitted::Count)
+            }
+            Some((sensor, SensorTopic::Status)) if sensor == id => {
+                StatusMessage::parse(payload).map(Admitted::Status)
+            }
+            _ => Err(Reason::BadTopic),
+        }
+    }
+
+    /// Is this client id a configured sensor?
+    pub fn is_sensor(&self, id: &str) -> bool {
+        self.sensors.contains_key(id)
+    }
+}
+
+/// Is every topic matched by `filter` also matched by `allowed`?
+pub fn filter_within(filter: &str, allowed: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut a = allowed.split('/');
+    loop {
+        match (f.next(), a.next()) {
+            (_, Some("#")) => return true,
+            (None, None) => return true,
+            (Some(fl), Some("+")) => {
+                if fl == "#" {
+                    return false;
+                }
+            }
+            (Some(fl), Some(al)) => {
+                if fl != al || fl == "#" || fl == "+" {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+
+    fn hash(secret: &str) -> String {
+        let salt = SaltString::generate(&mut OsRng);
+        let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+        Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(secret.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    fn policy() -> Policy {
+        let text = format!(
+            r#"
+[server]
+anonymous_read = ["tellijn/v1/rooms/#"]
+[[mqtt_readers]]
+name = "hvac"
+password_hash = "{}"
+topics = ["tellijn/v1/rooms/+/state"]
+[[buildings]]
+id = "lib"
+name = "Library"
+[[rooms]]
+id = "r1"
+building = "lib"
+name = "Room"
+kind = "study"
+capacity = 10
+[[sensors]]
+id = "s1"
+secret_hash = "{}"
+lines = [{{ line = "main", into = "r1" }}]
+[[sensors]]
+id = "s2"
+secret_hash = "{}"
+zones = [{{ zone = "seats", room = "r1" }}]
+"#,
+            hash("hvac-pw"),
+            hash("s1-secret"),
+            hash("s2-secret")
+        );
+        Policy::new(&Campus::parse(&text, "test.toml").unwrap())
+    }
+
+    #[test]
+    fn authentication() {
+        let p = policy();
+        assert_eq!(p.authenticate("s1", Some("s1"), Some(b"s1-secret"), None), Ok(Identity::Sensor("s1".into())));
+        // Cached the second time, same answer.
+        assert_eq!(p.authenticate("s1", Some("s1"), Some(b"s1-secret"), None), Ok(Identity::Sensor("s1".into())));
+        let refused = |c, u, pw: Option<&[u8]>| p.authenticate(c, u, pw, None).unwrap_err().0;
+        assert_eq!(refused("s1", Some("s1"), Some(b"wrong")), auth_reason::BAD_SECRET);
+        assert_eq!(refused("s1", Some("s1"), None), auth_reason::BAD_SECRET);
+        assert_eq!(refused("x", Some("s1"), Some(b"s1-secret")), auth_reason::CLIENT_ID_MISMATCH);
+        assert_eq!(refused("s1", Some("s2"), Some(b"s2-secret")), auth_reason::CLIENT_ID_MISMATCH);
+        assert_eq!(refused("ghost", Some("ghost"), Some(b"x")), auth_reason::UNKNOWN_USER);
+        // Anonymous and readers may not take a sensor's client id.
+        assert_eq!(refused("s1", None, None), auth_reason::CLIENT_ID_MISMATCH);
+        assert_eq!(refused("s1", Some("hvac"), Some(b"hvac-pw")), auth_reason::CLIENT_ID_MISMATCH);
+        assert_eq!(p.authenticate("viewer", None, None, None), Ok(Identity::Anonymous));
+        assert_eq!(p.authenticate("bms", Some("hvac"), Some(b"hvac-pw"), None), Ok(Identity::Reader("hvac".into())));
+    }
+
+    #[test]
+    fn wills_must_be_own_offline_status() {
+        let p = policy();
+        let will = |topic, payload| Some(Will { topic, payload });
+        let ok = p.authenticate("s1", Some("s1"), Some(b"s1-secret"), will("tellijn/v1/sensors/s1/status", br#"{"online":false}"#));
+        assert!(ok.is_ok());
+        for (t, payload) in [
+            ("tellijn/v1/sensors/s1/counts", &br#"{"online":false}"#[..]),
+            ("tellijn/v1/sensors/s2/status", br#"{"online":false}"#),
+            ("tellijn/v1/rooms/r1/state", br#""vacant""#),
+            ("tellijn/v1/sensors/s1/status", b"\x89PNG garbage"),
+            ("tellijn/v1/sensors/s1/status", br#"{"online":true}"#),
+        ] {
+            let r = p.authenticate("s1", Some("s1"), Some(b"s1-secret"), will(t, payload));
+            assert_eq!(r, Err(AuthRefusal(auth_reason::BAD_WILL)), "{t}");
+        }
+        assert_eq!(
+            p.authenticate("v", None, None, will("tellijn/v1/rooms/r1/state", b"x")),
+            Err(AuthRefusal(auth_reason::BAD_WILL))
+        );
+    }
+
+    #[test]
+    fn subscriptions() {
+        let p = policy();
+        let s1 = Identity::Sensor("s1".into());
+        assert!(p.may_subscribe(&s1, "tellijn/v1/sensors/s1/ack"));
+        assert!(!p.may_subscribe(&s1, "tellijn/v1/sensors/s2/ack"));
+        assert!(!p.may_subscribe(&s1, "tellijn/v1/sensors/+/ack"));
+        assert!(!p.may_subscribe(&s1, "#"));
+        let anon = Identity::Anonymous;
+        assert!(p.may_subscribe(&anon, "tellijn/v1/rooms/#"));
+        assert!(p.may_subscribe(&anon, "tellijn/v1/rooms/r1/occupancy"));
+        assert!(!p.may_subscribe(&anon, "tellijn/v1/#"));
+        assert!(!p.may_subscribe(&anon, "#"));
+        assert!(!p.may_subscribe(&anon, "tellijn/v1/sensors/s1/counts"));
+        assert!(!p.may_subscribe(&anon, "tellijn/v1/buildings/lib/occupancy"));
+        let hvac = Identity::Reader("hvac".into());
+        assert!(p.may_subscribe(&hvac, "tellijn/v1/rooms/r1/state"));
+        assert!(p.may_subscribe(&hvac, "tellijn/v1/rooms/+/state"));
+        assert!(!p.may_subscribe(&hvac, "tellijn/v1/rooms/r1/occupancy"));
+        assert!(!p.may_subscribe(&hvac, "tellijn/v1/rooms/#"));
+    }
+
+    #[test]
+    fn publishes() {
+        let p = policy();
+        let now: DateTime<Utc> = "2026-11-22T10:16:00Z".parse().unwrap();
+        let s1 = Identity::Sensor("s1".into());
+        let good = br#"{"v":1,"sensor":"s1","line":"main","seq":1,"start":"2026-11-22T10:15:00Z","end":"2026-11-22T10:15:01Z","in":3,"out":1}"#;
+        let counts = "tellijn/v1/sensors/s1/counts";
+        assert!(matches!(p.check_publish(&s1, counts, good, false, now), Ok(Admitted::Count(_))));
+        assert_eq!(p.check_publish(&s1, counts, good, true, now), Err(Reason::BadRetain));
+        assert_eq!(p.check_publish(&s1, counts, b"garbage", false, now), Err(Reason::NotJson));
+        assert_eq!(p.check_publish(&s1, "tellijn/v1/sensors/s2/counts", good, false, now), Err(Reason::BadTopic));
+        assert_eq!(p.check_publish(&s1, "tellijn/v1/rooms/r1/state", b"\"vacant\"", true, now), Err(Reason::BadTopic));
+        assert_eq!(p.check_publish(&s1, "tellijn/v1/sensors/s1/ack", b"{\"seq\":9}", true, now), Err(Reason::BadTopic));
+        let other = String::from_utf8_lossy(good).replace("\"s1\"", "\"s2\"");
+        assert_eq!(p.check_publish(&s1, counts, other.as_bytes(), false, now), Err(Reason::SensorMismatch));
+        let status = "tellijn/v1/sensors/s1/status";
+        assert!(matches!(p.check_publish(&s1, status, br#"{"online":true}"#, true, now), Ok(Admitted::Status(_))));
+        assert_eq!(p.check_publish(&s1, status, br#"{"online":true,"img":1}"#, true, now), Err(Reason::UnknownField));
+        assert_eq!(p.check_publish(&Identity::Anonymous, counts, good, false, now), Err(Reason::BadTopic));
+        assert_eq!(p.check_publish(&Identity::Reader("hvac".into()), "tellijn/v1/rooms/r1/state", b"x", true, now), Err(Reason::BadTopic));
+    }
+
+    #[test]
+    fn filter_containment() {
+        assert!(filter_within("a/b/c", "a/#"));
+        assert!(filter_within("a/#", "a/#"));
+        assert!(filter_within("a/+/c", "a/#"));
+        assert!(filter_within("a/x/c", "a/+/c"));
+        assert!(filter_within("a/+/c", "a/+/c"));
+        assert!(!filter_within("a/#", "a/+/c"));
+        assert!(!filter_within("a/+/c", "a/x/c"));
+        assert!(!filter_within("a", "a/+"));
+        assert!(!filter_within("a/b/c", "a/+"));
+        assert!(!filter_within("#", "a/#"));
+    }
+}

@@ -1,0 +1,172 @@
+//! rmqtt hooks that put the [`gate`](crate::gate) in the path of every CONNECT, SUBSCRIBE and
+//! PUBLISH.
+//!
+//! - `ClientAuthenticate`: credentials, client id and the last will (rmqtt publishes a will
+//!   without the publish ACL, so it is checked here and a bad one refuses the CONNECT).
+//! - `ClientSubscribeCheckAcl`: the topic filter.
+//! - `MessagePublishCheckAcl`: topic and payload; an admitted message is handed to the
+//!   processors *before* the PUBACK, through a bounded channel, so a slow processor slows its
+//!   publishers instead of growing memory.
+//!
+//! The listener is built with `allow_anonymous(false)` and nobody is a superuser, so rmqtt
+//! calls these hooks for every client and anonymity stays a decision of the gate.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use rmqtt::codec::types::MQTT_LEVEL_5;
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
+use rmqtt::session::Session;
+use rmqtt::types::{AuthResult, ConnectInfo, LastWill, PublishAclResult, SubscribeAclResult};
+use tellijn_config::metrics::ReasonLabels;
+use tellijn_config::{AuditEvent, AuditLog, Metrics};
+use tellijn_wire::{Clock, SensorEvent};
+use tokio::sync::mpsc;
+
+use crate::gate::{Admitted, AuthRefusal, Identity, Policy, Will};
+
+/// Everything the hooks need; one instance serves all hook types.
+pub(crate) struct GateHooks {
+    pub policy: Arc<Policy>,
+    pub metrics: Metrics,
+    pub audit: Arc<AuditLog>,
+    pub events: mpsc::Sender<SensorEvent>,
+    pub clock: Clock,
+}
+
+impl GateHooks {
+    fn identity(&self, s: &Session) -> Identity {
+        match &s.id.username {
+            None => Identity::Anonymous,
+            Some(u) if self.policy.is_sensor(u) => Identity::Sensor(u.to_string()),
+            Some(u) => Identity::Reader(u.to_string()),
+        }
+    }
+
+    fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.audit.record(event) {
+            tracing::error!("{e}");
+        }
+    }
+
+    async fn authenticate(&self, info: &ConnectInfo) -> ReturnType {
+        let client_id = info.id().client_id.to_string();
+        let username = info.username().map(|u| u.to_string());
+        let password = info.password().map(|p| p.to_vec());
+        let will = info.last_will().map(|w| match w {
+            LastWill::V3(w) => (w.topic.to_string(), w.message.to_vec()),
+            LastWill::V5(w) => (w.topic.to_string(), w.message.to_vec()),
+        });
+        let policy = self.policy.clone();
+        let (cid, user) = (client_id.clone(), username.clone());
+        // argon2id is deliberately slow: keep it off the async worker threads.
+        let decided = tokio::task::spawn_blocking(move || {
+            let will = will.as_ref().map(|(topic, payload)| Will { topic, payload });
+            policy.authenticate(&cid, user.as_deref(), password.as_deref(), will)
+        })
+        .await
+        .unwrap_or(Err(AuthRefusal(tellijn_config::metrics::auth_reason::BAD_SECRET)));
+        match decided {
+            Ok(_) => (false, Some(HookResult::AuthResult(AuthResult::Allow(false, None)))),
+            Err(AuthRefusal(reason)) => {
+                self.metrics.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+                tracing::warn!(client = %client_id, reason, "Refused an MQTT connection.");
+                self.audit(AuditEvent::AuthFailure { client: client_id, username, reason });
+                let result = if reason == tellijn_config::metrics::auth_reason::BAD_SECRET
+                    || reason == tellijn_config::metrics::auth_reason::UNKNOWN_USER
+                {
+                    AuthResult::BadUsernameOrPassword
+                } else {
+                    AuthResult::NotAuthorized
+                };
+                (false, Some(HookResult::AuthResult(result)))
+            }
+        }
+    }
+
+    async fn publish(&self, s: &Session, p: &rmqtt::types::Publish) -> ReturnType {
+        let at = Instant::now();
+        let who = self.identity(s);
+        let received = self.clock.now();
+        match self.policy.check_publish(&who, &p.topic, &p.payload, p.retain, received) {
+            Ok(admitted) => {
+                let event = match admitted {
+                    Admitted::Count(msg) => SensorEvent::Count { msg, received, at },
+                    Admitted::Status(status) => {
+                        SensorEvent::Status { sensor: s.id.client_id.to_string(), status }
+                    }
+                };
+                self.metrics.processor_queue.inc();
+                if self.events.send(event).await.is_err() {
+                    // The processors are gone (shutting down): do not PUBACK what nobody stores.
+                    self.metrics.processor_queue.dec();
+                    let r = PublishAclResult::rejected(true, Some("server shutting down".into()));
+                    return (false, Some(HookResult::PublishAclResult(r)));
+                }
+                (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())))
+            }
+            Err(reason) => {
+                self.metrics.reject(reason);
+                let client = s.id.client_id.to_string();
+                tracing::warn!(client = %client, topic = %p.topic, reason = reason.as_str(), "Refused a publish.");
+                self.audit(AuditEvent::publish_refused(&client, &p.topic, reason.as_str(), &p.payload));
+                // MQTT 3.1.1 has no negative PUBACK: a refused QoS 1 publish would look
+                // delivered, so the connection is closed instead. MQTT 5 gets reason 0x87.
+                let v5 = s.protocol().await.is_ok_and(|v| v == MQTT_LEVEL_5);
+                let r = PublishAclResult::rejected(!v5, Some(reason.as_str().into()));
+                (false, Some(HookResult::PublishAclResult(r)))
+            }
+        }
+    }
+
+    fn subscribe(&self, s: &Session, sub: &rmqtt::types::Subscribe) -> ReturnType {
+        let who = self.identity(s);
+        if self.policy.may_subscribe(&who, &sub.topic_filter) {
+            let ok = SubscribeAclResult::new_success(sub.opts.qos(), None);
+            return (false, Some(HookResult::SubscribeAclResult(ok)));
+        }
+        self.metrics.subscribe_refused.inc();
+        let client = s.id.client_id.to_string();
+        tracing::warn!(client = %client, filter = %sub.topic_filter, "Refused a subscription.");
+        self.audit(AuditEvent::SubscribeRefused { client, filter: sub.topic_filter.chars().take(256).collect() });
+        let no = SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized);
+        (false, Some(HookResult::SubscribeAclResult(no)))
+    }
+
+    async fn connection(&self, s: &Session, up: bool) {
+        if up {
+            self.metrics.mqtt_connections.inc();
+        } else {
+            self.metrics.mqtt_connections.dec();
+        }
+        if let Identity::Sensor(sensor) = self.identity(s) {
+            let event = if up { SensorEvent::Connected { sensor } } else { SensorEvent::Disconnected { sensor } };
+            let _ = self.events.send(event).await;
+        }
+    }
+}
+
+/// The rmqtt handler: one per hook type, all sharing [`GateHooks`].
+pub(crate) struct Hook(pub Arc<GateHooks>);
+
+#[async_trait]
+impl Handler for Hook {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(info) => self.0.authenticate(info).await,
+            Parameter::MessagePublishCheckAcl(s, p) => self.0.publish(s, p).await,
+            Parameter::ClientSubscribeCheckAcl(s, sub) => self.0.subscribe(s, sub),
+            Parameter::ClientConnected(s) => {
+                self.0.connection(s, true).await;
+                (true, acc)
+            }
+            Parameter::ClientDisconnected(s, _) => {
+                self.0.connection(s, false).await;
+                (true, acc)
+            }
+            _ => (true, acc),
+        }
+    }
+}

@@ -1,1 +1,348 @@
-//! stub
+//! # Tellijn processors
+//!
+//! Turn admitted sensor events into occupancy, retained topics and Parquet history.
+//!
+//! # Layout
+//! Data meets these parts in this order:
+//! - [`dedup`]: drops a `(sensor, seq)` seen before, counts gaps.
+//! - [`occupancy`]: the pure engine — rooms and buildings from line and zone messages.
+//! - [`Processors::run`]: publishes changed room and building occupancy and room state as
+//!   retained [`Output`]s, and updates the metrics.
+//! - [`parquet_sink`]: buffers accepted messages and writes them every `flush_interval` and on
+//!   shutdown, in the tables of [`schema`].
+//!
+//! State: the dedup sets and the occupancy counts are saved to `{data}/state/processors.json`
+//! after every successful flush and loaded at start, so a graceful restart resumes where it
+//! stopped. A crash loses what was buffered since the last flush; until the agent outbox and
+//! ack watermark land, those messages are not resent.
+
+pub mod dedup;
+pub mod occupancy;
+pub mod parquet_sink;
+pub mod schema;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tellijn_config::metrics::{outcome, BuildingLabels, RoomLabels, SensorLabels, TableLabels};
+use tellijn_config::{Campus, Metrics};
+use tellijn_wire::count::rfc3339;
+use tellijn_wire::{topic, Clock, CountMessage, SensorEvent};
+use tokio::sync::mpsc;
+
+use dedup::{Dedup, Seen};
+use occupancy::Engine;
+use parquet_sink::Buffer;
+
+/// A retained message for the broker to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// Errors of the processors.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("cannot read the processor state {path}: {source}; move it aside to start from empty counts")]
+    State { path: PathBuf, source: std::io::Error },
+    #[error("the processor state {path} is corrupt ({source}); move it aside to start from empty counts")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Sink(#[from] parquet_sink::SinkError),
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Saved {
+    dedup: Dedup,
+    occupancy: occupancy::State,
+}
+
+#[derive(Serialize)]
+struct OccupancyPayload<'a> {
+    room: &'a str,
+    building: &'a str,
+    occupancy: u64,
+    capacity: u32,
+    ts: String,
+}
+
+#[derive(Serialize)]
+struct BuildingPayload<'a> {
+    building: &'a str,
+    occupancy: u64,
+    capacity: u64,
+    ts: String,
+}
+
+/// The stream processors.
+pub struct Processors {
+    campus: Arc<Campus>,
+    data_dir: PathBuf,
+    metrics: Metrics,
+    clock: Clock,
+    engine: Engine,
+    dedup: Dedup,
+    buffer: Buffer,
+    published: BTreeMap<String, Vec<u8>>,
+}
+
+/// What a run processed, for the demo's summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+impl Processors {
+    /// Loads saved state from `{data}/state/` if there is any.
+    pub fn open(campus: Arc<Campus>, data_dir: &Path, metrics: Metrics, clock: Clock) -> Result<Self, ProcessorError> {
+        let path = state_path(data_dir);
+        let saved = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ProcessorError::Corrupt { path, source })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
+            Err(source) => return Err(ProcessorError::State { path, source }),
+        };
+        let mut engine = Engine::new(&campus);
+        engine.state = saved.occupancy;
+        Ok(Processors {
+            campus,
+            data_dir: data_dir.to_path_buf(),
+            metrics,
+            clock,
+            engine,
+            dedup: saved.dedup,
+            buffer: Buffer::default(),
+            published: BTreeMap::new(),
+        })
+    }
+
+    /// Retained topics for every room and building, from the current state: published before
+    /// any sensor connects, so subscribers see correct values after a restart.
+    pub fn initial_outputs(&mut self) -> Vec<Output> {
+        let rooms: BTreeSet<String> = self.campus.rooms.iter().map(|r| r.id.clone()).collect();
+        let buildings: BTreeSet<String> = self.campus.buildings.iter().map(|b| b.id.clone()).collect();
+        self.outputs(&rooms, &buildings)
+    }
+
+    fn outputs(&mut self, rooms: &BTreeSet<String>, buildings: &BTreeSet<String>) -> Vec<Output> {
+        let ts = rfc3339(self.clock.now());
+        let mut out = Vec::new();
+        let campus = self.campus.clone();
+        for room in rooms {
+            let Some(r) = campus.room(room) else { continue };
+            let n = self.engine.room(room);
+            let labels = RoomLabels { room: r.id.clone(), building: r.building.clone() };
+            self.metrics.room_occupancy.get_or_create(&labels).set(n as i64);
+            let payload = OccupancyPayload { room, building: &r.building, occupancy: n, capacity: r.capacity, ts: ts.clone() };
+            let state: &[u8] = if n > 0 { b"\"occupied\"" } else { b"\"vacant\"" };
+            self.push_if_changed(&mut out, topic::room_occupancy(room), &payload, n);
+            self.push_raw_if_changed(&mut out, topic::room_state(room), state.to_vec());
+        }
+        for b in buildings {
+            let n = self.engine.building(b);
+            self.metrics.building_occupancy.get_or_create(&BuildingLabels { building: b.clone() }).set(n as i64);
+            let capacity = campus.rooms.iter().filter(|r| &r.building == b).map(|r| r.capacity as u64).sum();
+            let payload = BuildingPayload { building: b, occupancy: n, capacity, ts: ts.clone() };
+            self.push_if_changed(&mut out, topic::building_occupancy(b), &payload, n);
+        }
+        out
+    }
+
+    /// Publishes occupancy payloads only when the number changed (the timestamp alone does not
+    /// make a change).
+    fn push_if_changed<T: Serialize>(&mut self, out: &mut Vec<Output>, topic: String, payload: &T, n: u64) {
+        let key = n.to_le_bytes().to_vec();
+        if self.published.get(&topic) == Some(&key) {
+            return;
+        }
+        self.published.insert(topic.clone(), key);
+        out.push(Output { topic, payload: serde_json::to_vec(payload).unwrap_or_default() });
+    }
+
+    fn push_raw_if_changed(&mut self, out: &mut Vec<Output>, topic: String, payload: Vec<u8>) {
+        if self.published.get(&topic) == Some(&payload) {
+            return;
+        }
+        self.published.insert(topic.clone(), payload.clone());
+        out.push(Output { topic, payload });
+    }
+
+    /// Handles one event; returns the retained outputs it changed.
+    pub fn handle(&mut self, event: SensorEvent, summary: &mut Summary) -> Vec<Output> {
+        match event {
+            SensorEvent::Count { msg, received, at } => {
+                self.metrics.processor_queue.dec();
+                let sensor = SensorLabels { sensor: msg.sensor().to_owned() };
+                match self.dedup.observe(msg.sensor(), msg.seq()) {
+                    Seen::Duplicate => {
+                        self.metrics.outcome(outcome::DUPLICATE);
+                        summary.duplicates += 1;
+                        return Vec::new();
+                    }
+                    Seen::New { gap } => {
+                        if gap > 0 {
+                            self.metrics.sensor_seq_gaps.get_or_create(&sensor).inc_by(gap);
+                        }
+                    }
+                }
+                self.metrics.outcome(outcome::ACCEPTED);
+                summary.accepted += 1;
+                self.metrics.sensor_last_seen.get_or_create(&sensor).set(received.timestamp());
+                let (mut rooms, mut buildings) = (BTreeSet::new(), BTreeSet::new());
+                let mut touch = |engine: &Engine, place: &str| {
+                    if let Some(b) = engine.building_of(place) {
+                        rooms.insert(place.to_owned());
+                        buildings.insert(b.to_owned());
+                    } else {
+                        buildings.insert(place.to_owned());
+                    }
+                };
+                match &msg {
+                    CountMessage::Line(m) => {
+                        for c in self.engine.line(&m.sensor, &m.line, m.people_in, m.people_out) {
+                            if c.clamped > 0
+                                && let Some(b) = self.engine.building_of(&c.place)
+                            {
+                                let labels = RoomLabels { room: c.place.clone(), building: b.to_owned() };
+                                self.metrics.occupancy_clamped.get_or_create(&labels).inc_by(c.clamped);
+                            }
+                            touch(&self.engine, &c.place);
+                        }
+                    }
+                    CountMessage::Zone(m) => {
+                        if let Some(room) = self.engine.zone(&m.sensor, &m.zone, m.at.timestamp_micros(), m.count) {
+                            touch(&self.engine, &room);
+                        }
+                    }
+                }
+                let out = self.outputs(&rooms, &buildings);
+                match msg {
+                    CountMessage::Line(m) => self.buffer.counts.push((m, received)),
+                    CountMessage::Zone(m) => self.buffer.zones.push((m, received)),
+                }
+                self.metrics.processing_latency.observe(at.elapsed().as_secs_f64());
+                out
+            }
+            SensorEvent::Status { sensor, status } => {
+                tracing::debug!(%sensor, online = status.online, "Sensor status.");
+                Vec::new()
+            }
+            SensorEvent::Connected { sensor } => {
+                self.metrics.sensor_online.get_or_create(&SensorLabels { sensor }).set(1);
+                Vec::new()
+            }
+            SensorEvent::Disconnected { sensor } => {
+                self.metrics.sensor_online.get_or_create(&SensorLabels { sensor }).set(0);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Writes buffered messages to Parquet and saves the state. On failure the messages stay
+    /// buffered for the next attempt.
+    pub async fn flush(&mut self) -> Result<(), ProcessorError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let dir = self.data_dir.clone();
+        let saved = serde_json::to_vec(&Saved { dedup: self.dedup.clone(), occupancy: self.engine.state.clone() })
+            .unwrap_or_default();
+        let (buffer, result) = tokio::task::spawn_blocking(move || {
+            let r = buffer.flush(&dir).map_err(ProcessorError::from).and_then(|w| {
+                save_state(&dir, &saved)?;
+                Ok(w)
+            });
+            (buffer, r)
+        })
+        .await
+        .unwrap_or_else(|e| (Buffer::default(), Err(ProcessorError::State { path: state_path(&self.data_dir), source: std::io::Error::other(e) })));
+        match result {
+            Ok(w) => {
+                self.metrics.rows_written.get_or_create(&TableLabels { table: schema::COUNTS }).inc_by(w.counts as u64);
+                self.metrics.rows_written.get_or_create(&TableLabels { table: schema::ZONE_COUNTS }).inc_by(w.zones as u64);
+                tracing::debug!(counts = w.counts, zones = w.zones, "Flushed history.");
+                Ok(())
+            }
+            Err(e) => {
+                // Put back what was not written, ahead of anything newer.
+                let mut rest = buffer;
+                rest.counts.append(&mut self.buffer.counts);
+                rest.zones.append(&mut self.buffer.zones);
+                self.buffer = rest;
+                self.metrics.flush_failures.get_or_create(&TableLabels { table: schema::COUNTS }).inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs until `shutdown` resolves or the event channel closes, then drains and flushes.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SensorEvent>,
+        out: mpsc::Sender<Output>,
+        flush_every: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Summary, ProcessorError> {
+        let mut summary = Summary::default();
+        let mut tick = tokio::time::interval(flush_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                ev = events.recv() => match ev {
+                    Some(ev) => {
+                        for o in self.handle(ev, &mut summary) {
+                            let _ = out.send(o).await;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.flush().await {
+                        tracing::error!("Flushing history failed, will retry: {e}");
+                    }
+                }
+            }
+        }
+        // Refuse new publishes (the broker then withholds their PUBACK), drain what was
+        // already admitted, and write it all.
+        events.close();
+        while let Some(ev) = events.recv().await {
+            for o in self.handle(ev, &mut summary) {
+                let _ = out.send(o).await;
+            }
+        }
+        self.flush().await?;
+        Ok(summary)
+    }
+}
+
+fn state_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("state").join("processors.json")
+}
+
+fn save_state(data_dir: &Path, bytes: &[u8]) -> Result<(), ProcessorError> {
+    let path = state_path(data_dir);
+    let io = |source| ProcessorError::State { path: path.clone(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! The occupancy engine: pure arithmetic over the campus, no I/O, no clock.
+//!
+//! - A line crossing "in" moves people from the line's `from` (if any) into its `into`;
+//!   "out" moves them back. Rooms and buildings alike can be either end.
+//! - A room with zones takes its occupancy from the sum of its zones' latest readings.
+//! - A count never goes below zero: what would, is clamped and reported.
+//! - A building's occupancy comes from its entrance lines, or, when it has none, from the sum
+//!   of its rooms.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tellijn_config::Campus;
+
+/// Where a line's crossings go.
+#[derive(Debug, Clone)]
+struct LineEnds {
+    into: String,
+    from: Option<String>,
+}
+
+/// A place whose count changed, with how many people were clamped away (miscounts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub place: String,
+    pub clamped: u64,
+}
+
+/// Counts per place, derived from line and zone messages.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct State {
+    /// People per room or building, from lines.
+    pub lines: BTreeMap<String, u64>,
+    /// Latest reading per room, per zone: (time in Unix microseconds, count).
+    pub zones: BTreeMap<String, BTreeMap<String, (i64, u64)>>,
+}
+
+/// The engine: the campus layout plus the [`State`].
+pub struct Engine {
+    lines: HashMap<(String, String), LineEnds>,
+    zones: HashMap<(String, String), String>,
+    room_building: BTreeMap<String, String>,
+    rooms_with_zones: BTreeMap<String, bool>,
+    buildings_with_entrances: BTreeMap<String, bool>,
+    pub state: State,
+}
+
+impl Engine {
+    /// An engine for this campus, every count at zero.
+    pub fn new(campus: &Campus) -> Engine {
+        let mut lines = HashMap::new();
+        let mut zones = HashMap::new();
+        let mut rooms_with_zones: BTreeMap<String, bool> =
+            campus.rooms.iter().map(|r| (r.id.clone(), false)).collect();
+        let mut buildings_with_entrances: BTreeMap<String, bool> =
+            campus.buildings.iter().map(|b| (b.id.clone(), false)).collect();
+        for s in &campus.sensors {
+            for l in &s.lines {
+                for end in std::iter::once(&l.into).chain(l.from.iter()) {
+                    if let Some(b) = buildings_with_entrances.get_mut(end) {
+                        *b = true;
+                    }
+                }
+                lines.insert((s.id.clone(), l.line.clone()), LineEnds { into: l.into.clone(), from: l.from.clone() });
+            }
+            for z in &s.zones {
+                rooms_with_zones.insert(z.room.clone(), true);
+                zones.insert((s.id.clone(), z.zone.clone()), z.room.clone());
+            }
+        }
+        Engine {
+            lines,
+            zones,
+            room_building: campus.rooms.iter().map(|r| (r.id.clone(), r.building.clone())).collect(),
+            rooms_with_zones,
+            buildings_with_entrances,
+            state: State::default(),
+        }
+    }
+
+    fn add(&mut self, place: &str, delta: i64, changes: &mut Vec<Change>) {
+        if delta == 0 {
+            return;
+        }
+        let n = self.state.lines.entry(place.to_owned()).or_insert(0);
+        let want = *n as i64 + delta;
+        let clamped = if want < 0 { (-want) as u64 } else { 0 };
+        *n = want.max(0) as u64;
+        changes.push(Change { place: place.to_owned(), clamped });
+    }
+
+    /// Applies a line message; returns the places whose line count changed.
+    pub fn line(&mut self, sensor: &str, line: &str, people_in: u32, people_out: u32) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let Some(ends) = self.lines.get(&(sensor.to_owned(), line.to_owned())).cloned() else {
+            return changes;
+        };
+        let net = people_in as i64 - people_out as i64;
+        // Apply the ins before the outs so a message "3 in, 3 out" on an empty room
+        // does not clamp.
+        self.add(&ends.into, people_in as i64, &mut changes);
+        self.add(&ends.into, -(people_out as i64), &mut changes);
+        if let Some(from) = &ends.from {
+            if net < 0 {
+                self.add(from, people_out as i64, &mut changes);
+                self.add(from, -(people_in as i64), &mut changes);
+            } else {
+                self.add(from, -(people_in as i64), &mut changes);
+                self.add(from, people_out as i64, &mut changes);
+            }
+        }
+        merge(changes)
+    }
+
+    /// Applies a zone reading (older readings than the latest are ignored); returns the room.
+    pub fn zone(&mut self, sensor: &str, zone: &str, at_micros: i64, count: u32) -> Option<String> {
+        let room = self.zones.get(&(sensor.to_owned(), zone.to_owned()))?.clone();
+        let readings = self.state.zones.entry(room.clone()).or_default();
+        match readings.get(zone) {
+            Some((t, _)) if *t > at_micros => None,
+            _ => {
+                readings.insert(zone.to_owned(), (at_micros, count as u64));
+                Some(room)
+            }
+        }
+    }
+
+    /// People in a room now.
+    pub fn room(&self, room: &str) -> u64 {
+        if self.rooms_with_zones.get(room).copied().unwrap_or(false) {
+            self.state.zones.get(room).map_or(0, |z| z.values().map(|(_, c)| c).sum())
+        } else {
+            self.state.lines.get(room).copied().unwrap_or(0)
+        }
+    }
+
+    /// People in a building now.
+    pub fn building(&self, building: &str) -> u64 {
+        if self.buildings_with_entrances.get(building).copied().unwrap_or(false) {
+            self.state.lines.get(building).copied().unwrap_or(0)
+        } else {
+            self.room_building.iter().filter(|(_, b)| *b == building).map(|(r, _)| self.room(r)).sum()
+        }
+    }
+
+    /// The building a room is in.
+    pub fn building_of(&self, room: &str) -> Option<&str> {
+        self.room_building.get(room).map(String::as_str)
+    }
+
+    /// Is this id a room (rather than a building)?
+    pub fn is_room(&self, id: &str) -> bool {
+        self.room_building.contains_key(id)
+    }
+}
+
+fn merge(changes: Vec<Change>) -> Vec<Change> {
+    let mut out: Vec<Change> = Vec::new();
+    for c in changes {
+        match out.iter_mut().find(|o| o.place == c.place) {
+            Some(o) => o.clamped += c.clamped,
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+
+    fn campus() -> Campus {
+        let text = format!(
+            r#"
+[[buildings]]
+id = "lib"
+name = "Library"
+[[buildings]]
+id = "eng"
+name = "Engineering"
+[[rooms]]
+id = "hall"
+building = "lib"
+name = "Hall"
+kind = "hall"
+capacity = 100
+[[rooms]]
+id = "study"
+building = "lib"
+name = "Study"
+kind = "study"
+capacity = 50
+[[rooms]]
+id = "lab"
+building = "eng"
+name = "Lab"
+kind = "meeting"
+capacity = 20
+[[rooms]]
+id = "aula"
+building = "eng"
+name = "Aula"
+kind = "lecture-hall"
+capacity = 300
+[[sensors]]
+id = "ent"
+secret_hash = "{HASH}"
+lines = [{{ line = "main", into = "lib" }}, {{ line = "inner", into = "hall" }}]
+[[sensors]]
+id = "door-a"
+secret_hash = "{HASH}"
+lines = [{{ line = "main", into = "study", from = "hall" }}]
+[[sensors]]
+id = "door-b"
+secret_hash = "{HASH}"
+lines = [{{ line = "main", into = "study", from = "hall" }}]
+[[sensors]]
+id = "lab-door"
+secret_hash = "{HASH}"
+lines = [{{ line = "main", into = "lab" }}]
+[[sensors]]
+id = "aula-cam"
+secret_hash = "{HASH}"
+zones = [{{ zone = "left", room = "aula" }}, {{ zone = "right", room = "aula" }}]
+"#
+        );
+        Campus::parse(&text, "t").unwrap()
+    }
+
+    #[test]
+    fn lines_move_people_and_clamp() {
+        let mut e = Engine::new(&campus());
+        e.line("ent", "main", 10, 0);
+        e.line("ent", "inner", 6, 0);
+        e.line("door-a", "main", 4, 0);
+        assert_eq!((e.building("lib"), e.room("hall"), e.room("study")), (10, 2, 4));
+        let ch = e.line("lab-door", "main", 0, 3);
+        assert_eq!(ch, vec![Change { place: "lab".into(), clamped: 3 }]);
+        assert_eq!(e.room("lab"), 0);
+        // eng has no entrance lines: it is the sum of its rooms.
+        e.line("lab-door", "main", 2, 0);
+        e.zone("aula-cam", "left", 1, 40);
+        e.zone("aula-cam", "right", 1, 30);
+        assert_eq!(e.room("aula"), 70);
+        assert_eq!(e.building("eng"), 72);
+        // An older zone reading does not replace a newer one.
+        assert_eq!(e.zone("aula-cam", "left", 0, 5), None);
+        assert_eq!(e.room("aula"), 70);
+        assert_eq!(e.zone("ghost", "left", 2, 5), None);
+    }
+
+    proptest! {
+        /// Counts never go negative, and people are conserved: what the rooms hold is what
+        /// came in from outside plus what was clamped away (a doorway between two rooms moves
+        /// people, it does not make or lose them).
+        #[test]
+        fn conserves_people(moves in proptest::collection::vec((0usize..4, 0u32..5, 0u32..5), 0..300)) {
+            let mut e = Engine::new(&campus());
+            let doors = [("ent", "main"), ("ent", "inner"), ("door-a", "main"), ("door-b", "main")];
+            let (mut net_lib, mut net_rooms) = (0i64, 0i64);
+            let (mut clamped_lib, mut clamped_rooms) = (0i64, 0i64);
+            for (d, i, o) in moves {
+                let (s, l) = doors[d];
+                match d {
+                    0 => net_lib += i as i64 - o as i64,
+                    1 => net_rooms += i as i64 - o as i64,
+                    _ => {}
+                }
+                for c in e.line(s, l, i, o) {
+                    if c.place == "lib" { clamped_lib += c.clamped as i64 } else { clamped_rooms += c.clamped as i64 }
+                }
+                prop_assert_eq!(e.building("lib") as i64, net_lib + clamped_lib);
+                prop_assert_eq!((e.room("hall") + e.room("study")) as i64, net_rooms + clamped_rooms);
+            }
+        }
+    }
+}

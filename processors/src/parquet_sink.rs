@@ -1,0 +1,218 @@
+//! Buffers accepted messages and writes them as Parquet, hive-partitioned by UTC date:
+//! `{data}/counts/date=YYYY-MM-DD/part-….parquet` and likewise `zone_counts`.
+//!
+//! Files appear whole: each is written under a hidden temporary name, fsync'd, renamed, and
+//! its directory fsync'd. Rows are sorted by (sensor, seq) so row-group statistics prune well.
+//! zstd compression.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use tellijn_wire::{LineCount, ZoneCount};
+
+use crate::schema;
+
+/// Errors writing history.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write {path}: {source}; check free disk space and permissions of the data directory")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot encode {path} as Parquet: {source}")]
+    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("internal error building a record batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// Accepted messages not yet written.
+#[derive(Debug, Default, Clone)]
+pub struct Buffer {
+    pub counts: Vec<(LineCount, DateTime<Utc>)>,
+    pub zones: Vec<(ZoneCount, DateTime<Utc>)>,
+}
+
+/// What a flush wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub counts: usize,
+    pub zones: usize,
+    pub files: Vec<PathBuf>,
+}
+
+impl Buffer {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.zones.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts.len() + self.zones.len()
+    }
+
+    /// Writes everything buffered; on error nothing is lost from `self`.
+    pub fn flush(&mut self, data_dir: &Path) -> Result<Written, SinkError> {
+        let mut written = Written::default();
+        let mut by_day: BTreeMap<NaiveDate, Vec<&(LineCount, DateTime<Utc>)>> = BTreeMap::new();
+        for row in &self.counts {
+            by_day.entry(row.0.start.date_naive()).or_default().push(row);
+        }
+        for (day, mut rows) in by_day {
+            rows.sort_by(|a, b| (&a.0.sensor, a.0.seq).cmp(&(&b.0.sensor, b.0.seq)));
+            let batch = counts_batch(&rows)?;
+            written.files.push(write_file(data_dir, schema::COUNTS, day, schema::counts(), batch)?);
+            written.counts += rows.len();
+        }
+        let mut by_day: BTreeMap<NaiveDate, Vec<&(ZoneCount, DateTime<Utc>)>> = BTreeMap::new();
+        for row in &self.zones {
+            by_day.entry(row.0.at.date_naive()).or_default().push(row);
+        }
+        for (day, mut rows) in by_day {
+            rows.sort_by(|a, b| (&a.0.sensor, a.0.seq).cmp(&(&b.0.sensor, b.0.seq)));
+            let batch = zones_batch(&rows)?;
+            written.files.push(write_file(data_dir, schema::ZONE_COUNTS, day, schema::zone_counts(), batch)?);
+            written.zones += rows.len();
+        }
+        self.counts.clear();
+        self.zones.clear();
+        Ok(written)
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn counts_batch(rows: &[&(LineCount, DateTime<Utc>)]) -> Result<RecordBatch, SinkError> {
+    let n = rows.len();
+    let (mut sensor, mut line) = (StringBuilder::with_capacity(n, n * 16), StringBuilder::with_capacity(n, n * 8));
+    let mut seq = Int64Builder::with_capacity(n);
+    let (mut start, mut end, mut received) = (
+        TimestampMicrosecondBuilder::with_capacity(n),
+        TimestampMicrosecondBuilder::with_capacity(n),
+        TimestampMicrosecondBuilder::with_capacity(n),
+    );
+    let (mut pin, mut pout) = (Int32Builder::with_capacity(n), Int32Builder::with_capacity(n));
+    for (m, r) in rows.iter().map(|x| (&x.0, x.1)) {
+        sensor.append_value(&m.sensor);
+        line.append_value(&m.line);
+        seq.append_value(m.seq as i64);
+        start.append_value(micros(m.start));
+        end.append_value(micros(m.end));
+        pin.append_value(m.people_in as i32);
+        pout.append_value(m.people_out as i32);
+        received.append_value(micros(r));
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(sensor.finish()),
+        Arc::new(line.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(start.finish()),
+        Arc::new(end.finish()),
+        Arc::new(pin.finish()),
+        Arc::new(pout.finish()),
+        Arc::new(received.finish()),
+    ];
+    Ok(RecordBatch::try_new(schema::counts(), cols)?)
+}
+
+fn zones_batch(rows: &[&(ZoneCount, DateTime<Utc>)]) -> Result<RecordBatch, SinkError> {
+    let n = rows.len();
+    let (mut sensor, mut zone) = (StringBuilder::with_capacity(n, n * 16), StringBuilder::with_capacity(n, n * 8));
+    let mut seq = Int64Builder::with_capacity(n);
+    let (mut at, mut received) =
+        (TimestampMicrosecondBuilder::with_capacity(n), TimestampMicrosecondBuilder::with_capacity(n));
+    let mut people = Int32Builder::with_capacity(n);
+    for (m, r) in rows.iter().map(|x| (&x.0, x.1)) {
+        sensor.append_value(&m.sensor);
+        zone.append_value(&m.zone);
+        seq.append_value(m.seq as i64);
+        at.append_value(micros(m.at));
+        people.append_value(m.count as i32);
+        received.append_value(micros(r));
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(sensor.finish()),
+        Arc::new(zone.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(at.finish()),
+        Arc::new(people.finish()),
+        Arc::new(received.finish()),
+    ];
+    Ok(RecordBatch::try_new(schema::zone_counts(), cols)?)
+}
+
+fn write_file(
+    data_dir: &Path,
+    table: &str,
+    day: NaiveDate,
+    schema: SchemaRef,
+    batch: RecordBatch,
+) -> Result<PathBuf, SinkError> {
+    let dir = data_dir.join(table).join(format!("date={day}"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SinkError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let name = format!("part-{}-{}.parquet", Utc::now().timestamp_micros(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(&name);
+    let file = File::create(&tmp).map_err(io(&tmp))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .build();
+    let pq = |source| SinkError::Parquet { path: tmp.clone(), source };
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq)?;
+    writer.write(&batch).map_err(pq)?;
+    let file = writer.into_inner().map_err(pq)?;
+    file.sync_all().map_err(io(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn writes_partitioned_files_that_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let mut b = Buffer::default();
+        for (seq, day) in [(2, "2026-11-22"), (1, "2026-11-22"), (3, "2026-11-23")] {
+            let start = t(&format!("{day}T10:00:00Z"));
+            let m = LineCount {
+                sensor: "s".into(),
+                line: "main".into(),
+                seq,
+                start,
+                end: start + chrono::TimeDelta::seconds(1),
+                people_in: 3,
+                people_out: 1,
+            };
+            b.counts.push((m, start));
+        }
+        let w = b.flush(dir.path()).unwrap();
+        assert_eq!(w.counts, 3);
+        assert_eq!(w.files.len(), 2);
+        assert!(b.is_empty());
+        let f = &w.files[0];
+        assert!(f.parent().unwrap().ends_with("counts/date=2026-11-22"), "{f:?}");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap()).unwrap().build().unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let seqs = batches[0].column(2).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        assert_eq!(seqs.values(), &[1, 2], "sorted by seq");
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(f.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+}

@@ -1,1 +1,246 @@
-//! stub
+//! # Tellijn queries
+//!
+//! SQL over the Parquet history, with DataFusion.
+//!
+//! # Layout
+//! - [`History::open`]: a DataFusion session with the history tables (`counts`, `zone_counts`:
+//!   hive-partitioned listing tables with fixed schemas, so they answer even before the first
+//!   file exists) and the campus tables from the config (`rooms`, `buildings`, `sensors`).
+//! - [`History::query`]: runs one statement and renders it as a table, CSV or JSON.
+//!
+//! Reads only; files appear whole (renamed into place by the processors), so querying while a
+//! server writes is safe. Each query lists the files again, so new files are seen at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use tellijn_config::Campus;
+use tellijn_processors::schema;
+
+/// How to print a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Errors of SQL over the history.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("there is no Tellijn data directory at {0}; pass the server's data directory with --data DIR")]
+    NoData(PathBuf),
+    #[error("{0}")]
+    Sql(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        // DataFusion's messages name the bad column or syntax; strip its error-type prefixes.
+        QueryError::Sql(e.strip_backtrace().to_string())
+    }
+}
+
+/// SQL over one data directory.
+pub struct History {
+    ctx: SessionContext,
+}
+
+impl History {
+    /// Registers the tables of `data_dir`, and the campus tables when a config is given.
+    pub async fn open(data_dir: &Path, campus: Option<&Campus>) -> Result<History, QueryError> {
+        if !data_dir.is_dir() {
+            return Err(QueryError::NoData(data_dir.to_path_buf()));
+        }
+        let ctx = SessionContext::new();
+        for (name, schema) in [(schema::COUNTS, schema::counts()), (schema::ZONE_COUNTS, schema::zone_counts())] {
+            let dir = data_dir.join(name);
+            std::fs::create_dir_all(&dir).map_err(|e| QueryError::Internal(format!("{}: {e}", dir.display())))?;
+            let url = ListingTableUrl::parse(format!("{}/", dir.canonicalize().unwrap_or(dir).display()))?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
+            let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+            ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+        }
+        if let Some(c) = campus {
+            register_campus(&ctx, c)?;
+        }
+        Ok(History { ctx })
+    }
+
+    /// Runs one SQL statement.
+    pub async fn batches(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        let df = self.ctx.sql(sql).await?;
+        Ok(df.collect().await?)
+    }
+
+    /// Runs one SQL statement and renders the result.
+    pub async fn query(&self, sql: &str, format: Format) -> Result<String, QueryError> {
+        let batches = self.batches(sql).await?;
+        render(&batches, format)
+    }
+
+    /// The DataFusion session, for endpoints that serve SQL themselves.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {
+    let strings = |v: Vec<String>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
+    let rooms = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            utf8("id"),
+            utf8("name"),
+            utf8("building"),
+            utf8("kind"),
+            Field::new("capacity", DataType::Int64, false),
+            Field::new("public", DataType::Boolean, false),
+        ])),
+        vec![
+            strings(c.rooms.iter().map(|r| r.id.clone()).collect()),
+            strings(c.rooms.iter().map(|r| r.name.clone()).collect()),
+            strings(c.rooms.iter().map(|r| r.building.clone()).collect()),
+            strings(c.rooms.iter().map(|r| r.kind.as_str().to_owned()).collect()),
+            Arc::new(Int64Array::from(c.rooms.iter().map(|r| r.capacity as i64).collect::<Vec<_>>())),
+            Arc::new(BooleanArray::from(c.rooms.iter().map(|r| r.public).collect::<Vec<_>>())),
+        ],
+    )
+    .map_err(|e| QueryError::Internal(e.to_string()))?;
+    let buildings = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![utf8("id"), utf8("name")])),
+        vec![
+            strings(c.buildings.iter().map(|b| b.id.clone()).collect()),
+            strings(c.buildings.iter().map(|b| b.name.clone()).collect()),
+        ],
+    )
+    .map_err(|e| QueryError::Internal(e.to_string()))?;
+    // Secrets are never exposed: only ids and what each line and zone counts into.
+    let sensors = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![utf8("id"), utf8("lines"), utf8("zones")])),
+        vec![
+            strings(c.sensors.iter().map(|s| s.id.clone()).collect()),
+            strings(
+                c.sensors
+                    .iter()
+                    .map(|s| {
+                        s.lines
+                            .iter()
+                            .map(|l| match &l.from {
+                                Some(f) => format!("{}:{}->{}", l.line, f, l.into),
+                                None => format!("{}:->{}", l.line, l.into),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect(),
+            ),
+            strings(
+                c.sensors
+                    .iter()
+                    .map(|s| s.zones.iter().map(|z| format!("{}:{}", z.zone, z.room)).collect::<Vec<_>>().join(","))
+                    .collect(),
+            ),
+        ],
+    )
+    .map_err(|e| QueryError::Internal(e.to_string()))?;
+    for (name, batch) in [("rooms", rooms), ("buildings", buildings), ("sensors", sensors)] {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        ctx.register_table(name, Arc::new(table))?;
+    }
+    Ok(())
+}
+
+/// Renders batches as a text table, CSV (with header) or a JSON array of objects.
+pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryError> {
+    let internal = |e: arrow::error::ArrowError| QueryError::Internal(e.to_string());
+    match format {
+        Format::Table => Ok(arrow::util::pretty::pretty_format_batches(batches).map_err(internal)?.to_string()),
+        Format::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(internal)?;
+                }
+            }
+            String::from_utf8(buf).map_err(|e| QueryError::Internal(e.to_string()))
+        }
+        Format::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::json::ArrayWriter::new(&mut buf);
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                w.write_batches(&refs).map_err(internal)?;
+                w.finish().map_err(internal)?;
+            }
+            if buf.is_empty() {
+                buf.extend_from_slice(b"[]");
+            }
+            String::from_utf8(buf).map_err(|e| QueryError::Internal(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use tellijn_processors::parquet_sink::Buffer;
+    use tellijn_wire::LineCount;
+
+    fn write(dir: &Path, n: u64) {
+        let mut b = Buffer::default();
+        let t: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().unwrap();
+        for seq in 0..n {
+            let m = LineCount {
+                sensor: "s".into(),
+                line: "main".into(),
+                seq,
+                start: t,
+                end: t + chrono::TimeDelta::seconds(1),
+                people_in: 2,
+                people_out: 1,
+            };
+            b.counts.push((m, t));
+        }
+        b.flush(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn counts_answer_before_and_after_files_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(dir.path(), None).await.unwrap();
+        let empty = h.query("SELECT count(*) AS n FROM counts", Format::Csv).await.unwrap();
+        assert_eq!(empty, "n\n0\n");
+        write(dir.path(), 3);
+        // The same session sees the new file.
+        let csv = h.query("SELECT count(*) AS n, sum(people_in) AS i, min(date) AS d FROM counts", Format::Csv).await.unwrap();
+        assert_eq!(csv, "n,i,d\n3,6,2026-11-22\n");
+        let json = h.query("SELECT seq FROM counts ORDER BY seq LIMIT 2", Format::Json).await.unwrap();
+        assert_eq!(json, r#"[{"seq":0},{"seq":1}]"#);
+        let table = h.query("SELECT count(*) AS n FROM zone_counts", Format::Table).await.unwrap();
+        assert!(table.contains("| 0 |"), "{table}");
+    }
+
+    #[tokio::test]
+    async fn bad_sql_is_a_readable_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(dir.path(), None).await.unwrap();
+        let e = h.query("SELECT nope FROM counts", Format::Table).await.unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = h.query("SELEC 1", Format::Table).await.unwrap_err();
+        assert!(e.to_string().contains("SELEC"), "{e}");
+        assert!(matches!(History::open(&dir.path().join("missing"), None).await, Err(QueryError::NoData(_))));
+    }
+}

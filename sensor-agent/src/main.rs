@@ -1,1 +1,34 @@
-fn main() {}
+//! `tellijn-agent --config agent.toml`: the sensor agent.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tellijn_agent::AgentConfig;
+use tellijn_wire::Clock;
+
+/// Tellijn sensor agent: sends counts, and only counts, to the Tellijn broker.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Path of agent.toml.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let cfg = AgentConfig::load(&args.config)?;
+    let secret = std::fs::read_to_string(&cfg.secret_file)
+        .with_context(|| format!("cannot read the secret file {}", cfg.secret_file.display()))?;
+    let totals = tellijn_agent::run(&cfg, secret.trim(), Clock::system(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    tracing::info!(messages = totals.messages, acked = totals.acked, "Agent stopped.");
+    Ok(())
+}

@@ -1,1 +1,227 @@
-fn main() {}
+//! `tellijn`: the server, the demo, and the tools around them.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tellijn::demo::{self, DemoOptions};
+use tellijn::server::{Server, ServerOptions};
+use tellijn_config::Campus;
+use tellijn_queries::{Format, History};
+use tellijn_wire::Clock;
+
+/// Tellijn: privacy-first people counting. Only counts leave a sensor.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything on a simulated campus, loopback only, until Ctrl-C.
+    Demo {
+        /// Stop after this long (e.g. 60s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Number of simulated sensors.
+        #[arg(long, default_value_t = 370)]
+        sensors: usize,
+        /// Where history is written.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[command(flatten)]
+        ports: Ports,
+    },
+    /// The production server, configured from a file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides server.data_dir.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        ports: OptPorts,
+    },
+    /// SQL over the history.
+    Sql {
+        /// The data directory (default: the config's, else ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// A campus.toml: adds the rooms, buildings and sensors tables.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// The statement.
+        sql: String,
+    },
+    /// Validate a campus.toml; prints every error.
+    CheckConfig { config: PathBuf },
+    /// Read a secret on stdin; print its argon2id hash for the config.
+    HashSecret,
+}
+
+#[derive(clap::Args)]
+struct Ports {
+    /// MQTT listen address.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    mqtt: SocketAddr,
+    /// HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// PostgreSQL-wire listen address.
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    postgres: SocketAddr,
+}
+
+#[derive(clap::Args)]
+struct OptPorts {
+    /// MQTT listen address (overrides server.mqtt).
+    #[arg(long)]
+    mqtt: Option<SocketAddr>,
+    /// HTTP listen address (overrides server.http).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// PostgreSQL-wire listen address (overrides server.postgres).
+    #[arg(long)]
+    postgres: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn load_campus(path: &std::path::Path) -> Result<Campus> {
+    Campus::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo { duration, speed, sensors, data, ports } => {
+            anyhow::ensure!(speed.is_finite() && speed > 0.0, "--speed must be a positive number (found {speed})");
+            let opts = DemoOptions {
+                sensors,
+                speed,
+                duration,
+                data_dir: data,
+                mqtt: ports.mqtt,
+                http: ports.http,
+                postgres: ports.postgres,
+            };
+            demo::run(opts, shutdown_signal()).await?;
+        }
+        Command::Serve { config, data, ports } => {
+            let campus = load_campus(&config)?;
+            let server = Server::start(ServerOptions {
+                campus: Arc::new(campus),
+                mqtt: ports.mqtt,
+                http: ports.http,
+                data_dir: data,
+                clock: Clock::system(),
+                source: config.display().to_string(),
+            })
+            .await?;
+            println!("Tellijn serving: MQTT mqtt://{}, HTTP http://{}/", server.mqtt_addr(), server.http_addr());
+            shutdown_signal().await;
+            let s = server.stop().await?;
+            println!("Stopped after storing {} count messages.", s.accepted);
+        }
+        Command::Sql { data, config, format, sql } => {
+            let campus = config.as_deref().map(load_campus).transpose()?;
+            let data = data
+                .or_else(|| campus.as_ref().map(|c| c.server.data_dir.clone()))
+                .unwrap_or_else(|| PathBuf::from("./data"));
+            let history = History::open(&data, campus.as_ref()).await?;
+            let format = match format {
+                OutputFormat::Table => Format::Table,
+                OutputFormat::Csv => Format::Csv,
+                OutputFormat::Json => Format::Json,
+            };
+            let out = history.query(&sql, format).await?;
+            println!("{}", out.trim_end());
+        }
+        Command::CheckConfig { config } => match Campus::load(&config) {
+            Ok(c) => println!(
+                "{}: OK ({} buildings, {} rooms, {} sensors, {} users).",
+                config.display(),
+                c.buildings.len(),
+                c.rooms.len(),
+                c.sensors.len(),
+                c.users.len()
+            ),
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s).", errors.0.len());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::HashSecret => {
+            let mut secret = String::new();
+            std::io::stdin().read_to_string(&mut secret).context("cannot read the secret from stdin")?;
+            let secret = secret.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!secret.is_empty(), "no secret on stdin; pipe it in, e.g. `tellijn hash-secret < secret`");
+            println!("{}", tellijn::secrets::hash(secret)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -124,6 +124,35 @@ impl Broker {
 
     /// Publishes a retained message from inside the server (the processors), past the ACL.
     pub async fn publish_retained(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
+        self.publisher().publish_retained(topic, payload).await
+    }
+
+    /// A handle that publishes into this broker from other tasks.
+    pub fn publisher(&self) -> Publisher {
+        Publisher { scx: self.scx.clone() }
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Publishes derived topics into the broker from inside the process.
+#[derive(Clone)]
+pub struct Publisher {
+    scx: ServerContext,
+}
+
+impl Publisher {
+    /// Publishes a retained QoS 1 message as the system (no ACL: only in-process code has this).
+    pub async fn publish_retained(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
         let p = CodecPublish {
             dup: false,
             retain: true,
@@ -137,16 +166,5 @@ impl Broker {
         let from = From::from_system(Id::from(self.scx.node.id(), ByteString::from_static("tellijn-processors")));
         SessionState::forwards(&self.scx, from, publish, false, None).await?;
         Ok(())
-    }
-
-    /// Stops accepting connections.
-    pub fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -1,0 +1,235 @@
+//! `tellijn demo`: a generated campus, the server, and one simulated agent per sensor, each
+//! its own MQTT connection with its own credential. Loopback only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rand::Rng;
+use tellijn_agent::config::{SourceConfig, SourceKind};
+use tellijn_agent::{AgentConfig, Totals};
+use tellijn_config::campus::{Building, Line, Room, RoomKind, Sensor, User, Zone};
+use tellijn_config::Campus;
+use tellijn_wire::Clock;
+use tokio::sync::watch;
+
+use crate::server::{Server, ServerOptions};
+
+/// Options of `tellijn demo`.
+pub struct DemoOptions {
+    pub sensors: usize,
+    pub speed: f64,
+    pub duration: Option<Duration>,
+    pub data_dir: PathBuf,
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub postgres: SocketAddr,
+}
+
+/// The demo's SQL user and password.
+pub const DEMO_USER: (&str, &str) = ("demo", "demo");
+
+const BUILDINGS: [(&str, &str); 6] = [
+    ("lib", "University Library"),
+    ("eng", "Engineering Hall"),
+    ("sci", "Science Park"),
+    ("arts", "Arts Faculty"),
+    ("law", "Law School"),
+    ("hub", "Student Hub"),
+];
+
+/// A campus of `sensors` sensors: every building has an entrance counter; rooms are lecture
+/// halls (overhead zone cameras), study halls, offices and meeting rooms (door counters).
+/// Returns the campus and each sensor's secret.
+pub fn campus(sensors: usize) -> Result<(Campus, Vec<(String, String)>)> {
+    let sensors = sensors.max(1);
+    let nb = BUILDINGS.len().min(sensors.div_ceil(8)).max(1);
+    let mut c: Campus = toml_default();
+    c.server.anonymous_read = vec!["tellijn/v1/rooms/#".into(), "tellijn/v1/buildings/#".into()];
+    c.server.flush_interval = Duration::from_secs(5);
+    c.users.push(User {
+        name: DEMO_USER.0.into(),
+        password_hash: crate::secrets::hash_demo(DEMO_USER.1)?,
+        role: tellijn_config::campus::Role::Steward,
+    });
+    let mut secrets = Vec::new();
+    let mut rng = rand::rng();
+    let mut add_sensor = |c: &mut Campus, id: String, lines: Vec<Line>, zones: Vec<Zone>| -> Result<()> {
+        let secret: String = (0..24).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
+        c.sensors.push(Sensor { id: id.clone(), secret_hash: crate::secrets::hash_demo(&secret)?, lines, zones });
+        secrets.push((id, secret));
+        Ok(())
+    };
+    for (id, name) in BUILDINGS.iter().take(nb) {
+        c.buildings.push(Building { id: (*id).into(), name: (*name).into() });
+        let line = Line { line: "main".into(), into: (*id).into(), from: None };
+        add_sensor(&mut c, format!("{id}-entrance"), vec![line], vec![])?;
+    }
+    let kinds = [RoomKind::LectureHall, RoomKind::Study, RoomKind::Office, RoomKind::Meeting, RoomKind::Office];
+    let mut n = 0usize;
+    while c.sensors.len() < sensors {
+        let b = BUILDINGS[n % nb].0;
+        let kind = kinds[(n / nb) % kinds.len()];
+        let room = format!("{b}-{}-{}", kind.as_str(), n / nb);
+        let (capacity, name) = match kind {
+            RoomKind::LectureHall => (300, "Lecture hall"),
+            RoomKind::Study => (120, "Study hall"),
+            RoomKind::Office => (4, "Office"),
+            RoomKind::Meeting => (12, "Meeting room"),
+            RoomKind::Hall => (200, "Hall"),
+        };
+        c.rooms.push(Room {
+            id: room.clone(),
+            building: b.into(),
+            name: format!("{name} {}", n / nb),
+            kind,
+            capacity,
+            public: matches!(kind, RoomKind::Study | RoomKind::LectureHall),
+            vacancy_delay: Duration::from_secs(600),
+            reset: Some("03:00".into()),
+        });
+        let sensor = format!("{room}-s");
+        if kind == RoomKind::LectureHall {
+            add_sensor(&mut c, sensor, vec![], vec![Zone { zone: "seats".into(), room }])?;
+        } else {
+            add_sensor(&mut c, sensor, vec![Line { line: "door".into(), into: room, from: None }], vec![])?;
+        }
+        n += 1;
+    }
+    let errors = c.validate("demo campus");
+    anyhow::ensure!(errors.is_empty(), "the generated demo campus is invalid (a bug): {errors:?}");
+    Ok((c, secrets))
+}
+
+fn toml_default() -> Campus {
+    // Every section has defaults; an empty document is a valid, empty campus.
+    toml::from_str("").unwrap_or_else(|_| unreachable!("an empty campus always parses"))
+}
+
+/// What a demo run did.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoSummary {
+    pub agents: usize,
+    pub sent: Totals,
+    pub server: tellijn_processors::Summary,
+}
+
+/// Runs the demo until `stop` resolves or the duration ends.
+pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>) -> Result<DemoSummary> {
+    for (flag, addr) in [("--mqtt", opts.mqtt), ("--http", opts.http), ("--postgres", opts.postgres)] {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "the demo binds loopback only; {flag} {addr} is not a loopback address (use `tellijn serve` for a real deployment)"
+        );
+    }
+    let (mut campus, secrets) = campus(opts.sensors)?;
+    campus.server.data_dir = opts.data_dir.clone();
+    campus.server.mqtt = opts.mqtt;
+    campus.server.http = opts.http;
+    campus.server.postgres = opts.postgres;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", opts.data_dir.display()))?;
+    let campus_file = opts.data_dir.join("demo-campus.toml");
+    std::fs::write(&campus_file, campus.to_toml()).with_context(|| format!("cannot write {}", campus_file.display()))?;
+
+    let clock = Clock::accelerated(chrono::Utc::now(), opts.speed);
+    let campus = Arc::new(campus);
+    let server = Server::start(ServerOptions {
+        campus: campus.clone(),
+        mqtt: None,
+        http: None,
+        data_dir: None,
+        clock,
+        source: "demo".into(),
+    })
+    .await?;
+
+    println!("Tellijn demo: {} sensors in {} buildings, {} rooms; speed {}x.", campus.sensors.len(), campus.buildings.len(), campus.rooms.len(), opts.speed);
+    println!("  MQTT       mqtt://{}  (anonymous read: tellijn/v1/rooms/#, tellijn/v1/buildings/#)", server.mqtt_addr());
+    println!("  Metrics    http://{}/metrics", server.http_addr());
+    println!("  Health     http://{}/healthz", server.http_addr());
+    println!("  SQL        tellijn sql --data {} --config {} \"SELECT count(*) FROM counts\"", opts.data_dir.display(), campus_file.display());
+    println!("  PostgreSQL {} is not served yet (planned); SQL user {} / password {}", opts.postgres, DEMO_USER.0, DEMO_USER.1);
+    println!("  Data       {}  (campus config: {})", opts.data_dir.display(), campus_file.display());
+    println!("Press Ctrl-C to stop.");
+
+    let interval = Duration::from_secs_f64(opts.speed.clamp(1.0, 900.0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut agents = tokio::task::JoinSet::new();
+    for (id, secret) in secrets {
+        let Some(sensor) = campus.sensor(&id) else { continue };
+        let cfg = AgentConfig {
+            sensor: id.clone(),
+            broker: format!("mqtt://{}", server.mqtt_addr()),
+            secret_file: PathBuf::new(),
+            ca: None,
+            cert: None,
+            key: None,
+            outbox: opts.data_dir.join("agents").join(&id),
+            interval,
+            source: SourceConfig {
+                kind: SourceKind::Simulated,
+                lines: sensor.lines.iter().map(|l| l.line.clone()).collect(),
+                zones: sensor.zones.iter().map(|z| z.zone.clone()).collect(),
+                seed: None,
+            },
+        };
+        let mut stop_rx = stop_rx.clone();
+        agents.spawn(async move {
+            let stopped = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            tellijn_agent::run(&cfg, &secret, clock, stopped).await
+        });
+    }
+
+    match opts.duration {
+        Some(d) => {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = stop => {}
+            }
+        }
+        None => stop.await,
+    }
+    println!("Stopping: agents send what they have, the server flushes to Parquet…");
+    let _ = stop_tx.send(true);
+    let mut sent = Totals::default();
+    let mut n = 0;
+    while let Some(r) = agents.join_next().await {
+        match r {
+            Ok(Ok(t)) => {
+                n += 1;
+                sent.messages += t.messages;
+                sent.acked += t.acked;
+                sent.people_in += t.people_in;
+                sent.people_out += t.people_out;
+            }
+            Ok(Err(e)) => tracing::error!("An agent failed: {e}"),
+            Err(e) => tracing::error!("An agent task failed: {e}"),
+        }
+    }
+    let server_summary = server.stop().await?;
+    println!(
+        "Done: {} agents sent {} count messages ({} acknowledged); the server stored {} and dropped {} duplicates.",
+        n, sent.messages, sent.acked, server_summary.accepted, server_summary.duplicates
+    );
+    Ok(DemoSummary { agents: n, sent, server: server_summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn campus_has_the_requested_sensors() {
+        for n in [1, 7, 50] {
+            let (c, secrets) = campus(n).unwrap();
+            assert_eq!(c.sensors.len(), n);
+            assert_eq!(secrets.len(), n);
+            assert!(c.rooms.iter().all(|r| !(r.public && r.kind == RoomKind::Office)));
+        }
+    }
+}

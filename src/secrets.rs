@@ -1,0 +1,25 @@
+//! argon2id hashing of secrets.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// Hashes a secret with argon2id at the crate's default (OWASP) cost: for production configs.
+pub fn hash(secret: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?
+        .to_string())
+}
+
+/// Hashes a secret with argon2id at a low cost (4 MiB, 1 pass): only for the demo's throwaway
+/// credentials, so hundreds of simulated sensors start in a second.
+pub fn hash_demo(secret: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let params = Params::new(4096, 1, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(secret.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?
+        .to_string())
+}

@@ -1,0 +1,142 @@
+//! Starting and stopping the server's parts.
+//!
+//! Start: audit log → metrics → processors (load saved state) → broker → retained topics from
+//! that state → HTTP. Stop: the broker stops accepting, the processors drain what was admitted
+//! and flush it to Parquet, the audit log is synced.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use prometheus_client::registry::Registry;
+use tellijn_broker::{Broker, BrokerConfig, Policy};
+use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
+use tellijn_processors::{Output, Processors, Summary};
+use tellijn_wire::Clock;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Capacity of the broker → processors channel. When it is full, publishers wait for their
+/// PUBACK: back-pressure instead of unbounded memory.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// What to start.
+pub struct ServerOptions {
+    pub campus: Arc<Campus>,
+    /// Overrides of the config's addresses and data directory (flags).
+    pub mqtt: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub clock: Clock,
+    /// Where the config came from, for the audit log.
+    pub source: String,
+}
+
+/// A running server.
+pub struct Server {
+    broker: Broker,
+    http_addr: SocketAddr,
+    data_dir: PathBuf,
+    stop_tx: watch::Sender<bool>,
+    processors: JoinHandle<Result<Summary, tellijn_processors::ProcessorError>>,
+    bridge: JoinHandle<()>,
+    http: JoinHandle<()>,
+    audit: Arc<AuditLog>,
+    pub metrics: Metrics,
+}
+
+async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {addr}; choose another address with --http ADDR"))
+}
+
+impl Server {
+    /// Starts everything; returns once all listeners are bound.
+    pub async fn start(opts: ServerOptions) -> Result<Server> {
+        let campus = opts.campus;
+        let data_dir = opts.data_dir.unwrap_or_else(|| campus.server.data_dir.clone());
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let audit = Arc::new(AuditLog::open(&data_dir)?);
+        audit.record(AuditEvent::ConfigLoaded { config_sha256: campus.hash(), source: opts.source })?;
+
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        metrics.seed(&campus);
+
+        let mut processors = Processors::open(campus.clone(), &data_dir, metrics.clone(), opts.clock)?;
+        let initial = processors.initial_outputs();
+
+        let http_listener = bind_http(opts.http.unwrap_or(campus.server.http)).await?;
+        let http_addr = http_listener.local_addr()?;
+
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let broker = Broker::start(BrokerConfig {
+            mqtt: opts.mqtt.unwrap_or(campus.server.mqtt),
+            policy: Arc::new(Policy::new(&campus)),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+            events: events_tx,
+            clock: opts.clock,
+        })
+        .await?;
+        for o in initial {
+            broker.publish_retained(&o.topic, o.payload).await?;
+        }
+
+        let (out_tx, mut out_rx) = mpsc::channel::<Output>(EVENT_QUEUE);
+        let bridge = {
+            let broker_scx = broker.publisher();
+            tokio::spawn(async move {
+                while let Some(o) = out_rx.recv().await {
+                    if let Err(e) = broker_scx.publish_retained(&o.topic, o.payload).await {
+                        tracing::error!(topic = %o.topic, "Publishing a retained topic failed: {e}");
+                    }
+                }
+            })
+        };
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let flush = campus.server.flush_interval;
+        let processors = tokio::spawn(processors.run(events_rx, out_tx, flush, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
+
+        let registry = Arc::new(Mutex::new(registry));
+        let app = crate::http::router(crate::http::HttpState { registry });
+        let http = tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, app).await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        });
+        tracing::info!("HTTP listening on http://{http_addr}/.");
+        Ok(Server { broker, http_addr, data_dir, stop_tx, processors, bridge, http, audit, metrics })
+    }
+
+    /// The MQTT address.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.broker.local_addr()
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Stops accepting, drains and flushes everything admitted; returns what was processed.
+    pub async fn stop(self) -> Result<Summary> {
+        self.broker.stop();
+        let _ = self.stop_tx.send(true);
+        let summary = self.processors.await.context("the processors panicked")??;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.bridge).await;
+        self.http.abort();
+        self.audit.sync()?;
+        Ok(summary)
+    }
+}

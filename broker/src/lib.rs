@@ -39,8 +39,10 @@ use tokio::task::JoinHandle;
 
 pub use gate::Policy;
 
-/// Largest MQTT packet accepted: a count message is at most 512 bytes, plus topic and header.
-pub const MAX_PACKET: u32 = 1024;
+/// Largest MQTT packet accepted. Larger than any valid message (≤ 512 bytes) on purpose: an
+/// oversized payload up to this size reaches the gate, so it is refused as `too_large`, counted
+/// and audited; a larger one is dropped by the codec with the connection.
+pub const MAX_PACKET: u32 = 256 * 1024;
 
 /// Errors starting the broker.
 #[derive(Debug, thiserror::Error)]

@@ -179,10 +179,10 @@ pub async fn run(
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let status_msgs = shared.connected.load(Ordering::Relaxed);
+    totals.acked = shared.acked.load(Ordering::Relaxed).saturating_sub(status_msgs).min(totals.messages);
     let _ = client.publish(status_topic, QoS::AtLeastOnce, true, StatusMessage::offline().to_json()).await;
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
-    let status_msgs = shared.connected.load(Ordering::Relaxed);
-    totals.acked = shared.acked.load(Ordering::Relaxed).saturating_sub(status_msgs);
     Ok(totals)
 }

@@ -1,0 +1,154 @@
+//! Helpers for end-to-end tests: a real server on ephemeral loopback ports.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tellijn::server::{Server, ServerOptions};
+use tellijn_config::Campus;
+use tellijn_wire::Clock;
+
+pub const S1_SECRET: &str = "s1-secret-0123";
+pub const S2_SECRET: &str = "s2-secret-4567";
+
+/// Two sensors: `s1` counts a door into room `r1`; `s2` an overhead zone of `r2`.
+/// Anonymous clients may read the room topics.
+pub fn campus(data: &Path) -> Campus {
+    let h = |s: &str| tellijn::secrets::hash_demo(s).unwrap();
+    let text = format!(
+        r#"
+[server]
+data_dir = "{}"
+flush_interval = "1h"
+anonymous_read = ["tellijn/v1/rooms/#"]
+
+[[buildings]]
+id = "b"
+name = "Building"
+
+[[rooms]]
+id = "r1"
+building = "b"
+name = "Room one"
+kind = "study"
+capacity = 10
+public = true
+
+[[rooms]]
+id = "r2"
+building = "b"
+name = "Room two"
+kind = "lecture-hall"
+capacity = 100
+
+[[sensors]]
+id = "s1"
+secret_hash = "{}"
+lines = [{{ line = "main", into = "r1" }}]
+
+[[sensors]]
+id = "s2"
+secret_hash = "{}"
+zones = [{{ zone = "seats", room = "r2" }}]
+"#,
+        data.display(),
+        h(S1_SECRET),
+        h(S2_SECRET)
+    );
+    Campus::parse(&text, "test campus").unwrap()
+}
+
+/// Starts a server on 127.0.0.1:0 for MQTT and HTTP.
+pub async fn start(data: &Path) -> Server {
+    Server::start(ServerOptions {
+        campus: Arc::new(campus(data)),
+        mqtt: Some("127.0.0.1:0".parse().unwrap()),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(data.to_path_buf()),
+        clock: Clock::system(),
+        source: "test".into(),
+    })
+    .await
+    .unwrap()
+}
+
+/// A valid line message from `s1` with this seq, timed now.
+pub fn line_msg(seq: u64, people_in: u32, people_out: u32) -> String {
+    let end = chrono::Utc::now();
+    let start = end - chrono::TimeDelta::seconds(1);
+    let f = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        r#"{{"v":1,"sensor":"s1","line":"main","seq":{seq},"start":"{}","end":"{}","in":{people_in},"out":{people_out}}}"#,
+        f(start),
+        f(end)
+    )
+}
+
+/// Runs `mosquitto_pub` (QoS 1) and returns whether it exited 0.
+pub async fn mosquitto_pub(port: u16, user: Option<(&str, &str)>, client_id: &str, topic: &str, payload: Payload<'_>) -> bool {
+    let mut cmd = tokio::process::Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", client_id, "-q", "1", "-t", topic]);
+    if let Some((u, p)) = user {
+        cmd.args(["-u", u, "-P", p]);
+    }
+    match payload {
+        Payload::Text(m) => {
+            cmd.args(["-m", m]);
+        }
+        Payload::File(f) => {
+            cmd.arg("-f").arg(f);
+        }
+    }
+    let out = cmd.output().await.expect("mosquitto_pub must be installed (apt-get install mosquitto-clients)");
+    out.status.success()
+}
+
+pub enum Payload<'a> {
+    Text(&'a str),
+    File(&'a Path),
+}
+
+/// GET a path from the HTTP server; returns the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+/// The value of one sample line in Prometheus text (`name{labels}`), or 0.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().split(' ').next()?.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Waits for `cond` to hold, polling, up to `secs`.
+pub async fn wait_for<F, Fut>(secs: u64, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// All audit lines in a data directory, parsed.
+pub fn audit_lines(data: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(data.join("audit")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        out.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    }
+    out
+}

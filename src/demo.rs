@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use rand::Rng;
 use tellijn_agent::config::{SourceConfig, SourceKind};
 use tellijn_agent::{AgentConfig, Totals};
-use tellijn_config::campus::{Building, Line, Room, RoomKind, Sensor, User, Zone};
 use tellijn_config::Campus;
+use tellijn_config::campus::{Building, Line, Room, RoomKind, Sensor, User, Zone};
 use tellijn_wire::Clock;
 use tokio::sync::watch;
 
@@ -56,18 +56,39 @@ pub fn campus(sensors: usize) -> Result<(Campus, Vec<(String, String)>)> {
     });
     let mut secrets = Vec::new();
     let mut rng = rand::rng();
-    let mut add_sensor = |c: &mut Campus, id: String, lines: Vec<Line>, zones: Vec<Zone>| -> Result<()> {
-        let secret: String = (0..24).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
-        c.sensors.push(Sensor { id: id.clone(), secret_hash: crate::secrets::hash_demo(&secret)?, lines, zones });
-        secrets.push((id, secret));
-        Ok(())
-    };
+    let mut add_sensor =
+        |c: &mut Campus, id: String, lines: Vec<Line>, zones: Vec<Zone>| -> Result<()> {
+            let secret: String = (0..24)
+                .map(|_| format!("{:02x}", rng.random::<u8>()))
+                .collect();
+            c.sensors.push(Sensor {
+                id: id.clone(),
+                secret_hash: crate::secrets::hash_demo(&secret)?,
+                lines,
+                zones,
+            });
+            secrets.push((id, secret));
+            Ok(())
+        };
     for (id, name) in BUILDINGS.iter().take(nb) {
-        c.buildings.push(Building { id: (*id).into(), name: (*name).into() });
-        let line = Line { line: "main".into(), into: (*id).into(), from: None };
+        c.buildings.push(Building {
+            id: (*id).into(),
+            name: (*name).into(),
+        });
+        let line = Line {
+            line: "main".into(),
+            into: (*id).into(),
+            from: None,
+        };
         add_sensor(&mut c, format!("{id}-entrance"), vec![line], vec![])?;
     }
-    let kinds = [RoomKind::LectureHall, RoomKind::Study, RoomKind::Office, RoomKind::Meeting, RoomKind::Office];
+    let kinds = [
+        RoomKind::LectureHall,
+        RoomKind::Study,
+        RoomKind::Office,
+        RoomKind::Meeting,
+        RoomKind::Office,
+    ];
     let mut n = 0usize;
     while c.sensors.len() < sensors {
         let b = BUILDINGS[n % nb].0;
@@ -92,14 +113,34 @@ pub fn campus(sensors: usize) -> Result<(Campus, Vec<(String, String)>)> {
         });
         let sensor = format!("{room}-s");
         if kind == RoomKind::LectureHall {
-            add_sensor(&mut c, sensor, vec![], vec![Zone { zone: "seats".into(), room }])?;
+            add_sensor(
+                &mut c,
+                sensor,
+                vec![],
+                vec![Zone {
+                    zone: "seats".into(),
+                    room,
+                }],
+            )?;
         } else {
-            add_sensor(&mut c, sensor, vec![Line { line: "door".into(), into: room, from: None }], vec![])?;
+            add_sensor(
+                &mut c,
+                sensor,
+                vec![Line {
+                    line: "door".into(),
+                    into: room,
+                    from: None,
+                }],
+                vec![],
+            )?;
         }
         n += 1;
     }
     let errors = c.validate("demo campus");
-    anyhow::ensure!(errors.is_empty(), "the generated demo campus is invalid (a bug): {errors:?}");
+    anyhow::ensure!(
+        errors.is_empty(),
+        "the generated demo campus is invalid (a bug): {errors:?}"
+    );
     Ok((c, secrets))
 }
 
@@ -117,8 +158,15 @@ pub struct DemoSummary {
 }
 
 /// Runs the demo until `stop` resolves or the duration ends.
-pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>) -> Result<DemoSummary> {
-    for (flag, addr) in [("--mqtt", opts.mqtt), ("--http", opts.http), ("--postgres", opts.postgres)] {
+pub async fn run(
+    opts: DemoOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<DemoSummary> {
+    for (flag, addr) in [
+        ("--mqtt", opts.mqtt),
+        ("--http", opts.http),
+        ("--postgres", opts.postgres),
+    ] {
         anyhow::ensure!(
             addr.ip().is_loopback(),
             "the demo binds loopback only; {flag} {addr} is not a loopback address (use `tellijn serve` for a real deployment)"
@@ -129,10 +177,15 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     campus.server.mqtt = opts.mqtt;
     campus.server.http = opts.http;
     campus.server.postgres = opts.postgres;
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            opts.data_dir.display()
+        )
+    })?;
     let campus_file = opts.data_dir.join("demo-campus.toml");
-    std::fs::write(&campus_file, campus.to_toml()).with_context(|| format!("cannot write {}", campus_file.display()))?;
+    std::fs::write(&campus_file, campus.to_toml())
+        .with_context(|| format!("cannot write {}", campus_file.display()))?;
 
     let clock = Clock::accelerated(chrono::Utc::now(), opts.speed);
     let campus = Arc::new(campus);
@@ -146,20 +199,42 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
     })
     .await?;
 
-    println!("Tellijn demo: {} sensors in {} buildings, {} rooms; speed {}x.", campus.sensors.len(), campus.buildings.len(), campus.rooms.len(), opts.speed);
-    println!("  MQTT       mqtt://{}  (anonymous read: tellijn/v1/rooms/#, tellijn/v1/buildings/#)", server.mqtt_addr());
+    println!(
+        "Tellijn demo: {} sensors in {} buildings, {} rooms; speed {}x.",
+        campus.sensors.len(),
+        campus.buildings.len(),
+        campus.rooms.len(),
+        opts.speed
+    );
+    println!(
+        "  MQTT       mqtt://{}  (anonymous read: tellijn/v1/rooms/#, tellijn/v1/buildings/#)",
+        server.mqtt_addr()
+    );
     println!("  Metrics    http://{}/metrics", server.http_addr());
     println!("  Health     http://{}/healthz", server.http_addr());
-    println!("  SQL        tellijn sql --data {} --config {} \"SELECT count(*) FROM counts\"", opts.data_dir.display(), campus_file.display());
-    println!("  PostgreSQL {} is not served yet (planned); SQL user {} / password {}", opts.postgres, DEMO_USER.0, DEMO_USER.1);
-    println!("  Data       {}  (campus config: {})", opts.data_dir.display(), campus_file.display());
+    println!(
+        "  SQL        tellijn sql --data {} --config {} \"SELECT count(*) FROM counts\"",
+        opts.data_dir.display(),
+        campus_file.display()
+    );
+    println!(
+        "  PostgreSQL {} is not served yet (planned); SQL user {} / password {}",
+        opts.postgres, DEMO_USER.0, DEMO_USER.1
+    );
+    println!(
+        "  Data       {}  (campus config: {})",
+        opts.data_dir.display(),
+        campus_file.display()
+    );
     println!("Press Ctrl-C to stop.");
 
     let interval = Duration::from_secs_f64(opts.speed.clamp(1.0, 900.0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
     for (id, secret) in secrets {
-        let Some(sensor) = campus.sensor(&id) else { continue };
+        let Some(sensor) = campus.sensor(&id) else {
+            continue;
+        };
         let cfg = AgentConfig {
             sensor: id.clone(),
             broker: format!("mqtt://{}", server.mqtt_addr()),
@@ -216,7 +291,11 @@ pub async fn run(opts: DemoOptions, stop: impl std::future::Future<Output = ()>)
         "Done: {} agents sent {} count messages ({} acknowledged); the server stored {} and dropped {} duplicates.",
         n, sent.messages, sent.acked, server_summary.accepted, server_summary.duplicates
     );
-    Ok(DemoSummary { agents: n, sent, server: server_summary })
+    Ok(DemoSummary {
+        agents: n,
+        sent,
+        server: server_summary,
+    })
 }
 
 #[cfg(test)]
@@ -229,7 +308,11 @@ mod tests {
             let (c, secrets) = campus(n).unwrap();
             assert_eq!(c.sensors.len(), n);
             assert_eq!(secrets.len(), n);
-            assert!(c.rooms.iter().all(|r| !(r.public && r.kind == RoomKind::Office)));
+            assert!(
+                c.rooms
+                    .iter()
+                    .all(|r| !(r.public && r.kind == RoomKind::Office))
+            );
         }
     }
 }

@@ -107,7 +107,7 @@ enum OutputFormat {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
@@ -132,8 +132,17 @@ fn load_campus(path: &std::path::Path) -> Result<Campus> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo { duration, speed, sensors, data, ports } => {
-            anyhow::ensure!(speed.is_finite() && speed > 0.0, "--speed must be a positive number (found {speed})");
+        Command::Demo {
+            duration,
+            speed,
+            sensors,
+            data,
+            ports,
+        } => {
+            anyhow::ensure!(
+                speed.is_finite() && speed > 0.0,
+                "--speed must be a positive number (found {speed})"
+            );
             let opts = DemoOptions {
                 sensors,
                 speed,
@@ -145,7 +154,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             demo::run(opts, shutdown_signal()).await?;
         }
-        Command::Serve { config, data, ports } => {
+        Command::Serve {
+            config,
+            data,
+            ports,
+        } => {
             let campus = load_campus(&config)?;
             let server = Server::start(ServerOptions {
                 campus: Arc::new(campus),
@@ -156,12 +169,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 source: config.display().to_string(),
             })
             .await?;
-            println!("Tellijn serving: MQTT mqtt://{}, HTTP http://{}/", server.mqtt_addr(), server.http_addr());
+            println!(
+                "Tellijn serving: MQTT mqtt://{}, HTTP http://{}/",
+                server.mqtt_addr(),
+                server.http_addr()
+            );
             shutdown_signal().await;
             let s = server.stop().await?;
             println!("Stopped after storing {} count messages.", s.accepted);
         }
-        Command::Sql { data, config, format, sql } => {
+        Command::Sql {
+            data,
+            config,
+            format,
+            sql,
+        } => {
             let campus = config.as_deref().map(load_campus).transpose()?;
             let data = data
                 .or_else(|| campus.as_ref().map(|c| c.server.data_dir.clone()))
@@ -192,9 +214,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::HashSecret => {
             let mut secret = String::new();
-            std::io::stdin().read_to_string(&mut secret).context("cannot read the secret from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut secret)
+                .context("cannot read the secret from stdin")?;
             let secret = secret.trim_end_matches(['\r', '\n']);
-            anyhow::ensure!(!secret.is_empty(), "no secret on stdin; pipe it in, e.g. `tellijn hash-secret < secret`");
+            anyhow::ensure!(
+                !secret.is_empty(),
+                "no secret on stdin; pipe it in, e.g. `tellijn hash-secret < secret`"
+            );
             println!("{}", tellijn::secrets::hash(secret)?);
         }
     }
@@ -210,7 +237,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

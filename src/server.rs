@@ -47,26 +47,32 @@ pub struct Server {
 }
 
 async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {addr}; choose another address with --http ADDR"))
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for HTTP on {addr}; choose another address with --http ADDR")
+    })
 }
 
 impl Server {
     /// Starts everything; returns once all listeners are bound.
     pub async fn start(opts: ServerOptions) -> Result<Server> {
         let campus = opts.campus;
-        let data_dir = opts.data_dir.unwrap_or_else(|| campus.server.data_dir.clone());
+        let data_dir = opts
+            .data_dir
+            .unwrap_or_else(|| campus.server.data_dir.clone());
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let audit = Arc::new(AuditLog::open(&data_dir)?);
-        audit.record(AuditEvent::ConfigLoaded { config_sha256: campus.hash(), source: opts.source })?;
+        audit.record(AuditEvent::ConfigLoaded {
+            config_sha256: campus.hash(),
+            source: opts.source,
+        })?;
 
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         metrics.seed(&campus);
 
-        let mut processors = Processors::open(campus.clone(), &data_dir, metrics.clone(), opts.clock)?;
+        let mut processors =
+            Processors::open(campus.clone(), &data_dir, metrics.clone(), opts.clock)?;
         let initial = processors.initial_outputs();
 
         let http_listener = bind_http(opts.http.unwrap_or(campus.server.http)).await?;
@@ -111,7 +117,17 @@ impl Server {
             }
         });
         tracing::info!("HTTP listening on http://{http_addr}/.");
-        Ok(Server { broker, http_addr, data_dir, stop_tx, processors, bridge, http, audit, metrics })
+        Ok(Server {
+            broker,
+            http_addr,
+            data_dir,
+            stop_tx,
+            processors,
+            bridge,
+            http,
+            audit,
+            metrics,
+        })
     }
 
     /// The MQTT address.

@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn tellijn(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tellijn")).args(args).output().expect("run tellijn")
+    Command::new(env!("CARGO_BIN_EXE_tellijn"))
+        .args(args)
+        .output()
+        .expect("run tellijn")
 }
 
 #[test]
@@ -12,16 +15,42 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
     let data = dir.path().join("data");
     let data_s = data.to_str().unwrap();
     let out = tellijn(&[
-        "demo", "--duration", "20s", "--speed", "60", "--data", data_s, "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0",
-        "--postgres", "127.0.0.1:0",
+        "demo",
+        "--duration",
+        "20s",
+        "--speed",
+        "60",
+        "--data",
+        data_s,
+        "--mqtt",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--postgres",
+        "127.0.0.1:0",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("370 sensors"), "{stdout}");
     assert!(stdout.contains("Done: 370 agents"), "{stdout}");
 
-    let out = tellijn(&["sql", "--data", data_s, "--format", "csv", "SELECT count(*) AS n FROM counts"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tellijn(&[
+        "sql",
+        "--data",
+        data_s,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM counts",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let n: u64 = text.lines().nth(1).unwrap().trim().parse().unwrap();
     assert!(n > 0, "no counts stored: {text}");
@@ -30,9 +59,20 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
         "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}/counts/**/*.parquet', hive_partitioning=true)\").fetchall()[0][0])",
         data_s
     );
-    let out = Command::new("python3").args(["-c", &script]).output().expect("python3");
-    assert!(out.status.success(), "DuckDB (pip install duckdb) failed: {}", String::from_utf8_lossy(&out.stderr));
-    let duck: u64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "DuckDB (pip install duckdb) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let duck: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(duck, n, "DuckDB reads a different number of rows");
 
     // A bad query: non-zero exit and a message that names the problem.
@@ -41,7 +81,16 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchcolumn"));
     // The campus tables come from the config the demo wrote.
     let campus = data.join("demo-campus.toml");
-    let out = tellijn(&["sql", "--data", data_s, "--config", campus.to_str().unwrap(), "--format", "csv", "SELECT count(*) AS n FROM sensors"]);
+    let out = tellijn(&[
+        "sql",
+        "--data",
+        data_s,
+        "--config",
+        campus.to_str().unwrap(),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM sensors",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n370\n");
 }
 
@@ -49,8 +98,13 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
 fn examples_are_valid() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = tellijn(&["check-config", &format!("{root}/examples/campus.toml")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tellijn_agent::AgentConfig::load(std::path::Path::new(&format!("{root}/examples/agent.toml"))).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tellijn_agent::AgentConfig::load(std::path::Path::new(&format!("{root}/examples/agent.toml")))
+        .unwrap();
 }
 
 #[test]
@@ -67,7 +121,10 @@ fn check_config_reports_every_error_with_file_and_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     let file = p.display().to_string();
     for key in ["rooms[0].building", "rooms[0].capacity", "rooms[0].public"] {
-        assert!(err.contains(&format!("{file}: {key}")), "{key} missing in:\n{err}");
+        assert!(
+            err.contains(&format!("{file}: {key}")),
+            "{key} missing in:\n{err}"
+        );
     }
     assert!(err.contains("3 error(s)."), "{err}");
 }

@@ -23,14 +23,20 @@ async fn watcher(port: u16) -> (Seen, Arc<Mutex<Vec<SubscribeReasonCode>>>) {
     tokio::spawn(async move {
         while let Ok(ev) = events.poll().await {
             match ev {
-                Event::Incoming(Packet::Publish(p)) => s.lock().unwrap().push((p.topic.clone(), p.payload.to_vec())),
+                Event::Incoming(Packet::Publish(p)) => s
+                    .lock()
+                    .unwrap()
+                    .push((p.topic.clone(), p.payload.to_vec())),
                 Event::Incoming(Packet::SubAck(ack)) => a.lock().unwrap().extend(ack.return_codes),
                 _ => {}
             }
         }
     });
     client.subscribe("#", QoS::AtLeastOnce).await.unwrap();
-    client.subscribe("tellijn/v1/rooms/#", QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe("tellijn/v1/rooms/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     // Keep the client alive for the test's duration.
     std::mem::forget(client);
     (seen, acks)
@@ -42,10 +48,16 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     let server = start(dir.path()).await;
     let port = server.mqtt_addr().port();
     let (seen, acks) = watcher(port).await;
-    assert!(wait_for(10, || async { acks.lock().unwrap().len() == 2 }).await, "no SUBACKs");
+    assert!(
+        wait_for(10, || async { acks.lock().unwrap().len() == 2 }).await,
+        "no SUBACKs"
+    );
     assert_eq!(
         *acks.lock().unwrap(),
-        [SubscribeReasonCode::Failure, SubscribeReasonCode::Success(QoS::AtLeastOnce)],
+        [
+            SubscribeReasonCode::Failure,
+            SubscribeReasonCode::Success(QoS::AtLeastOnce)
+        ],
         "an anonymous client may not subscribe to #, only to the room topics"
     );
 
@@ -59,7 +71,10 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
                 && serde_json::from_slice::<serde_json::Value>(p).is_ok_and(|v| v["occupancy"] == 2)
         })
     };
-    assert!(wait_for(10, occupancy_is_2).await, "the room's occupancy was not published");
+    assert!(
+        wait_for(10, occupancy_is_2).await,
+        "the room's occupancy was not published"
+    );
 
     // The same message twice is stored once.
     let twice = line_msg(2, 1, 0);
@@ -75,19 +90,70 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     mosquitto_pub(port, s1, "s1", counts, Payload::Text("hello-garbage")).await;
     mosquitto_pub(port, s1, "s1", counts, Payload::File(&blob)).await;
     mosquitto_pub(port, s1, "s1", counts, Payload::Text(&other_sensor)).await;
-    mosquitto_pub(port, s1, "s1", "tellijn/v1/sensors/s2/counts", Payload::Text(&line_msg(4, 1, 0))).await;
-    mosquitto_pub(port, s1, "s1", "tellijn/v1/rooms/r1/state", Payload::Text("\"FORGED\"")).await;
-    mosquitto_pub(port, None, "anon", "tellijn/v1/rooms/r1/state", Payload::Text("\"FORGED\"")).await;
+    mosquitto_pub(
+        port,
+        s1,
+        "s1",
+        "tellijn/v1/sensors/s2/counts",
+        Payload::Text(&line_msg(4, 1, 0)),
+    )
+    .await;
+    mosquitto_pub(
+        port,
+        s1,
+        "s1",
+        "tellijn/v1/rooms/r1/state",
+        Payload::Text("\"FORGED\""),
+    )
+    .await;
+    mosquitto_pub(
+        port,
+        None,
+        "anon",
+        "tellijn/v1/rooms/r1/state",
+        Payload::Text("\"FORGED\""),
+    )
+    .await;
 
     // Refused connections.
-    assert!(!mosquitto_pub(port, Some(("s1", "wrong")), "s1", counts, Payload::Text(&line_msg(5, 1, 0))).await);
-    assert!(!mosquitto_pub(port, Some(("ghost", "x")), "ghost", counts, Payload::Text(&line_msg(5, 1, 0))).await);
-    assert!(!mosquitto_pub(port, Some(("s2", S2_SECRET)), "s1", counts, Payload::Text(&line_msg(5, 1, 0))).await);
+    assert!(
+        !mosquitto_pub(
+            port,
+            Some(("s1", "wrong")),
+            "s1",
+            counts,
+            Payload::Text(&line_msg(5, 1, 0))
+        )
+        .await
+    );
+    assert!(
+        !mosquitto_pub(
+            port,
+            Some(("ghost", "x")),
+            "ghost",
+            counts,
+            Payload::Text(&line_msg(5, 1, 0))
+        )
+        .await
+    );
+    assert!(
+        !mosquitto_pub(
+            port,
+            Some(("s2", S2_SECRET)),
+            "s1",
+            counts,
+            Payload::Text(&line_msg(5, 1, 0))
+        )
+        .await
+    );
 
     let http = server.http_addr();
     let metrics_ok = || async {
         let m = http_get(http, "/metrics").await;
-        metric(&m, "tellijn_auth_failures_total{reason=\"client_id_mismatch\"}") == 1.0
+        metric(
+            &m,
+            "tellijn_auth_failures_total{reason=\"client_id_mismatch\"}",
+        ) == 1.0
             && metric(&m, "tellijn_rejected_messages_total{reason=\"bad_topic\"}") == 3.0
     };
     assert!(wait_for(10, metrics_ok).await);
@@ -95,7 +161,10 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     for (series, want) in [
         ("tellijn_rejected_messages_total{reason=\"not_json\"}", 1.0),
         ("tellijn_rejected_messages_total{reason=\"too_large\"}", 1.0),
-        ("tellijn_rejected_messages_total{reason=\"sensor_mismatch\"}", 1.0),
+        (
+            "tellijn_rejected_messages_total{reason=\"sensor_mismatch\"}",
+            1.0,
+        ),
         ("tellijn_rejected_messages_total{reason=\"bad_topic\"}", 3.0),
         ("tellijn_messages_total{outcome=\"rejected\"}", 6.0),
         ("tellijn_messages_total{outcome=\"accepted\"}", 2.0),
@@ -110,8 +179,16 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     // Nothing refused reached the subscriber; nothing but room topics did.
     {
         let seen = seen.lock().unwrap();
-        assert!(seen.iter().all(|(t, _)| t.starts_with("tellijn/v1/rooms/")), "{seen:?}");
-        assert!(!seen.iter().any(|(_, p)| p.windows(6).any(|w| w == b"FORGED")), "a forged state was delivered");
+        assert!(
+            seen.iter().all(|(t, _)| t.starts_with("tellijn/v1/rooms/")),
+            "{seen:?}"
+        );
+        assert!(
+            !seen
+                .iter()
+                .any(|(_, p)| p.windows(6).any(|w| w == b"FORGED")),
+            "a forged state was delivered"
+        );
     }
 
     // Every refusal is audited, without the payload.
@@ -126,15 +203,34 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     }
     let blob_line = audit.iter().find(|l| l["reason"] == "too_large").unwrap();
     assert_eq!(blob_line["payload_bytes"], jpeg.len());
-    assert_eq!(audit.iter().filter(|l| l["event"] == "auth_failure").count(), 3);
-    assert!(audit.iter().any(|l| l["event"] == "subscribe_refused" && l["filter"] == "#"));
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|l| l["event"] == "auth_failure")
+            .count(),
+        3
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|l| l["event"] == "subscribe_refused" && l["filter"] == "#")
+    );
     let raw = serde_json::to_string(&audit).unwrap();
-    assert!(!raw.contains("hello-garbage") && !raw.contains("FORGED"), "a payload leaked into the audit log");
+    assert!(
+        !raw.contains("hello-garbage") && !raw.contains("FORGED"),
+        "a payload leaked into the audit log"
+    );
 
     // After the flush, SQL holds each accepted message once.
     server.stop().await.unwrap();
     let h = History::open(dir.path(), None).await.unwrap();
-    let csv = h.query("SELECT seq, people_in, people_out FROM counts ORDER BY seq", Format::Csv).await.unwrap();
+    let csv = h
+        .query(
+            "SELECT seq, people_in, people_out FROM counts ORDER BY seq",
+            Format::Csv,
+        )
+        .await
+        .unwrap();
     assert_eq!(csv, "seq,people_in,people_out\n1,3,1\n2,1,0\n");
 }
 
@@ -144,14 +240,44 @@ async fn last_will_on_a_foreign_topic_refuses_the_connection() {
     let server = start(dir.path()).await;
     let port = server.mqtt_addr().port();
     let out = tokio::process::Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", "s1", "-u", "s1", "-P", S1_SECRET, "-q", "1"])
-        .args(["--will-topic", "tellijn/v1/rooms/r1/state", "--will-payload", "\"FORGED\"", "--will-retain"])
-        .args(["-t", "tellijn/v1/sensors/s1/counts", "-m", &line_msg(1, 1, 0)])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-i",
+            "s1",
+            "-u",
+            "s1",
+            "-P",
+            S1_SECRET,
+            "-q",
+            "1",
+        ])
+        .args([
+            "--will-topic",
+            "tellijn/v1/rooms/r1/state",
+            "--will-payload",
+            "\"FORGED\"",
+            "--will-retain",
+        ])
+        .args([
+            "-t",
+            "tellijn/v1/sensors/s1/counts",
+            "-m",
+            &line_msg(1, 1, 0),
+        ])
         .output()
         .await
         .unwrap();
-    assert!(!out.status.success(), "a CONNECT with a forged will was accepted");
+    assert!(
+        !out.status.success(),
+        "a CONNECT with a forged will was accepted"
+    );
     let m = http_get(server.http_addr(), "/metrics").await;
-    assert_eq!(metric(&m, "tellijn_auth_failures_total{reason=\"bad_will\"}"), 1.0);
+    assert_eq!(
+        metric(&m, "tellijn_auth_failures_total{reason=\"bad_will\"}"),
+        1.0
+    );
     server.stop().await.unwrap();
 }

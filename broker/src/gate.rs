@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tellijn_config::metrics::auth_reason;
 use tellijn_config::Campus;
+use tellijn_config::metrics::auth_reason;
 use tellijn_wire::topic::{self, SensorTopic};
 use tellijn_wire::{CountMessage, Directory, Reason, StatusMessage};
 
@@ -65,10 +65,14 @@ pub struct Policy {
 
 impl Directory for Policy {
     fn has_line(&self, sensor: &str, line: &str) -> bool {
-        self.sensors.get(sensor).is_some_and(|s| s.lines.contains(line))
+        self.sensors
+            .get(sensor)
+            .is_some_and(|s| s.lines.contains(line))
     }
     fn has_zone(&self, sensor: &str, zone: &str) -> bool {
-        self.sensors.get(sensor).is_some_and(|s| s.zones.contains(zone))
+        self.sensors
+            .get(sensor)
+            .is_some_and(|s| s.zones.contains(zone))
     }
 }
 
@@ -91,7 +95,10 @@ impl Policy {
             .mqtt_readers
             .iter()
             .map(|r| {
-                let entry = ReaderEntry { password_hash: r.password_hash.clone(), filters: r.topics.clone() };
+                let entry = ReaderEntry {
+                    password_hash: r.password_hash.clone(),
+                    filters: r.topics.clone(),
+                };
                 (r.name.clone(), entry)
             })
             .collect();
@@ -174,11 +181,15 @@ impl Policy {
     pub fn may_subscribe(&self, who: &Identity, filter: &str) -> bool {
         match who {
             Identity::Sensor(id) => filter == topic::sensor(id, SensorTopic::Ack),
-            Identity::Reader(name) => self
-                .readers
-                .get(name)
-                .is_some_and(|r| r.filters.iter().any(|allowed| filter_within(filter, allowed))),
-            Identity::Anonymous => self.anonymous.iter().any(|allowed| filter_within(filter, allowed)),
+            Identity::Reader(name) => self.readers.get(name).is_some_and(|r| {
+                r.filters
+                    .iter()
+                    .any(|allowed| filter_within(filter, allowed))
+            }),
+            Identity::Anonymous => self
+                .anonymous
+                .iter()
+                .any(|allowed| filter_within(filter, allowed)),
         }
     }
 
@@ -240,7 +251,7 @@ pub fn filter_within(filter: &str, allowed: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 
     fn hash(secret: &str) -> String {
         let salt = SaltString::generate(&mut OsRng);
@@ -288,27 +299,59 @@ zones = [{{ zone = "seats", room = "r1" }}]
     #[test]
     fn authentication() {
         let p = policy();
-        assert_eq!(p.authenticate("s1", Some("s1"), Some(b"s1-secret"), None), Ok(Identity::Sensor("s1".into())));
+        assert_eq!(
+            p.authenticate("s1", Some("s1"), Some(b"s1-secret"), None),
+            Ok(Identity::Sensor("s1".into()))
+        );
         // Cached the second time, same answer.
-        assert_eq!(p.authenticate("s1", Some("s1"), Some(b"s1-secret"), None), Ok(Identity::Sensor("s1".into())));
+        assert_eq!(
+            p.authenticate("s1", Some("s1"), Some(b"s1-secret"), None),
+            Ok(Identity::Sensor("s1".into()))
+        );
         let refused = |c, u, pw: Option<&[u8]>| p.authenticate(c, u, pw, None).unwrap_err().0;
-        assert_eq!(refused("s1", Some("s1"), Some(b"wrong")), auth_reason::BAD_SECRET);
+        assert_eq!(
+            refused("s1", Some("s1"), Some(b"wrong")),
+            auth_reason::BAD_SECRET
+        );
         assert_eq!(refused("s1", Some("s1"), None), auth_reason::BAD_SECRET);
-        assert_eq!(refused("x", Some("s1"), Some(b"s1-secret")), auth_reason::CLIENT_ID_MISMATCH);
-        assert_eq!(refused("s1", Some("s2"), Some(b"s2-secret")), auth_reason::CLIENT_ID_MISMATCH);
-        assert_eq!(refused("ghost", Some("ghost"), Some(b"x")), auth_reason::UNKNOWN_USER);
+        assert_eq!(
+            refused("x", Some("s1"), Some(b"s1-secret")),
+            auth_reason::CLIENT_ID_MISMATCH
+        );
+        assert_eq!(
+            refused("s1", Some("s2"), Some(b"s2-secret")),
+            auth_reason::CLIENT_ID_MISMATCH
+        );
+        assert_eq!(
+            refused("ghost", Some("ghost"), Some(b"x")),
+            auth_reason::UNKNOWN_USER
+        );
         // Anonymous and readers may not take a sensor's client id.
         assert_eq!(refused("s1", None, None), auth_reason::CLIENT_ID_MISMATCH);
-        assert_eq!(refused("s1", Some("hvac"), Some(b"hvac-pw")), auth_reason::CLIENT_ID_MISMATCH);
-        assert_eq!(p.authenticate("viewer", None, None, None), Ok(Identity::Anonymous));
-        assert_eq!(p.authenticate("bms", Some("hvac"), Some(b"hvac-pw"), None), Ok(Identity::Reader("hvac".into())));
+        assert_eq!(
+            refused("s1", Some("hvac"), Some(b"hvac-pw")),
+            auth_reason::CLIENT_ID_MISMATCH
+        );
+        assert_eq!(
+            p.authenticate("viewer", None, None, None),
+            Ok(Identity::Anonymous)
+        );
+        assert_eq!(
+            p.authenticate("bms", Some("hvac"), Some(b"hvac-pw"), None),
+            Ok(Identity::Reader("hvac".into()))
+        );
     }
 
     #[test]
     fn wills_must_be_own_offline_status() {
         let p = policy();
         let will = |topic, payload| Some(Will { topic, payload });
-        let ok = p.authenticate("s1", Some("s1"), Some(b"s1-secret"), will("tellijn/v1/sensors/s1/status", br#"{"online":false}"#));
+        let ok = p.authenticate(
+            "s1",
+            Some("s1"),
+            Some(b"s1-secret"),
+            will("tellijn/v1/sensors/s1/status", br#"{"online":false}"#),
+        );
         assert!(ok.is_ok());
         for (t, payload) in [
             ("tellijn/v1/sensors/s1/counts", &br#"{"online":false}"#[..]),
@@ -355,19 +398,58 @@ zones = [{{ zone = "seats", room = "r1" }}]
         let s1 = Identity::Sensor("s1".into());
         let good = br#"{"v":1,"sensor":"s1","line":"main","seq":1,"start":"2026-11-22T10:15:00Z","end":"2026-11-22T10:15:01Z","in":3,"out":1}"#;
         let counts = "tellijn/v1/sensors/s1/counts";
-        assert!(matches!(p.check_publish(&s1, counts, good, false, now), Ok(Admitted::Count(_))));
-        assert_eq!(p.check_publish(&s1, counts, good, true, now), Err(Reason::BadRetain));
-        assert_eq!(p.check_publish(&s1, counts, b"garbage", false, now), Err(Reason::NotJson));
-        assert_eq!(p.check_publish(&s1, "tellijn/v1/sensors/s2/counts", good, false, now), Err(Reason::BadTopic));
-        assert_eq!(p.check_publish(&s1, "tellijn/v1/rooms/r1/state", b"\"vacant\"", true, now), Err(Reason::BadTopic));
-        assert_eq!(p.check_publish(&s1, "tellijn/v1/sensors/s1/ack", b"{\"seq\":9}", true, now), Err(Reason::BadTopic));
+        assert!(matches!(
+            p.check_publish(&s1, counts, good, false, now),
+            Ok(Admitted::Count(_))
+        ));
+        assert_eq!(
+            p.check_publish(&s1, counts, good, true, now),
+            Err(Reason::BadRetain)
+        );
+        assert_eq!(
+            p.check_publish(&s1, counts, b"garbage", false, now),
+            Err(Reason::NotJson)
+        );
+        assert_eq!(
+            p.check_publish(&s1, "tellijn/v1/sensors/s2/counts", good, false, now),
+            Err(Reason::BadTopic)
+        );
+        assert_eq!(
+            p.check_publish(&s1, "tellijn/v1/rooms/r1/state", b"\"vacant\"", true, now),
+            Err(Reason::BadTopic)
+        );
+        assert_eq!(
+            p.check_publish(&s1, "tellijn/v1/sensors/s1/ack", b"{\"seq\":9}", true, now),
+            Err(Reason::BadTopic)
+        );
         let other = String::from_utf8_lossy(good).replace("\"s1\"", "\"s2\"");
-        assert_eq!(p.check_publish(&s1, counts, other.as_bytes(), false, now), Err(Reason::SensorMismatch));
+        assert_eq!(
+            p.check_publish(&s1, counts, other.as_bytes(), false, now),
+            Err(Reason::SensorMismatch)
+        );
         let status = "tellijn/v1/sensors/s1/status";
-        assert!(matches!(p.check_publish(&s1, status, br#"{"online":true}"#, true, now), Ok(Admitted::Status(_))));
-        assert_eq!(p.check_publish(&s1, status, br#"{"online":true,"img":1}"#, true, now), Err(Reason::UnknownField));
-        assert_eq!(p.check_publish(&Identity::Anonymous, counts, good, false, now), Err(Reason::BadTopic));
-        assert_eq!(p.check_publish(&Identity::Reader("hvac".into()), "tellijn/v1/rooms/r1/state", b"x", true, now), Err(Reason::BadTopic));
+        assert!(matches!(
+            p.check_publish(&s1, status, br#"{"online":true}"#, true, now),
+            Ok(Admitted::Status(_))
+        ));
+        assert_eq!(
+            p.check_publish(&s1, status, br#"{"online":true,"img":1}"#, true, now),
+            Err(Reason::UnknownField)
+        );
+        assert_eq!(
+            p.check_publish(&Identity::Anonymous, counts, good, false, now),
+            Err(Reason::BadTopic)
+        );
+        assert_eq!(
+            p.check_publish(
+                &Identity::Reader("hvac".into()),
+                "tellijn/v1/rooms/r1/state",
+                b"x",
+                true,
+                now
+            ),
+            Err(Reason::BadTopic)
+        );
     }
 
     #[test]

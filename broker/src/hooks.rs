@@ -63,17 +63,31 @@ impl GateHooks {
         let (cid, user) = (client_id.clone(), username.clone());
         // argon2id is deliberately slow: keep it off the async worker threads.
         let decided = tokio::task::spawn_blocking(move || {
-            let will = will.as_ref().map(|(topic, payload)| Will { topic, payload });
+            let will = will
+                .as_ref()
+                .map(|(topic, payload)| Will { topic, payload });
             policy.authenticate(&cid, user.as_deref(), password.as_deref(), will)
         })
         .await
-        .unwrap_or(Err(AuthRefusal(tellijn_config::metrics::auth_reason::BAD_SECRET)));
+        .unwrap_or(Err(AuthRefusal(
+            tellijn_config::metrics::auth_reason::BAD_SECRET,
+        )));
         match decided {
-            Ok(_) => (false, Some(HookResult::AuthResult(AuthResult::Allow(false, None)))),
+            Ok(_) => (
+                false,
+                Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
+            ),
             Err(AuthRefusal(reason)) => {
-                self.metrics.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+                self.metrics
+                    .auth_failures
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
                 tracing::warn!(client = %client_id, reason, "Refused an MQTT connection.");
-                self.audit(AuditEvent::AuthFailure { client: client_id, username, reason });
+                self.audit(AuditEvent::AuthFailure {
+                    client: client_id,
+                    username,
+                    reason,
+                });
                 let result = if reason == tellijn_config::metrics::auth_reason::BAD_SECRET
                     || reason == tellijn_config::metrics::auth_reason::UNKNOWN_USER
                 {
@@ -90,13 +104,17 @@ impl GateHooks {
         let at = Instant::now();
         let who = self.identity(s);
         let received = self.clock.now();
-        match self.policy.check_publish(&who, &p.topic, &p.payload, p.retain, received) {
+        match self
+            .policy
+            .check_publish(&who, &p.topic, &p.payload, p.retain, received)
+        {
             Ok(admitted) => {
                 let event = match admitted {
                     Admitted::Count(msg) => SensorEvent::Count { msg, received, at },
-                    Admitted::Status(status) => {
-                        SensorEvent::Status { sensor: s.id.client_id.to_string(), status }
-                    }
+                    Admitted::Status(status) => SensorEvent::Status {
+                        sensor: s.id.client_id.to_string(),
+                        status,
+                    },
                 };
                 self.metrics.processor_queue.inc();
                 if self.events.send(event).await.is_err() {
@@ -105,13 +123,21 @@ impl GateHooks {
                     let r = PublishAclResult::rejected(true, Some("server shutting down".into()));
                     return (false, Some(HookResult::PublishAclResult(r)));
                 }
-                (false, Some(HookResult::PublishAclResult(PublishAclResult::allow())))
+                (
+                    false,
+                    Some(HookResult::PublishAclResult(PublishAclResult::allow())),
+                )
             }
             Err(reason) => {
                 self.metrics.reject(reason);
                 let client = s.id.client_id.to_string();
                 tracing::warn!(client = %client, topic = %p.topic, reason = reason.as_str(), "Refused a publish.");
-                self.audit(AuditEvent::publish_refused(&client, &p.topic, reason.as_str(), &p.payload));
+                self.audit(AuditEvent::publish_refused(
+                    &client,
+                    &p.topic,
+                    reason.as_str(),
+                    &p.payload,
+                ));
                 // MQTT 3.1.1 has no negative PUBACK: a refused QoS 1 publish would look
                 // delivered, so the connection is closed instead. MQTT 5 gets reason 0x87.
                 let v5 = s.protocol().await.is_ok_and(|v| v == MQTT_LEVEL_5);
@@ -130,7 +156,10 @@ impl GateHooks {
         self.metrics.subscribe_refused.inc();
         let client = s.id.client_id.to_string();
         tracing::warn!(client = %client, filter = %sub.topic_filter, "Refused a subscription.");
-        self.audit(AuditEvent::SubscribeRefused { client, filter: sub.topic_filter.chars().take(256).collect() });
+        self.audit(AuditEvent::SubscribeRefused {
+            client,
+            filter: sub.topic_filter.chars().take(256).collect(),
+        });
         let no = SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized);
         (false, Some(HookResult::SubscribeAclResult(no)))
     }
@@ -142,7 +171,11 @@ impl GateHooks {
             self.metrics.mqtt_connections.dec();
         }
         if let Identity::Sensor(sensor) = self.identity(s) {
-            let event = if up { SensorEvent::Connected { sensor } } else { SensorEvent::Disconnected { sensor } };
+            let event = if up {
+                SensorEvent::Connected { sensor }
+            } else {
+                SensorEvent::Disconnected { sensor }
+            };
             let _ = self.events.send(event).await;
         }
     }

@@ -48,7 +48,10 @@ pub const MAX_PACKET: u32 = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot listen for MQTT on {addr}: {source}; choose another address with --mqtt ADDR")]
-    Bind { addr: SocketAddr, source: anyhow::Error },
+    Bind {
+        addr: SocketAddr,
+        source: anyhow::Error,
+    },
 }
 
 /// What the broker needs to start.
@@ -92,11 +95,16 @@ impl Broker {
             Type::ClientConnected,
             Type::ClientDisconnected,
         ] {
-            register.add(typ, Box::new(hooks::Hook(hooks.clone()))).await;
+            register
+                .add(typ, Box::new(hooks::Hook(hooks.clone())))
+                .await;
         }
         register.start().await;
 
-        let bind_err = |source| BrokerError::Bind { addr: cfg.mqtt, source };
+        let bind_err = |source| BrokerError::Bind {
+            addr: cfg.mqtt,
+            source,
+        };
         let listener = Builder::new()
             .name("tellijn/tcp")
             .laddr(cfg.mqtt)
@@ -109,7 +117,9 @@ impl Broker {
             .tcp()
             .map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
-        let server = MqttServer::new(scx.clone()).listener_by_id(listener, 1).build();
+        let server = MqttServer::new(scx.clone())
+            .listener_by_id(listener, 1)
+            .build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!("The MQTT broker stopped: {e}");
@@ -131,7 +141,9 @@ impl Broker {
 
     /// A handle that publishes into this broker from other tasks.
     pub fn publisher(&self) -> Publisher {
-        Publisher { scx: self.scx.clone() }
+        Publisher {
+            scx: self.scx.clone(),
+        }
     }
 
     /// Stops accepting connections.
@@ -165,7 +177,10 @@ impl Publisher {
             properties: None,
         };
         let publish = Publish::from(p).create_time(chrono::Utc::now().timestamp_millis());
-        let from = From::from_system(Id::from(self.scx.node.id(), ByteString::from_static("tellijn-processors")));
+        let from = From::from_system(Id::from(
+            self.scx.node.id(),
+            ByteString::from_static("tellijn-processors"),
+        ));
         SessionState::forwards(&self.scx, from, publish, false, None).await?;
         Ok(())
     }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rmqtt::Result;
 use rmqtt::retain::{DefaultRetainStorage, RetainStorage};
 use rmqtt::types::{Retain, TopicFilter, TopicName};
-use rmqtt::Result;
 
 /// The broker's retained-message store.
 #[derive(Default)]

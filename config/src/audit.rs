@@ -19,7 +19,11 @@ use sha2::{Digest, Sha256};
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
     /// An MQTT CONNECT was refused.
-    AuthFailure { client: String, username: Option<String>, reason: &'static str },
+    AuthFailure {
+        client: String,
+        username: Option<String>,
+        reason: &'static str,
+    },
     /// A publish was refused before routing.
     PublishRefused {
         client: String,
@@ -31,12 +35,20 @@ pub enum AuditEvent {
     /// A subscription was refused.
     SubscribeRefused { client: String, filter: String },
     /// The server started with a config.
-    ConfigLoaded { config_sha256: String, source: String },
+    ConfigLoaded {
+        config_sha256: String,
+        source: String,
+    },
 }
 
 impl AuditEvent {
     /// A refused publish, described without its payload.
-    pub fn publish_refused(client: &str, topic: &str, reason: &'static str, payload: &[u8]) -> AuditEvent {
+    pub fn publish_refused(
+        client: &str,
+        topic: &str,
+        reason: &'static str,
+        payload: &[u8],
+    ) -> AuditEvent {
         AuditEvent::PublishRefused {
             client: client.chars().take(128).collect(),
             topic: topic.chars().take(256).collect(),
@@ -57,8 +69,13 @@ struct Line<'a> {
 /// Errors opening or writing the audit log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot write the audit log in {dir}: {source}; check that the data directory is writable")]
-    Io { dir: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot write the audit log in {dir}: {source}; check that the data directory is writable"
+    )]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 struct Open {
@@ -76,8 +93,14 @@ impl AuditLog {
     /// Opens (creates) `{data}/audit/`.
     pub fn open(data_dir: &Path) -> Result<AuditLog, AuditError> {
         let dir = data_dir.join("audit");
-        std::fs::create_dir_all(&dir).map_err(|source| AuditError::Io { dir: dir.clone(), source })?;
-        Ok(AuditLog { dir, open: Mutex::new(None) })
+        std::fs::create_dir_all(&dir).map_err(|source| AuditError::Io {
+            dir: dir.clone(),
+            source,
+        })?;
+        Ok(AuditLog {
+            dir,
+            open: Mutex::new(None),
+        })
     }
 
     /// The directory holding the log files.
@@ -89,15 +112,25 @@ impl AuditLog {
     /// returned so a caller that must not go on without an audit trail can stop.
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let now = Utc::now();
-        let line = Line { ts: now.to_rfc3339_opts(SecondsFormat::Micros, true), event: &event };
+        let line = Line {
+            ts: now.to_rfc3339_opts(SecondsFormat::Micros, true),
+            event: &event,
+        };
         let mut text = serde_json::to_string(&line).unwrap_or_default();
         text.push('\n');
         let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let io = |source| AuditError::Io { dir: self.dir.clone(), source };
+        let io = |source| AuditError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
         let today = now.date_naive();
         if guard.as_ref().map(|o| o.date) != Some(today) {
             let path = self.dir.join(format!("{today}.jsonl"));
-            let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io)?;
             *guard = Some(Open { date: today, file });
         }
         if let Some(o) = guard.as_mut() {
@@ -110,7 +143,10 @@ impl AuditLog {
     pub fn sync(&self) -> Result<(), AuditError> {
         let guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = guard.as_ref() {
-            o.file.sync_all().map_err(|source| AuditError::Io { dir: self.dir.clone(), source })?;
+            o.file.sync_all().map_err(|source| AuditError::Io {
+                dir: self.dir.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -125,8 +161,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path()).unwrap();
         let secret = b"FACE-OF-A-STUDENT-4711";
-        log.record(AuditEvent::publish_refused("cam-1", "tellijn/v1/sensors/cam-1/counts", "not_json", secret))
-            .unwrap();
+        log.record(AuditEvent::publish_refused(
+            "cam-1",
+            "tellijn/v1/sensors/cam-1/counts",
+            "not_json",
+            secret,
+        ))
+        .unwrap();
         let files: Vec<_> = std::fs::read_dir(log.dir()).unwrap().collect();
         assert_eq!(files.len(), 1);
         let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();

@@ -96,7 +96,11 @@ pub struct Server {
     pub postgres: SocketAddr,
     #[serde(default = "default_timezone")]
     pub timezone: String,
-    #[serde(default = "default_flush", deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    #[serde(
+        default = "default_flush",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
     pub flush_interval: Duration,
     /// Topic filters anonymous MQTT clients may subscribe to (none unless set).
     #[serde(default)]
@@ -151,9 +155,17 @@ pub struct Tls {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Privacy {
-    #[serde(default = "default_raw", deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    #[serde(
+        default = "default_raw",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
     pub raw_retention: Duration,
-    #[serde(default = "default_agg", deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    #[serde(
+        default = "default_agg",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
     pub aggregate_retention: Duration,
     #[serde(default = "default_min_count")]
     pub public_min_count: u32,
@@ -259,7 +271,11 @@ pub struct Room {
     pub capacity: u32,
     #[serde(default)]
     pub public: bool,
-    #[serde(default = "default_vacancy", deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    #[serde(
+        default = "default_vacancy",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
     pub vacancy_delay: Duration,
     #[serde(default)]
     pub reset: Option<String>,
@@ -326,7 +342,11 @@ impl Campus {
             }])
         })?;
         let errors = campus.validate(file);
-        if errors.is_empty() { Ok(campus) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(campus)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// The config as TOML (what `demo` writes so it can be inspected and re-used).
@@ -343,38 +363,62 @@ impl Campus {
     pub fn validate(&self, file: &str) -> Vec<ConfigError> {
         let mut errs = Vec::new();
         let mut err = |key: String, message: String| {
-            errs.push(ConfigError { file: file.to_owned(), key, message })
+            errs.push(ConfigError {
+                file: file.to_owned(),
+                key,
+                message,
+            })
         };
         let mut ids: BTreeMap<String, &'static str> = BTreeMap::new();
         let mut place_ids: BTreeSet<&str> = BTreeSet::new();
 
         if self.server.flush_interval.is_zero() {
-            err("server.flush_interval".into(), "must be longer than 0s (found 0s).".into());
+            err(
+                "server.flush_interval".into(),
+                "must be longer than 0s (found 0s).".into(),
+            );
         }
         if self.server.timezone.trim().is_empty() {
-            err("server.timezone".into(), "must name an IANA time zone such as \"Europe/Amsterdam\".".into());
+            err(
+                "server.timezone".into(),
+                "must name an IANA time zone such as \"Europe/Amsterdam\".".into(),
+            );
         }
         for (i, f) in self.server.anonymous_read.iter().enumerate() {
             if !derived_filter(f) {
                 err(
                     format!("server.anonymous_read[{i}]"),
-                    format!("must be a topic filter under tellijn/v1/rooms/ or tellijn/v1/buildings/ (found {f:?})."),
+                    format!(
+                        "must be a topic filter under tellijn/v1/rooms/ or tellijn/v1/buildings/ (found {f:?})."
+                    ),
                 );
             }
         }
         if self.tls.is_none() && self.server.mqtts.is_some() {
-            err("server.mqtts".into(), "needs a [tls] section with cert and key.".into());
+            err(
+                "server.mqtts".into(),
+                "needs a [tls] section with cert and key.".into(),
+            );
         }
         if self.privacy.raw_retention.is_zero() {
-            err("privacy.raw_retention".into(), "must be longer than 0s.".into());
+            err(
+                "privacy.raw_retention".into(),
+                "must be longer than 0s.".into(),
+            );
         }
         if self.privacy.aggregate_retention.is_zero() {
-            err("privacy.aggregate_retention".into(), "must be longer than 0s.".into());
+            err(
+                "privacy.aggregate_retention".into(),
+                "must be longer than 0s.".into(),
+            );
         }
         let mut names = BTreeSet::new();
         for (i, u) in self.users.iter().enumerate() {
             if u.name.is_empty() || !names.insert(u.name.as_str()) {
-                err(format!("users[{i}].name"), format!("must be a unique, non-empty name (found {:?}).", u.name));
+                err(
+                    format!("users[{i}].name"),
+                    format!("must be a unique, non-empty name (found {:?}).", u.name),
+                );
             }
             if let Err(m) = check_argon2id(&u.password_hash) {
                 err(format!("users[{i}].password_hash"), m);
@@ -384,7 +428,10 @@ impl Campus {
             if !crate::is_valid_id(&r.name) || !names.insert(r.name.as_str()) {
                 err(
                     format!("mqtt_readers[{i}].name"),
-                    format!("must be a unique id of a-z, 0-9 and '-' (found {:?}).", r.name),
+                    format!(
+                        "must be a unique id of a-z, 0-9 and '-' (found {:?}).",
+                        r.name
+                    ),
                 );
             }
             if let Err(m) = check_argon2id(&r.password_hash) {
@@ -394,16 +441,29 @@ impl Campus {
                 if !derived_filter(f) {
                     err(
                         format!("mqtt_readers[{i}].topics[{j}]"),
-                        format!("must be a topic filter under tellijn/v1/rooms/ or tellijn/v1/buildings/ (found {f:?})."),
+                        format!(
+                            "must be a topic filter under tellijn/v1/rooms/ or tellijn/v1/buildings/ (found {f:?})."
+                        ),
                     );
                 }
             }
         }
-        let mut check_id = |key: String, id: &'_ str, what: &'static str, err: &mut dyn FnMut(String, String)| {
+        let mut check_id = |key: String,
+                            id: &'_ str,
+                            what: &'static str,
+                            err: &mut dyn FnMut(String, String)| {
             if !crate::is_valid_id(id) {
-                err(key, format!("must be an id of a-z, 0-9 and '-', at most 64 characters (found {id:?})."));
+                err(
+                    key,
+                    format!(
+                        "must be an id of a-z, 0-9 and '-', at most 64 characters (found {id:?})."
+                    ),
+                );
             } else if let Some(prev) = ids.insert(id.to_owned(), what) {
-                err(key, format!("{id:?} is already used by a {prev}; ids must be unique."));
+                err(
+                    key,
+                    format!("{id:?} is already used by a {prev}; ids must be unique."),
+                );
             }
         };
         let buildings: BTreeSet<&str> = self.buildings.iter().map(|b| b.id.as_str()).collect();
@@ -415,18 +475,30 @@ impl Campus {
             check_id(format!("rooms[{i}].id"), &r.id, "room", &mut err);
             place_ids.insert(&r.id);
             if !buildings.contains(r.building.as_str()) {
-                err(format!("rooms[{i}].building"), format!("{:?} is not a building in [[buildings]].", r.building));
+                err(
+                    format!("rooms[{i}].building"),
+                    format!("{:?} is not a building in [[buildings]].", r.building),
+                );
             }
             if r.capacity == 0 {
-                err(format!("rooms[{i}].capacity"), "must be a positive integer (found 0).".into());
+                err(
+                    format!("rooms[{i}].capacity"),
+                    "must be a positive integer (found 0).".into(),
+                );
             }
             if r.public && r.kind == RoomKind::Office {
-                err(format!("rooms[{i}].public"), "must be false for an office: offices are never listed publicly.".into());
+                err(
+                    format!("rooms[{i}].public"),
+                    "must be false for an office: offices are never listed publicly.".into(),
+                );
             }
             if let Some(reset) = &r.reset
                 && parse_reset(reset).is_none()
             {
-                err(format!("rooms[{i}].reset"), format!("must be a local time \"HH:MM\" (found {reset:?})."));
+                err(
+                    format!("rooms[{i}].reset"),
+                    format!("must be a local time \"HH:MM\" (found {reset:?})."),
+                );
             }
         }
         let rooms: BTreeSet<&str> = self.rooms.iter().map(|r| r.id.as_str()).collect();
@@ -436,31 +508,52 @@ impl Campus {
                 err(format!("sensors[{i}].secret_hash"), m);
             }
             if s.lines.is_empty() && s.zones.is_empty() {
-                err(format!("sensors[{i}]"), "has no lines and no zones; give it at least one.".into());
+                err(
+                    format!("sensors[{i}]"),
+                    "has no lines and no zones; give it at least one.".into(),
+                );
             }
             let mut seen = BTreeSet::new();
             for (j, l) in s.lines.iter().enumerate() {
                 if !crate::is_valid_id(&l.line) || !seen.insert(l.line.as_str()) {
-                    err(format!("sensors[{i}].lines[{j}].line"), format!("must be a unique id (found {:?}).", l.line));
+                    err(
+                        format!("sensors[{i}].lines[{j}].line"),
+                        format!("must be a unique id (found {:?}).", l.line),
+                    );
                 }
                 if !place_ids.contains(l.into.as_str()) {
-                    err(format!("sensors[{i}].lines[{j}].into"), format!("{:?} is not a room or building.", l.into));
+                    err(
+                        format!("sensors[{i}].lines[{j}].into"),
+                        format!("{:?} is not a room or building.", l.into),
+                    );
                 }
                 if let Some(from) = &l.from {
                     if !place_ids.contains(from.as_str()) {
-                        err(format!("sensors[{i}].lines[{j}].from"), format!("{from:?} is not a room or building."));
+                        err(
+                            format!("sensors[{i}].lines[{j}].from"),
+                            format!("{from:?} is not a room or building."),
+                        );
                     } else if from == &l.into {
-                        err(format!("sensors[{i}].lines[{j}].from"), "must differ from into.".into());
+                        err(
+                            format!("sensors[{i}].lines[{j}].from"),
+                            "must differ from into.".into(),
+                        );
                     }
                 }
             }
             let mut seen = BTreeSet::new();
             for (j, z) in s.zones.iter().enumerate() {
                 if !crate::is_valid_id(&z.zone) || !seen.insert(z.zone.as_str()) {
-                    err(format!("sensors[{i}].zones[{j}].zone"), format!("must be a unique id (found {:?}).", z.zone));
+                    err(
+                        format!("sensors[{i}].zones[{j}].zone"),
+                        format!("must be a unique id (found {:?}).", z.zone),
+                    );
                 }
                 if !rooms.contains(z.room.as_str()) {
-                    err(format!("sensors[{i}].zones[{j}].room"), format!("{:?} is not a room in [[rooms]].", z.room));
+                    err(
+                        format!("sensors[{i}].zones[{j}].room"),
+                        format!("{:?} is not a room in [[rooms]].", z.room),
+                    );
                 }
             }
         }
@@ -491,17 +584,22 @@ pub fn parse_reset(s: &str) -> Option<(u32, u32)> {
 fn derived_filter(f: &str) -> bool {
     (f.starts_with("tellijn/v1/rooms/") || f.starts_with("tellijn/v1/buildings/"))
         && f.split('/').all(|l| !l.is_empty())
-        && f.split('/').enumerate().all(|(i, l)| !l.contains('#') || (l == "#" && i == f.split('/').count() - 1))
+        && f.split('/')
+            .enumerate()
+            .all(|(i, l)| !l.contains('#') || (l == "#" && i == f.split('/').count() - 1))
         && f.split('/').all(|l| !l.contains('+') || l == "+")
 }
 
 fn check_argon2id(hash: &str) -> Result<(), String> {
     if !hash.starts_with("$argon2id$") {
-        return Err("must be an argon2id hash from `tellijn hash-secret` (it starts with \"$argon2id$\").".into());
+        return Err(
+            "must be an argon2id hash from `tellijn hash-secret` (it starts with \"$argon2id$\")."
+                .into(),
+        );
     }
-    argon2::PasswordHash::new(hash)
-        .map(|_| ())
-        .map_err(|e| format!("is not a valid argon2id hash ({e}); make a new one with `tellijn hash-secret`."))
+    argon2::PasswordHash::new(hash).map(|_| ()).map_err(|e| {
+        format!("is not a valid argon2id hash ({e}); make a new one with `tellijn hash-secret`.")
+    })
 }
 
 /// The dotted key path at a byte offset of a TOML text, best effort (`rooms[2].capacity`).
@@ -512,7 +610,10 @@ fn locate(text: &str, offset: usize) -> String {
     for line in before.lines() {
         let t = line.trim();
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
-            let n = counts.entry(name.to_owned()).and_modify(|c| *c += 1).or_insert(0);
+            let n = counts
+                .entry(name.to_owned())
+                .and_modify(|c| *c += 1)
+                .or_insert(0);
             table = format!("{name}[{n}]");
         } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
             table = name.to_owned();
@@ -536,7 +637,8 @@ fn locate(text: &str, offset: usize) -> String {
 mod tests {
     use super::*;
 
-    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
 
     fn example() -> String {
         format!(
@@ -599,17 +701,26 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
         let e = Campus::parse(&text, "campus.toml").unwrap_err();
         assert_eq!(e.0.len(), 1);
         assert_eq!(e.0[0].key, "rooms[0].capacity", "{e}");
-        assert!(e.to_string().starts_with("campus.toml: rooms[0].capacity"), "{e}");
+        assert!(
+            e.to_string().starts_with("campus.toml: rooms[0].capacity"),
+            "{e}"
+        );
     }
 
     #[test]
     fn all_errors_at_once() {
         let text = example()
             .replace("capacity = 120", "capacity = 0")
-            .replace("building = \"lib\"\nname = \"Hall\"", "building = \"nope\"\nname = \"Hall\"")
+            .replace(
+                "building = \"lib\"\nname = \"Hall\"",
+                "building = \"nope\"\nname = \"Hall\"",
+            )
             .replace("into = \"lib-2-study\"", "into = \"mars\"")
             .replace("kind = \"study\"", "kind = \"office\"")
-            .replace(&format!("secret_hash = \"{HASH}\""), "secret_hash = \"plain\"");
+            .replace(
+                &format!("secret_hash = \"{HASH}\""),
+                "secret_hash = \"plain\"",
+            );
         let e = Campus::parse(&text, "campus.toml").unwrap_err();
         let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
@@ -631,7 +742,10 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
 
     #[test]
     fn unknown_key_is_refused() {
-        let text = example().replace("flush_interval = \"10s\"", "flush_interval = \"10s\"\nflush = 3");
+        let text = example().replace(
+            "flush_interval = \"10s\"",
+            "flush_interval = \"10s\"\nflush = 3",
+        );
         let e = Campus::parse(&text, "campus.toml").unwrap_err();
         assert!(e.to_string().contains("unknown field `flush`"), "{e}");
         assert_eq!(e.0[0].key, "server.flush");

@@ -94,46 +94,90 @@ impl Metrics {
             sensor_last_seen: Family::default(),
             sensor_online: Family::default(),
             sensor_seq_gaps: Family::default(),
-            processing_latency: Histogram::new(
-                [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
-            ),
+            processing_latency: Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
             mqtt_connections: Gauge::default(),
             rows_written: Family::default(),
             flush_failures: Family::default(),
             processor_queue: Gauge::default(),
         };
         let r = registry;
-        r.register("tellijn_room_occupancy", "People in a room now", m.room_occupancy.clone());
-        r.register("tellijn_room_capacity", "Seats or places in a room, from the config", m.room_capacity.clone());
-        r.register("tellijn_building_occupancy", "People in a building now", m.building_occupancy.clone());
+        r.register(
+            "tellijn_room_occupancy",
+            "People in a room now",
+            m.room_occupancy.clone(),
+        );
+        r.register(
+            "tellijn_room_capacity",
+            "Seats or places in a room, from the config",
+            m.room_capacity.clone(),
+        );
+        r.register(
+            "tellijn_building_occupancy",
+            "People in a building now",
+            m.building_occupancy.clone(),
+        );
         r.register(
             "tellijn_occupancy_clamped",
             "People subtracted below zero and clamped away (miscounts)",
             m.occupancy_clamped.clone(),
         );
-        r.register("tellijn_messages", "Count messages by outcome", m.messages.clone());
+        r.register(
+            "tellijn_messages",
+            "Count messages by outcome",
+            m.messages.clone(),
+        );
         r.register(
             "tellijn_rejected_messages",
             "Publishes refused by the payload gate, by reason",
             m.rejected.clone(),
         );
-        r.register("tellijn_auth_failures", "MQTT connections refused, by reason", m.auth_failures.clone());
-        r.register("tellijn_subscribe_refused", "MQTT subscriptions refused by the ACL", m.subscribe_refused.clone());
+        r.register(
+            "tellijn_auth_failures",
+            "MQTT connections refused, by reason",
+            m.auth_failures.clone(),
+        );
+        r.register(
+            "tellijn_subscribe_refused",
+            "MQTT subscriptions refused by the ACL",
+            m.subscribe_refused.clone(),
+        );
         r.register(
             "tellijn_sensor_last_seen_timestamp_seconds",
             "When a sensor's last accepted message arrived (Unix seconds)",
             m.sensor_last_seen.clone(),
         );
-        r.register("tellijn_sensor_online", "1 while a sensor is connected", m.sensor_online.clone());
-        r.register("tellijn_sensor_seq_gaps", "Missing sequence numbers seen per sensor", m.sensor_seq_gaps.clone());
+        r.register(
+            "tellijn_sensor_online",
+            "1 while a sensor is connected",
+            m.sensor_online.clone(),
+        );
+        r.register(
+            "tellijn_sensor_seq_gaps",
+            "Missing sequence numbers seen per sensor",
+            m.sensor_seq_gaps.clone(),
+        );
         r.register(
             "tellijn_processing_latency_seconds",
             "Broker receipt to occupancy update",
             m.processing_latency.clone(),
         );
-        r.register("tellijn_mqtt_connections", "Open MQTT connections", m.mqtt_connections.clone());
-        r.register("tellijn_parquet_rows_written", "Rows written to Parquet history", m.rows_written.clone());
-        r.register("tellijn_flush_failures", "Failed Parquet flushes (retried)", m.flush_failures.clone());
+        r.register(
+            "tellijn_mqtt_connections",
+            "Open MQTT connections",
+            m.mqtt_connections.clone(),
+        );
+        r.register(
+            "tellijn_parquet_rows_written",
+            "Rows written to Parquet history",
+            m.rows_written.clone(),
+        );
+        r.register(
+            "tellijn_flush_failures",
+            "Failed Parquet flushes (retried)",
+            m.flush_failures.clone(),
+        );
         r.register(
             "tellijn_processor_queue_depth",
             "Accepted messages waiting for the processors",
@@ -145,24 +189,38 @@ impl Metrics {
     /// Pre-creates every labelled series the config implies, so dashboards see zeros, not gaps.
     pub fn seed(&self, campus: &Campus) {
         for r in &campus.rooms {
-            let l = RoomLabels { room: r.id.clone(), building: r.building.clone() };
+            let l = RoomLabels {
+                room: r.id.clone(),
+                building: r.building.clone(),
+            };
             self.room_capacity.get_or_create(&l).set(r.capacity as i64);
             let _ = self.room_occupancy.get_or_create(&l);
             let _ = self.occupancy_clamped.get_or_create(&l);
         }
         for b in &campus.buildings {
-            let _ = self.building_occupancy.get_or_create(&BuildingLabels { building: b.id.clone() });
+            let _ = self.building_occupancy.get_or_create(&BuildingLabels {
+                building: b.id.clone(),
+            });
         }
         for s in &campus.sensors {
-            let l = SensorLabels { sensor: s.id.clone() };
+            let l = SensorLabels {
+                sensor: s.id.clone(),
+            };
             let _ = self.sensor_online.get_or_create(&l);
             let _ = self.sensor_seq_gaps.get_or_create(&l);
         }
-        for o in [outcome::ACCEPTED, outcome::REJECTED, outcome::DUPLICATE, outcome::LATE] {
+        for o in [
+            outcome::ACCEPTED,
+            outcome::REJECTED,
+            outcome::DUPLICATE,
+            outcome::LATE,
+        ] {
             let _ = self.messages.get_or_create(&OutcomeLabels { outcome: o });
         }
         for r in tellijn_wire::Reason::ALL {
-            let _ = self.rejected.get_or_create(&ReasonLabels { reason: r.as_str() });
+            let _ = self
+                .rejected
+                .get_or_create(&ReasonLabels { reason: r.as_str() });
         }
         for r in [
             auth_reason::UNKNOWN_USER,
@@ -171,18 +229,30 @@ impl Metrics {
             auth_reason::NO_CREDENTIALS,
             auth_reason::BAD_WILL,
         ] {
-            let _ = self.auth_failures.get_or_create(&ReasonLabels { reason: r });
+            let _ = self
+                .auth_failures
+                .get_or_create(&ReasonLabels { reason: r });
         }
     }
 
     /// Counts a refused publish under its reason and as a rejected message.
     pub fn reject(&self, reason: tellijn_wire::Reason) {
-        self.rejected.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
-        self.messages.get_or_create(&OutcomeLabels { outcome: outcome::REJECTED }).inc();
+        self.rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+        self.messages
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome::REJECTED,
+            })
+            .inc();
     }
 
     /// Counts a message outcome.
     pub fn outcome(&self, outcome: &'static str) {
-        self.messages.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.messages
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 }

@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tellijn_config::metrics::{outcome, BuildingLabels, RoomLabels, SensorLabels, TableLabels};
+use tellijn_config::metrics::{BuildingLabels, RoomLabels, SensorLabels, TableLabels, outcome};
 use tellijn_config::{Campus, Metrics};
 use tellijn_wire::count::rfc3339;
-use tellijn_wire::{topic, Clock, CountMessage, SensorEvent};
+use tellijn_wire::{Clock, CountMessage, SensorEvent, topic};
 use tokio::sync::mpsc;
 
 use dedup::{Dedup, Seen};
@@ -48,10 +48,20 @@ pub struct Output {
 /// Errors of the processors.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
-    #[error("cannot read the processor state {path}: {source}; move it aside to start from empty counts")]
-    State { path: PathBuf, source: std::io::Error },
-    #[error("the processor state {path} is corrupt ({source}); move it aside to start from empty counts")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error(
+        "cannot read the processor state {path}: {source}; move it aside to start from empty counts"
+    )]
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the processor state {path} is corrupt ({source}); move it aside to start from empty counts"
+    )]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Sink(#[from] parquet_sink::SinkError),
 }
@@ -100,10 +110,16 @@ pub struct Summary {
 
 impl Processors {
     /// Loads saved state from `{data}/state/` if there is any.
-    pub fn open(campus: Arc<Campus>, data_dir: &Path, metrics: Metrics, clock: Clock) -> Result<Self, ProcessorError> {
+    pub fn open(
+        campus: Arc<Campus>,
+        data_dir: &Path,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> Result<Self, ProcessorError> {
         let path = state_path(data_dir);
         let saved = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ProcessorError::Corrupt { path, source })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| ProcessorError::Corrupt { path, source })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
             Err(source) => return Err(ProcessorError::State { path, source }),
         };
@@ -125,7 +141,8 @@ impl Processors {
     /// any sensor connects, so subscribers see correct values after a restart.
     pub fn initial_outputs(&mut self) -> Vec<Output> {
         let rooms: BTreeSet<String> = self.campus.rooms.iter().map(|r| r.id.clone()).collect();
-        let buildings: BTreeSet<String> = self.campus.buildings.iter().map(|b| b.id.clone()).collect();
+        let buildings: BTreeSet<String> =
+            self.campus.buildings.iter().map(|b| b.id.clone()).collect();
         self.outputs(&rooms, &buildings)
     }
 
@@ -136,18 +153,49 @@ impl Processors {
         for room in rooms {
             let Some(r) = campus.room(room) else { continue };
             let n = self.engine.room(room);
-            let labels = RoomLabels { room: r.id.clone(), building: r.building.clone() };
-            self.metrics.room_occupancy.get_or_create(&labels).set(n as i64);
-            let payload = OccupancyPayload { room, building: &r.building, occupancy: n, capacity: r.capacity, ts: ts.clone() };
-            let state: &[u8] = if n > 0 { b"\"occupied\"" } else { b"\"vacant\"" };
+            let labels = RoomLabels {
+                room: r.id.clone(),
+                building: r.building.clone(),
+            };
+            self.metrics
+                .room_occupancy
+                .get_or_create(&labels)
+                .set(n as i64);
+            let payload = OccupancyPayload {
+                room,
+                building: &r.building,
+                occupancy: n,
+                capacity: r.capacity,
+                ts: ts.clone(),
+            };
+            let state: &[u8] = if n > 0 {
+                b"\"occupied\""
+            } else {
+                b"\"vacant\""
+            };
             self.push_if_changed(&mut out, topic::room_occupancy(room), &payload, n);
             self.push_raw_if_changed(&mut out, topic::room_state(room), state.to_vec());
         }
         for b in buildings {
             let n = self.engine.building(b);
-            self.metrics.building_occupancy.get_or_create(&BuildingLabels { building: b.clone() }).set(n as i64);
-            let capacity = campus.rooms.iter().filter(|r| &r.building == b).map(|r| r.capacity as u64).sum();
-            let payload = BuildingPayload { building: b, occupancy: n, capacity, ts: ts.clone() };
+            self.metrics
+                .building_occupancy
+                .get_or_create(&BuildingLabels {
+                    building: b.clone(),
+                })
+                .set(n as i64);
+            let capacity = campus
+                .rooms
+                .iter()
+                .filter(|r| &r.building == b)
+                .map(|r| r.capacity as u64)
+                .sum();
+            let payload = BuildingPayload {
+                building: b,
+                occupancy: n,
+                capacity,
+                ts: ts.clone(),
+            };
             self.push_if_changed(&mut out, topic::building_occupancy(b), &payload, n);
         }
         out
@@ -155,13 +203,22 @@ impl Processors {
 
     /// Publishes occupancy payloads only when the number changed (the timestamp alone does not
     /// make a change).
-    fn push_if_changed<T: Serialize>(&mut self, out: &mut Vec<Output>, topic: String, payload: &T, n: u64) {
+    fn push_if_changed<T: Serialize>(
+        &mut self,
+        out: &mut Vec<Output>,
+        topic: String,
+        payload: &T,
+        n: u64,
+    ) {
         let key = n.to_le_bytes().to_vec();
         if self.published.get(&topic) == Some(&key) {
             return;
         }
         self.published.insert(topic.clone(), key);
-        out.push(Output { topic, payload: serde_json::to_vec(payload).unwrap_or_default() });
+        out.push(Output {
+            topic,
+            payload: serde_json::to_vec(payload).unwrap_or_default(),
+        });
     }
 
     fn push_raw_if_changed(&mut self, out: &mut Vec<Output>, topic: String, payload: Vec<u8>) {
@@ -177,7 +234,9 @@ impl Processors {
         match event {
             SensorEvent::Count { msg, received, at } => {
                 self.metrics.processor_queue.dec();
-                let sensor = SensorLabels { sensor: msg.sensor().to_owned() };
+                let sensor = SensorLabels {
+                    sensor: msg.sensor().to_owned(),
+                };
                 match self.dedup.observe(msg.sensor(), msg.seq()) {
                     Seen::Duplicate => {
                         self.metrics.outcome(outcome::DUPLICATE);
@@ -186,13 +245,19 @@ impl Processors {
                     }
                     Seen::New { gap } => {
                         if gap > 0 {
-                            self.metrics.sensor_seq_gaps.get_or_create(&sensor).inc_by(gap);
+                            self.metrics
+                                .sensor_seq_gaps
+                                .get_or_create(&sensor)
+                                .inc_by(gap);
                         }
                     }
                 }
                 self.metrics.outcome(outcome::ACCEPTED);
                 summary.accepted += 1;
-                self.metrics.sensor_last_seen.get_or_create(&sensor).set(received.timestamp());
+                self.metrics
+                    .sensor_last_seen
+                    .get_or_create(&sensor)
+                    .set(received.timestamp());
                 let (mut rooms, mut buildings) = (BTreeSet::new(), BTreeSet::new());
                 let mut touch = |engine: &Engine, place: &str| {
                     if let Some(b) = engine.building_of(place) {
@@ -204,18 +269,30 @@ impl Processors {
                 };
                 match &msg {
                     CountMessage::Line(m) => {
-                        for c in self.engine.line(&m.sensor, &m.line, m.people_in, m.people_out) {
+                        for c in self
+                            .engine
+                            .line(&m.sensor, &m.line, m.people_in, m.people_out)
+                        {
                             if c.clamped > 0
                                 && let Some(b) = self.engine.building_of(&c.place)
                             {
-                                let labels = RoomLabels { room: c.place.clone(), building: b.to_owned() };
-                                self.metrics.occupancy_clamped.get_or_create(&labels).inc_by(c.clamped);
+                                let labels = RoomLabels {
+                                    room: c.place.clone(),
+                                    building: b.to_owned(),
+                                };
+                                self.metrics
+                                    .occupancy_clamped
+                                    .get_or_create(&labels)
+                                    .inc_by(c.clamped);
                             }
                             touch(&self.engine, &c.place);
                         }
                     }
                     CountMessage::Zone(m) => {
-                        if let Some(room) = self.engine.zone(&m.sensor, &m.zone, m.at.timestamp_micros(), m.count) {
+                        if let Some(room) =
+                            self.engine
+                                .zone(&m.sensor, &m.zone, m.at.timestamp_micros(), m.count)
+                        {
                             touch(&self.engine, &room);
                         }
                     }
@@ -225,7 +302,9 @@ impl Processors {
                     CountMessage::Line(m) => self.buffer.counts.push((m, received)),
                     CountMessage::Zone(m) => self.buffer.zones.push((m, received)),
                 }
-                self.metrics.processing_latency.observe(at.elapsed().as_secs_f64());
+                self.metrics
+                    .processing_latency
+                    .observe(at.elapsed().as_secs_f64());
                 out
             }
             SensorEvent::Status { sensor, status } => {
@@ -233,11 +312,17 @@ impl Processors {
                 Vec::new()
             }
             SensorEvent::Connected { sensor } => {
-                self.metrics.sensor_online.get_or_create(&SensorLabels { sensor }).set(1);
+                self.metrics
+                    .sensor_online
+                    .get_or_create(&SensorLabels { sensor })
+                    .set(1);
                 Vec::new()
             }
             SensorEvent::Disconnected { sensor } => {
-                self.metrics.sensor_online.get_or_create(&SensorLabels { sensor }).set(0);
+                self.metrics
+                    .sensor_online
+                    .get_or_create(&SensorLabels { sensor })
+                    .set(0);
                 Vec::new()
             }
         }
@@ -251,21 +336,45 @@ impl Processors {
         }
         let mut buffer = std::mem::take(&mut self.buffer);
         let dir = self.data_dir.clone();
-        let saved = serde_json::to_vec(&Saved { dedup: self.dedup.clone(), occupancy: self.engine.state.clone() })
-            .unwrap_or_default();
+        let saved = serde_json::to_vec(&Saved {
+            dedup: self.dedup.clone(),
+            occupancy: self.engine.state.clone(),
+        })
+        .unwrap_or_default();
         let (buffer, result) = tokio::task::spawn_blocking(move || {
-            let r = buffer.flush(&dir).map_err(ProcessorError::from).and_then(|w| {
-                save_state(&dir, &saved)?;
-                Ok(w)
-            });
+            let r = buffer
+                .flush(&dir)
+                .map_err(ProcessorError::from)
+                .and_then(|w| {
+                    save_state(&dir, &saved)?;
+                    Ok(w)
+                });
             (buffer, r)
         })
         .await
-        .unwrap_or_else(|e| (Buffer::default(), Err(ProcessorError::State { path: state_path(&self.data_dir), source: std::io::Error::other(e) })));
+        .unwrap_or_else(|e| {
+            (
+                Buffer::default(),
+                Err(ProcessorError::State {
+                    path: state_path(&self.data_dir),
+                    source: std::io::Error::other(e),
+                }),
+            )
+        });
         match result {
             Ok(w) => {
-                self.metrics.rows_written.get_or_create(&TableLabels { table: schema::COUNTS }).inc_by(w.counts as u64);
-                self.metrics.rows_written.get_or_create(&TableLabels { table: schema::ZONE_COUNTS }).inc_by(w.zones as u64);
+                self.metrics
+                    .rows_written
+                    .get_or_create(&TableLabels {
+                        table: schema::COUNTS,
+                    })
+                    .inc_by(w.counts as u64);
+                self.metrics
+                    .rows_written
+                    .get_or_create(&TableLabels {
+                        table: schema::ZONE_COUNTS,
+                    })
+                    .inc_by(w.zones as u64);
                 tracing::debug!(counts = w.counts, zones = w.zones, "Flushed history.");
                 Ok(())
             }
@@ -275,7 +384,12 @@ impl Processors {
                 rest.counts.append(&mut self.buffer.counts);
                 rest.zones.append(&mut self.buffer.zones);
                 self.buffer = rest;
-                self.metrics.flush_failures.get_or_create(&TableLabels { table: schema::COUNTS }).inc();
+                self.metrics
+                    .flush_failures
+                    .get_or_create(&TableLabels {
+                        table: schema::COUNTS,
+                    })
+                    .inc();
                 Err(e)
             }
         }
@@ -332,7 +446,10 @@ fn state_path(data_dir: &Path) -> PathBuf {
 
 fn save_state(data_dir: &Path, bytes: &[u8]) -> Result<(), ProcessorError> {
     let path = state_path(data_dir);
-    let io = |source| ProcessorError::State { path: path.clone(), source };
+    let io = |source| ProcessorError::State {
+        path: path.clone(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }

@@ -52,8 +52,11 @@ impl Engine {
         let mut zones = HashMap::new();
         let mut rooms_with_zones: BTreeMap<String, bool> =
             campus.rooms.iter().map(|r| (r.id.clone(), false)).collect();
-        let mut buildings_with_entrances: BTreeMap<String, bool> =
-            campus.buildings.iter().map(|b| (b.id.clone(), false)).collect();
+        let mut buildings_with_entrances: BTreeMap<String, bool> = campus
+            .buildings
+            .iter()
+            .map(|b| (b.id.clone(), false))
+            .collect();
         for s in &campus.sensors {
             for l in &s.lines {
                 for end in std::iter::once(&l.into).chain(l.from.iter()) {
@@ -61,7 +64,13 @@ impl Engine {
                         *b = true;
                     }
                 }
-                lines.insert((s.id.clone(), l.line.clone()), LineEnds { into: l.into.clone(), from: l.from.clone() });
+                lines.insert(
+                    (s.id.clone(), l.line.clone()),
+                    LineEnds {
+                        into: l.into.clone(),
+                        from: l.from.clone(),
+                    },
+                );
             }
             for z in &s.zones {
                 rooms_with_zones.insert(z.room.clone(), true);
@@ -71,7 +80,11 @@ impl Engine {
         Engine {
             lines,
             zones,
-            room_building: campus.rooms.iter().map(|r| (r.id.clone(), r.building.clone())).collect(),
+            room_building: campus
+                .rooms
+                .iter()
+                .map(|r| (r.id.clone(), r.building.clone()))
+                .collect(),
             rooms_with_zones,
             buildings_with_entrances,
             state: State::default(),
@@ -86,13 +99,26 @@ impl Engine {
         let want = *n as i64 + delta;
         let clamped = if want < 0 { (-want) as u64 } else { 0 };
         *n = want.max(0) as u64;
-        changes.push(Change { place: place.to_owned(), clamped });
+        changes.push(Change {
+            place: place.to_owned(),
+            clamped,
+        });
     }
 
     /// Applies a line message; returns the places whose line count changed.
-    pub fn line(&mut self, sensor: &str, line: &str, people_in: u32, people_out: u32) -> Vec<Change> {
+    pub fn line(
+        &mut self,
+        sensor: &str,
+        line: &str,
+        people_in: u32,
+        people_out: u32,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
-        let Some(ends) = self.lines.get(&(sensor.to_owned(), line.to_owned())).cloned() else {
+        let Some(ends) = self
+            .lines
+            .get(&(sensor.to_owned(), line.to_owned()))
+            .cloned()
+        else {
             return changes;
         };
         let net = people_in as i64 - people_out as i64;
@@ -114,7 +140,10 @@ impl Engine {
 
     /// Applies a zone reading (older readings than the latest are ignored); returns the room.
     pub fn zone(&mut self, sensor: &str, zone: &str, at_micros: i64, count: u32) -> Option<String> {
-        let room = self.zones.get(&(sensor.to_owned(), zone.to_owned()))?.clone();
+        let room = self
+            .zones
+            .get(&(sensor.to_owned(), zone.to_owned()))?
+            .clone();
         let readings = self.state.zones.entry(room.clone()).or_default();
         match readings.get(zone) {
             Some((t, _)) if *t > at_micros => None,
@@ -128,7 +157,10 @@ impl Engine {
     /// People in a room now.
     pub fn room(&self, room: &str) -> u64 {
         if self.rooms_with_zones.get(room).copied().unwrap_or(false) {
-            self.state.zones.get(room).map_or(0, |z| z.values().map(|(_, c)| c).sum())
+            self.state
+                .zones
+                .get(room)
+                .map_or(0, |z| z.values().map(|(_, c)| c).sum())
         } else {
             self.state.lines.get(room).copied().unwrap_or(0)
         }
@@ -136,10 +168,19 @@ impl Engine {
 
     /// People in a building now.
     pub fn building(&self, building: &str) -> u64 {
-        if self.buildings_with_entrances.get(building).copied().unwrap_or(false) {
+        if self
+            .buildings_with_entrances
+            .get(building)
+            .copied()
+            .unwrap_or(false)
+        {
             self.state.lines.get(building).copied().unwrap_or(0)
         } else {
-            self.room_building.iter().filter(|(_, b)| *b == building).map(|(r, _)| self.room(r)).sum()
+            self.room_building
+                .iter()
+                .filter(|(_, b)| *b == building)
+                .map(|(r, _)| self.room(r))
+                .sum()
         }
     }
 
@@ -170,7 +211,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
 
     fn campus() -> Campus {
         let text = format!(
@@ -236,9 +278,18 @@ zones = [{{ zone = "left", room = "aula" }}, {{ zone = "right", room = "aula" }}
         e.line("ent", "main", 10, 0);
         e.line("ent", "inner", 6, 0);
         e.line("door-a", "main", 4, 0);
-        assert_eq!((e.building("lib"), e.room("hall"), e.room("study")), (10, 2, 4));
+        assert_eq!(
+            (e.building("lib"), e.room("hall"), e.room("study")),
+            (10, 2, 4)
+        );
         let ch = e.line("lab-door", "main", 0, 3);
-        assert_eq!(ch, vec![Change { place: "lab".into(), clamped: 3 }]);
+        assert_eq!(
+            ch,
+            vec![Change {
+                place: "lab".into(),
+                clamped: 3
+            }]
+        );
         assert_eq!(e.room("lab"), 0);
         // eng has no entrance lines: it is the sum of its rooms.
         e.line("lab-door", "main", 2, 0);

@@ -10,7 +10,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::ArrowWriter;
@@ -23,10 +25,18 @@ use crate::schema;
 /// Errors writing history.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot write {path}: {source}; check free disk space and permissions of the data directory")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot write {path}: {source}; check free disk space and permissions of the data directory"
+    )]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot encode {path} as Parquet: {source}")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
     #[error("internal error building a record batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -60,12 +70,21 @@ impl Buffer {
         let mut written = Written::default();
         let mut by_day: BTreeMap<NaiveDate, Vec<&(LineCount, DateTime<Utc>)>> = BTreeMap::new();
         for row in &self.counts {
-            by_day.entry(row.0.start.date_naive()).or_default().push(row);
+            by_day
+                .entry(row.0.start.date_naive())
+                .or_default()
+                .push(row);
         }
         for (day, mut rows) in by_day {
             rows.sort_by(|a, b| (&a.0.sensor, a.0.seq).cmp(&(&b.0.sensor, b.0.seq)));
             let batch = counts_batch(&rows)?;
-            written.files.push(write_file(data_dir, schema::COUNTS, day, schema::counts(), batch)?);
+            written.files.push(write_file(
+                data_dir,
+                schema::COUNTS,
+                day,
+                schema::counts(),
+                batch,
+            )?);
             written.counts += rows.len();
         }
         let mut by_day: BTreeMap<NaiveDate, Vec<&(ZoneCount, DateTime<Utc>)>> = BTreeMap::new();
@@ -75,7 +94,13 @@ impl Buffer {
         for (day, mut rows) in by_day {
             rows.sort_by(|a, b| (&a.0.sensor, a.0.seq).cmp(&(&b.0.sensor, b.0.seq)));
             let batch = zones_batch(&rows)?;
-            written.files.push(write_file(data_dir, schema::ZONE_COUNTS, day, schema::zone_counts(), batch)?);
+            written.files.push(write_file(
+                data_dir,
+                schema::ZONE_COUNTS,
+                day,
+                schema::zone_counts(),
+                batch,
+            )?);
             written.zones += rows.len();
         }
         self.counts.clear();
@@ -90,14 +115,20 @@ fn micros(t: DateTime<Utc>) -> i64 {
 
 fn counts_batch(rows: &[&(LineCount, DateTime<Utc>)]) -> Result<RecordBatch, SinkError> {
     let n = rows.len();
-    let (mut sensor, mut line) = (StringBuilder::with_capacity(n, n * 16), StringBuilder::with_capacity(n, n * 8));
+    let (mut sensor, mut line) = (
+        StringBuilder::with_capacity(n, n * 16),
+        StringBuilder::with_capacity(n, n * 8),
+    );
     let mut seq = Int64Builder::with_capacity(n);
     let (mut start, mut end, mut received) = (
         TimestampMicrosecondBuilder::with_capacity(n),
         TimestampMicrosecondBuilder::with_capacity(n),
         TimestampMicrosecondBuilder::with_capacity(n),
     );
-    let (mut pin, mut pout) = (Int32Builder::with_capacity(n), Int32Builder::with_capacity(n));
+    let (mut pin, mut pout) = (
+        Int32Builder::with_capacity(n),
+        Int32Builder::with_capacity(n),
+    );
     for (m, r) in rows.iter().map(|x| (&x.0, x.1)) {
         sensor.append_value(&m.sensor);
         line.append_value(&m.line);
@@ -123,10 +154,15 @@ fn counts_batch(rows: &[&(LineCount, DateTime<Utc>)]) -> Result<RecordBatch, Sin
 
 fn zones_batch(rows: &[&(ZoneCount, DateTime<Utc>)]) -> Result<RecordBatch, SinkError> {
     let n = rows.len();
-    let (mut sensor, mut zone) = (StringBuilder::with_capacity(n, n * 16), StringBuilder::with_capacity(n, n * 8));
+    let (mut sensor, mut zone) = (
+        StringBuilder::with_capacity(n, n * 16),
+        StringBuilder::with_capacity(n, n * 8),
+    );
     let mut seq = Int64Builder::with_capacity(n);
-    let (mut at, mut received) =
-        (TimestampMicrosecondBuilder::with_capacity(n), TimestampMicrosecondBuilder::with_capacity(n));
+    let (mut at, mut received) = (
+        TimestampMicrosecondBuilder::with_capacity(n),
+        TimestampMicrosecondBuilder::with_capacity(n),
+    );
     let mut people = Int32Builder::with_capacity(n);
     for (m, r) in rows.iter().map(|x| (&x.0, x.1)) {
         sensor.append_value(&m.sensor);
@@ -160,21 +196,30 @@ fn write_file(
         move |source| SinkError::Io { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let name = format!("part-{}-{}.parquet", Utc::now().timestamp_micros(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = format!(
+        "part-{}-{}.parquet",
+        Utc::now().timestamp_micros(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(&name);
     let file = File::create(&tmp).map_err(io(&tmp))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .build();
-    let pq = |source| SinkError::Parquet { path: tmp.clone(), source };
+    let pq = |source| SinkError::Parquet {
+        path: tmp.clone(),
+        source,
+    };
     let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(pq)?;
     writer.write(&batch).map_err(pq)?;
     let file = writer.into_inner().map_err(pq)?;
     file.sync_all().map_err(io(&tmp))?;
     drop(file);
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&dir))?;
     Ok(path)
 }
 
@@ -206,13 +251,26 @@ mod tests {
         assert_eq!(w.files.len(), 2);
         assert!(b.is_empty());
         let f = &w.files[0];
-        assert!(f.parent().unwrap().ends_with("counts/date=2026-11-22"), "{f:?}");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap()).unwrap().build().unwrap();
+        assert!(
+            f.parent().unwrap().ends_with("counts/date=2026-11-22"),
+            "{f:?}"
+        );
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-        let seqs = batches[0].column(2).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let seqs = batches[0]
+            .column(2)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
         assert_eq!(seqs.values(), &[1, 2], "sorted by seq");
         // No temporary files are left behind.
-        let names: Vec<_> = std::fs::read_dir(f.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(f.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 }

@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::prelude::SessionContext;
 use tellijn_config::Campus;
 use tellijn_processors::schema;
@@ -34,7 +36,9 @@ pub enum Format {
 /// Errors of SQL over the history.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("there is no Tellijn data directory at {0}; pass the server's data directory with --data DIR")]
+    #[error(
+        "there is no Tellijn data directory at {0}; pass the server's data directory with --data DIR"
+    )]
     NoData(PathBuf),
     #[error("{0}")]
     Sql(String),
@@ -61,14 +65,23 @@ impl History {
             return Err(QueryError::NoData(data_dir.to_path_buf()));
         }
         let ctx = SessionContext::new();
-        for (name, schema) in [(schema::COUNTS, schema::counts()), (schema::ZONE_COUNTS, schema::zone_counts())] {
+        for (name, schema) in [
+            (schema::COUNTS, schema::counts()),
+            (schema::ZONE_COUNTS, schema::zone_counts()),
+        ] {
             let dir = data_dir.join(name);
-            std::fs::create_dir_all(&dir).map_err(|e| QueryError::Internal(format!("{}: {e}", dir.display())))?;
-            let url = ListingTableUrl::parse(format!("{}/", dir.canonicalize().unwrap_or(dir).display()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| QueryError::Internal(format!("{}: {e}", dir.display())))?;
+            let url = ListingTableUrl::parse(format!(
+                "{}/",
+                dir.canonicalize().unwrap_or(dir).display()
+            ))?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet")
                 .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
-            let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(schema);
             ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
         }
         if let Some(c) = campus {
@@ -112,8 +125,15 @@ fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {
             strings(c.rooms.iter().map(|r| r.name.clone()).collect()),
             strings(c.rooms.iter().map(|r| r.building.clone()).collect()),
             strings(c.rooms.iter().map(|r| r.kind.as_str().to_owned()).collect()),
-            Arc::new(Int64Array::from(c.rooms.iter().map(|r| r.capacity as i64).collect::<Vec<_>>())),
-            Arc::new(BooleanArray::from(c.rooms.iter().map(|r| r.public).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(
+                c.rooms
+                    .iter()
+                    .map(|r| r.capacity as i64)
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                c.rooms.iter().map(|r| r.public).collect::<Vec<_>>(),
+            )),
         ],
     )
     .map_err(|e| QueryError::Internal(e.to_string()))?;
@@ -148,13 +168,23 @@ fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {
             strings(
                 c.sensors
                     .iter()
-                    .map(|s| s.zones.iter().map(|z| format!("{}:{}", z.zone, z.room)).collect::<Vec<_>>().join(","))
+                    .map(|s| {
+                        s.zones
+                            .iter()
+                            .map(|z| format!("{}:{}", z.zone, z.room))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
                     .collect(),
             ),
         ],
     )
     .map_err(|e| QueryError::Internal(e.to_string()))?;
-    for (name, batch) in [("rooms", rooms), ("buildings", buildings), ("sensors", sensors)] {
+    for (name, batch) in [
+        ("rooms", rooms),
+        ("buildings", buildings),
+        ("sensors", sensors),
+    ] {
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
         ctx.register_table(name, Arc::new(table))?;
     }
@@ -165,11 +195,15 @@ fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {
 pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryError> {
     let internal = |e: arrow::error::ArrowError| QueryError::Internal(e.to_string());
     match format {
-        Format::Table => Ok(arrow::util::pretty::pretty_format_batches(batches).map_err(internal)?.to_string()),
+        Format::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)
+            .map_err(internal)?
+            .to_string()),
         Format::Csv => {
             let mut buf = Vec::new();
             {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut buf);
                 for b in batches {
                     w.write(b).map_err(internal)?;
                 }
@@ -221,15 +255,30 @@ mod tests {
     async fn counts_answer_before_and_after_files_appear() {
         let dir = tempfile::tempdir().unwrap();
         let h = History::open(dir.path(), None).await.unwrap();
-        let empty = h.query("SELECT count(*) AS n FROM counts", Format::Csv).await.unwrap();
+        let empty = h
+            .query("SELECT count(*) AS n FROM counts", Format::Csv)
+            .await
+            .unwrap();
         assert_eq!(empty, "n\n0\n");
         write(dir.path(), 3);
         // The same session sees the new file.
-        let csv = h.query("SELECT count(*) AS n, sum(people_in) AS i, min(date) AS d FROM counts", Format::Csv).await.unwrap();
+        let csv = h
+            .query(
+                "SELECT count(*) AS n, sum(people_in) AS i, min(date) AS d FROM counts",
+                Format::Csv,
+            )
+            .await
+            .unwrap();
         assert_eq!(csv, "n,i,d\n3,6,2026-11-22\n");
-        let json = h.query("SELECT seq FROM counts ORDER BY seq LIMIT 2", Format::Json).await.unwrap();
+        let json = h
+            .query("SELECT seq FROM counts ORDER BY seq LIMIT 2", Format::Json)
+            .await
+            .unwrap();
         assert_eq!(json, r#"[{"seq":0},{"seq":1}]"#);
-        let table = h.query("SELECT count(*) AS n FROM zone_counts", Format::Table).await.unwrap();
+        let table = h
+            .query("SELECT count(*) AS n FROM zone_counts", Format::Table)
+            .await
+            .unwrap();
         assert!(table.contains("| 0 |"), "{table}");
     }
 
@@ -237,10 +286,16 @@ mod tests {
     async fn bad_sql_is_a_readable_error() {
         let dir = tempfile::tempdir().unwrap();
         let h = History::open(dir.path(), None).await.unwrap();
-        let e = h.query("SELECT nope FROM counts", Format::Table).await.unwrap_err();
+        let e = h
+            .query("SELECT nope FROM counts", Format::Table)
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
         let e = h.query("SELEC 1", Format::Table).await.unwrap_err();
         assert!(e.to_string().contains("SELEC"), "{e}");
-        assert!(matches!(History::open(&dir.path().join("missing"), None).await, Err(QueryError::NoData(_))));
+        assert!(matches!(
+            History::open(&dir.path().join("missing"), None).await,
+            Err(QueryError::NoData(_))
+        ));
     }
 }

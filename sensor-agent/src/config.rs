@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 
 fn duration_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("must be a duration such as \"1s\" (found {s:?}: {e})")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "must be a duration such as \"1s\" (found {s:?}: {e})"
+        ))
+    })
 }
 
 fn duration_ser<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -34,7 +37,11 @@ pub struct AgentConfig {
     /// Directory for the agent's durable state.
     pub outbox: PathBuf,
     /// How long one count message covers.
-    #[serde(default = "default_interval", deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    #[serde(
+        default = "default_interval",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
     pub interval: Duration,
     pub source: SourceConfig,
 }
@@ -75,7 +82,10 @@ pub enum SourceKind {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot be read ({source}); check the path given to --config")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
 }
@@ -91,23 +101,32 @@ impl AgentConfig {
     /// Reads and checks `agent.toml`.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
-        let mut cfg: AgentConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Invalid { file: file.clone(), message: e.message().to_owned() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let mut cfg: AgentConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            file: file.clone(),
+            message: e.message().to_owned(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.secret_file, &mut cfg.outbox] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        cfg.check().map_err(|message| ConfigError::Invalid { file, message })?;
+        cfg.check()
+            .map_err(|message| ConfigError::Invalid { file, message })?;
         Ok(cfg)
     }
 
     /// Checks values; the message names the key and the fix.
     pub fn check(&self) -> Result<(), String> {
         if !tellijn_wire::is_valid_id(&self.sensor) {
-            return Err(format!("sensor must be an id of a-z, 0-9 and '-' (found {:?}).", self.sensor));
+            return Err(format!(
+                "sensor must be an id of a-z, 0-9 and '-' (found {:?}).",
+                self.sensor
+            ));
         }
         self.broker_addr()?;
         if self.interval.is_zero() || self.interval > Duration::from_secs(15 * 60) {
@@ -118,7 +137,9 @@ impl AgentConfig {
         }
         for id in self.source.lines.iter().chain(&self.source.zones) {
             if !tellijn_wire::is_valid_id(id) {
-                return Err(format!("source line or zone {id:?} must be an id of a-z, 0-9 and '-'."));
+                return Err(format!(
+                    "source line or zone {id:?} must be an id of a-z, 0-9 and '-'."
+                ));
             }
         }
         if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
@@ -130,14 +151,22 @@ impl AgentConfig {
     /// Host and port from `broker`.
     pub fn broker_addr(&self) -> Result<BrokerAddr, String> {
         let rest = self.broker.strip_prefix("mqtt://").ok_or_else(|| {
-            format!("broker must look like \"mqtt://host:1883\" (found {:?}).", self.broker)
+            format!(
+                "broker must look like \"mqtt://host:1883\" (found {:?}).",
+                self.broker
+            )
         })?;
         let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
-        let port = port.parse().map_err(|_| format!("broker port must be a number (found {port:?})."))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("broker port must be a number (found {port:?})."))?;
         if host.is_empty() {
             return Err("broker needs a host.".into());
         }
-        Ok(BrokerAddr { host: host.trim_matches(['[', ']']).to_owned(), port })
+        Ok(BrokerAddr {
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port,
+        })
     }
 }
 
@@ -155,7 +184,13 @@ mod tests {
         )
         .unwrap();
         let c = AgentConfig::load(&p).unwrap();
-        assert_eq!(c.broker_addr().unwrap(), BrokerAddr { host: "127.0.0.1".into(), port: 1883 });
+        assert_eq!(
+            c.broker_addr().unwrap(),
+            BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1883
+            }
+        );
         assert_eq!(c.secret_file, dir.path().join("secret"));
         assert_eq!(c.source.lines, ["main"]);
     }

@@ -10,7 +10,7 @@
 //!   with `tellijn-wire`, the same code the broker validates with), publishes them at QoS 1
 //!   over MQTT (rumqttc) with the sensor's own credential, keeps a retained status with a
 //!   last will, and reconnects with backoff.
-//! - [`config`]: `agent.toml`.
+//! - [`config`]: the `agent.toml` file.
 //!
 //! This crate must stay small: no DataFusion, Arrow or Parquet (checked in CI with
 //! `cargo tree -p tellijn-agent`).
@@ -23,8 +23,8 @@ pub mod seq;
 pub mod simulated;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -76,8 +76,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Totals, AgentError> {
     let addr = cfg.broker_addr().map_err(AgentError::Config)?;
-    let mut seq = seq::SeqFile::open(&cfg.outbox)
-        .map_err(|source| AgentError::Seq { dir: cfg.outbox.display().to_string(), source })?;
+    let mut seq = seq::SeqFile::open(&cfg.outbox).map_err(|source| AgentError::Seq {
+        dir: cfg.outbox.display().to_string(),
+        source,
+    })?;
     let status_topic = topic::sensor(&cfg.sensor, SensorTopic::Status);
     let counts_topic = topic::sensor(&cfg.sensor, SensorTopic::Counts);
 
@@ -86,7 +88,12 @@ pub async fn run(
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(true)
         .set_max_packet_size(4096, 1024)
-        .set_last_will(LastWill::new(status_topic.clone(), StatusMessage::offline().to_json(), QoS::AtLeastOnce, true));
+        .set_last_will(LastWill::new(
+            status_topic.clone(),
+            StatusMessage::offline().to_json(),
+            QoS::AtLeastOnce,
+            true,
+        ));
     let (client, mut events) = AsyncClient::new(opts, 512);
 
     let shared = Arc::new(Shared::default());
@@ -104,7 +111,10 @@ pub async fn run(
                         backoff = Duration::from_millis(250);
                         shared.connected.fetch_add(1, Ordering::Relaxed);
                         let status = StatusMessage::online(since, 0, VERSION).to_json();
-                        if client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, status).is_ok() {
+                        if client
+                            .try_publish(status_topic.clone(), QoS::AtLeastOnce, true, status)
+                            .is_ok()
+                        {
                             shared.published.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -143,12 +153,17 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let start = window_end;
-        let end = (start + interval).min(clock.now()).max(start + TimeDelta::microseconds(1));
+        let end = (start + interval)
+            .min(clock.now())
+            .max(start + TimeDelta::microseconds(1));
         window_end = end;
         let reading = source.next_reading();
         let mut messages = Vec::new();
         for (name, (people_in, people_out)) in cfg.source.lines.iter().zip(reading.lines) {
-            let seq = seq.take().map_err(|source| AgentError::Seq { dir: cfg.outbox.display().to_string(), source })?;
+            let seq = seq.take().map_err(|source| AgentError::Seq {
+                dir: cfg.outbox.display().to_string(),
+                source,
+            })?;
             totals.people_in += people_in as u64;
             totals.people_out += people_out as u64;
             messages.push(CountMessage::Line(LineCount {
@@ -162,11 +177,22 @@ pub async fn run(
             }));
         }
         for (name, count) in cfg.source.zones.iter().zip(reading.zones) {
-            let seq = seq.take().map_err(|source| AgentError::Seq { dir: cfg.outbox.display().to_string(), source })?;
-            messages.push(CountMessage::Zone(ZoneCount { sensor: cfg.sensor.clone(), zone: name.clone(), seq, at: end, count }));
+            let seq = seq.take().map_err(|source| AgentError::Seq {
+                dir: cfg.outbox.display().to_string(),
+                source,
+            })?;
+            messages.push(CountMessage::Zone(ZoneCount {
+                sensor: cfg.sensor.clone(),
+                zone: name.clone(),
+                seq,
+                at: end,
+                count,
+            }));
         }
         for m in messages {
-            client.publish(counts_topic.clone(), QoS::AtLeastOnce, false, m.to_json()).await?;
+            client
+                .publish(counts_topic.clone(), QoS::AtLeastOnce, false, m.to_json())
+                .await?;
             shared.published.fetch_add(1, Ordering::Relaxed);
             totals.messages += 1;
         }
@@ -180,8 +206,19 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status_msgs = shared.connected.load(Ordering::Relaxed);
-    totals.acked = shared.acked.load(Ordering::Relaxed).saturating_sub(status_msgs).min(totals.messages);
-    let _ = client.publish(status_topic, QoS::AtLeastOnce, true, StatusMessage::offline().to_json()).await;
+    totals.acked = shared
+        .acked
+        .load(Ordering::Relaxed)
+        .saturating_sub(status_msgs)
+        .min(totals.messages);
+    let _ = client
+        .publish(
+            status_topic,
+            QoS::AtLeastOnce,
+            true,
+            StatusMessage::offline().to_json(),
+        )
+        .await;
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
     Ok(totals)

@@ -19,7 +19,9 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let cfg = AgentConfig::load(&args.config)?;
@@ -29,6 +31,10 @@ async fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
-    tracing::info!(messages = totals.messages, acked = totals.acked, "Agent stopped.");
+    tracing::info!(
+        messages = totals.messages,
+        acked = totals.acked,
+        "Agent stopped."
+    );
     Ok(())
 }

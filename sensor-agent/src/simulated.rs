@@ -22,7 +22,11 @@ pub struct Reading {
 
 impl Simulated {
     pub fn new(lines: usize, zones: usize, seed: u64) -> Simulated {
-        Simulated { rng: StdRng::seed_from_u64(seed), inside: vec![0; lines], zones: vec![0; zones] }
+        Simulated {
+            rng: StdRng::seed_from_u64(seed),
+            inside: vec![0; lines],
+            zones: vec![0; zones],
+        }
     }
 
     /// The next interval.
@@ -38,7 +42,10 @@ impl Simulated {
             let step: i32 = self.rng.random_range(-2..=2);
             *z = (*z as i32 + step).clamp(0, 200) as u32;
         }
-        Reading { lines, zones: self.zones.clone() }
+        Reading {
+            lines,
+            zones: self.zones.clone(),
+        }
     }
 }
 

@@ -87,9 +87,26 @@ pub fn line_msg(seq: u64, people_in: u32, people_out: u32) -> String {
 }
 
 /// Runs `mosquitto_pub` (QoS 1) and returns whether it exited 0.
-pub async fn mosquitto_pub(port: u16, user: Option<(&str, &str)>, client_id: &str, topic: &str, payload: Payload<'_>) -> bool {
+pub async fn mosquitto_pub(
+    port: u16,
+    user: Option<(&str, &str)>,
+    client_id: &str,
+    topic: &str,
+    payload: Payload<'_>,
+) -> bool {
     let mut cmd = tokio::process::Command::new("mosquitto_pub");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", client_id, "-q", "1", "-t", topic]);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-i",
+        client_id,
+        "-q",
+        "1",
+        "-t",
+        topic,
+    ]);
     if let Some((u, p)) = user {
         cmd.args(["-u", u, "-P", p]);
     }
@@ -101,7 +118,10 @@ pub async fn mosquitto_pub(port: u16, user: Option<(&str, &str)>, client_id: &st
             cmd.arg("-f").arg(f);
         }
     }
-    let out = cmd.output().await.expect("mosquitto_pub must be installed (apt-get install mosquitto-clients)");
+    let out = cmd
+        .output()
+        .await
+        .expect("mosquitto_pub must be installed (apt-get install mosquitto-clients)");
     out.status.success()
 }
 
@@ -114,16 +134,23 @@ pub enum Payload<'a> {
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
-    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    buf.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 /// The value of one sample line in Prometheus text (`name{labels}`), or 0.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().split(' ').next()?.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().split(' ').next()?.parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
@@ -148,7 +175,10 @@ pub fn audit_lines(data: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(data.join("audit")).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        out.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+        out.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+        );
     }
     out
 }

@@ -23,8 +23,16 @@ impl Clock {
     /// A clock that reads `start` now and runs `speed` times faster than real time.
     /// A speed that is not a positive finite number is taken as 1.
     pub fn accelerated(start: DateTime<Utc>, speed: f64) -> Clock {
-        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
-        Clock { real_origin: Instant::now(), sim_origin: start, speed }
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
+        Clock {
+            real_origin: Instant::now(),
+            sim_origin: start,
+            speed,
+        }
     }
 
     /// Simulated seconds per real second.
@@ -57,7 +65,10 @@ mod tests {
         let c = Clock::accelerated("2026-01-01T00:00:00Z".parse().unwrap(), 3600.0);
         std::thread::sleep(Duration::from_millis(20));
         let t = c.now();
-        assert!(t > "2026-01-01T00:01:00Z".parse::<DateTime<Utc>>().unwrap(), "{t}");
+        assert!(
+            t > "2026-01-01T00:01:00Z".parse::<DateTime<Utc>>().unwrap(),
+            "{t}"
+        );
         assert_eq!(c.real(Duration::from_secs(3600)), Duration::from_secs(1));
         assert_eq!(Clock::accelerated(Utc::now(), -1.0).speed(), 1.0);
     }

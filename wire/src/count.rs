@@ -9,8 +9,8 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::fields::Fields;
 use crate::Reason;
+use crate::fields::Fields;
 
 /// A count message is at most this many bytes.
 pub const MAX_PAYLOAD: usize = 512;
@@ -273,29 +273,121 @@ mod tests {
             ("too large", big, Reason::TooLarge),
             ("array", "[1,2]".into(), Reason::NotObject),
             ("string", "\"hi\"".into(), Reason::NotObject),
-            ("extra field", LINE.replace("\"out\":1", "\"out\":1,\"face\":\"x\""), Reason::UnknownField),
-            ("both kinds", LINE.replace("\"out\":1", "\"out\":1,\"zone\":\"seats\""), Reason::UnknownField),
-            ("duplicate", LINE.replace("\"out\":1", "\"out\":1,\"in\":4"), Reason::DuplicateField),
-            ("missing end", LINE.replace(",\"end\":\"2026-11-22T10:15:01Z\"", ""), Reason::MissingField),
-            ("no kind", r#"{"v":1,"sensor":"a","seq":1}"#.into(), Reason::MissingField),
-            ("v=2", LINE.replace("\"v\":1", "\"v\":2"), Reason::BadVersion),
-            ("v string", LINE.replace("\"v\":1", "\"v\":\"1\""), Reason::WrongType),
-            ("in float", LINE.replace("\"in\":3", "\"in\":3.5"), Reason::WrongType),
-            ("in string", LINE.replace("\"in\":3", "\"in\":\"3\""), Reason::WrongType),
-            ("in negative", LINE.replace("\"in\":3", "\"in\":-1"), Reason::OutOfRange),
-            ("in huge", LINE.replace("\"in\":3", "\"in\":10001"), Reason::OutOfRange),
-            ("seq huge", LINE.replace("1834", "18446744073709551615"), Reason::OutOfRange),
-            ("seq negative", LINE.replace("1834", "-1"), Reason::OutOfRange),
-            ("bad sensor id", LINE.replace("lib-ent-1", "Lib/ent"), Reason::BadId),
-            ("bad time", LINE.replace("10:15:00Z", "10:15:00"), Reason::BadTime),
-            ("local time", LINE.replace("10:15:00Z", "11:15:00+01:00"), Reason::BadTime),
-            ("end before start", LINE.replace("10:15:01Z", "10:14:59Z"), Reason::BadInterval),
-            ("end equals start", LINE.replace("10:15:01Z", "10:15:00Z"), Reason::BadInterval),
-            ("interval 16 min", LINE.replace("10:15:01Z", "10:31:00Z"), Reason::BadInterval),
-            ("other sensor", LINE.replace("lib-ent-1", "lib-ent-2"), Reason::SensorMismatch),
-            ("unknown line", LINE.replace("\"main\"", "\"back\""), Reason::UnknownLine),
-            ("unknown zone", ZONE.replace("\"seats\"", "\"floor\""), Reason::UnknownZone),
-            ("future", ZONE.replace("10:15:00Z", "10:21:01Z"), Reason::FutureTime),
+            (
+                "extra field",
+                LINE.replace("\"out\":1", "\"out\":1,\"face\":\"x\""),
+                Reason::UnknownField,
+            ),
+            (
+                "both kinds",
+                LINE.replace("\"out\":1", "\"out\":1,\"zone\":\"seats\""),
+                Reason::UnknownField,
+            ),
+            (
+                "duplicate",
+                LINE.replace("\"out\":1", "\"out\":1,\"in\":4"),
+                Reason::DuplicateField,
+            ),
+            (
+                "missing end",
+                LINE.replace(",\"end\":\"2026-11-22T10:15:01Z\"", ""),
+                Reason::MissingField,
+            ),
+            (
+                "no kind",
+                r#"{"v":1,"sensor":"a","seq":1}"#.into(),
+                Reason::MissingField,
+            ),
+            (
+                "v=2",
+                LINE.replace("\"v\":1", "\"v\":2"),
+                Reason::BadVersion,
+            ),
+            (
+                "v string",
+                LINE.replace("\"v\":1", "\"v\":\"1\""),
+                Reason::WrongType,
+            ),
+            (
+                "in float",
+                LINE.replace("\"in\":3", "\"in\":3.5"),
+                Reason::WrongType,
+            ),
+            (
+                "in string",
+                LINE.replace("\"in\":3", "\"in\":\"3\""),
+                Reason::WrongType,
+            ),
+            (
+                "in negative",
+                LINE.replace("\"in\":3", "\"in\":-1"),
+                Reason::OutOfRange,
+            ),
+            (
+                "in huge",
+                LINE.replace("\"in\":3", "\"in\":10001"),
+                Reason::OutOfRange,
+            ),
+            (
+                "seq huge",
+                LINE.replace("1834", "18446744073709551615"),
+                Reason::OutOfRange,
+            ),
+            (
+                "seq negative",
+                LINE.replace("1834", "-1"),
+                Reason::OutOfRange,
+            ),
+            (
+                "bad sensor id",
+                LINE.replace("lib-ent-1", "Lib/ent"),
+                Reason::BadId,
+            ),
+            (
+                "bad time",
+                LINE.replace("10:15:00Z", "10:15:00"),
+                Reason::BadTime,
+            ),
+            (
+                "local time",
+                LINE.replace("10:15:00Z", "11:15:00+01:00"),
+                Reason::BadTime,
+            ),
+            (
+                "end before start",
+                LINE.replace("10:15:01Z", "10:14:59Z"),
+                Reason::BadInterval,
+            ),
+            (
+                "end equals start",
+                LINE.replace("10:15:01Z", "10:15:00Z"),
+                Reason::BadInterval,
+            ),
+            (
+                "interval 16 min",
+                LINE.replace("10:15:01Z", "10:31:00Z"),
+                Reason::BadInterval,
+            ),
+            (
+                "other sensor",
+                LINE.replace("lib-ent-1", "lib-ent-2"),
+                Reason::SensorMismatch,
+            ),
+            (
+                "unknown line",
+                LINE.replace("\"main\"", "\"back\""),
+                Reason::UnknownLine,
+            ),
+            (
+                "unknown zone",
+                ZONE.replace("\"seats\"", "\"floor\""),
+                Reason::UnknownZone,
+            ),
+            (
+                "future",
+                ZONE.replace("10:15:00Z", "10:21:01Z"),
+                Reason::FutureTime,
+            ),
         ];
         for (name, payload, want) in cases {
             let sender = if payload.contains("zone\":\"") && !payload.contains("\"line\"") {
@@ -324,21 +416,44 @@ mod tests {
     }
 
     fn arb_msg() -> impl Strategy<Value = CountMessage> {
-        let line = (arb_id(), arb_id(), 0..i64::MAX as u64, arb_time(), 1i64..=900_000_000, 0u32..=10_000, 0u32..=10_000)
-            .prop_map(|(sensor, line, seq, start, dur_us, people_in, people_out)| {
-                CountMessage::Line(LineCount {
+        let line = (
+            arb_id(),
+            arb_id(),
+            0..i64::MAX as u64,
+            arb_time(),
+            1i64..=900_000_000,
+            0u32..=10_000,
+            0u32..=10_000,
+        )
+            .prop_map(
+                |(sensor, line, seq, start, dur_us, people_in, people_out)| {
+                    CountMessage::Line(LineCount {
+                        sensor,
+                        line,
+                        seq,
+                        start,
+                        end: start + TimeDelta::microseconds(dur_us),
+                        people_in,
+                        people_out,
+                    })
+                },
+            );
+        let zone = (
+            arb_id(),
+            arb_id(),
+            0..i64::MAX as u64,
+            arb_time(),
+            0u32..=10_000,
+        )
+            .prop_map(|(sensor, zone, seq, at, count)| {
+                CountMessage::Zone(ZoneCount {
                     sensor,
-                    line,
+                    zone,
                     seq,
-                    start,
-                    end: start + TimeDelta::microseconds(dur_us),
-                    people_in,
-                    people_out,
+                    at,
+                    count,
                 })
             });
-        let zone = (arb_id(), arb_id(), 0..i64::MAX as u64, arb_time(), 0u32..=10_000).prop_map(
-            |(sensor, zone, seq, at, count)| CountMessage::Zone(ZoneCount { sensor, zone, seq, at, count }),
-        );
         prop_oneof![line, zone]
     }
 

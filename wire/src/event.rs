@@ -19,7 +19,10 @@ pub enum SensorEvent {
         at: Instant,
     },
     /// A valid status message.
-    Status { sensor: String, status: StatusMessage },
+    Status {
+        sensor: String,
+        status: StatusMessage,
+    },
     /// The sensor connected (authenticated).
     Connected { sensor: String },
     /// The sensor's connection ended.

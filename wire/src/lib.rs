@@ -24,8 +24,8 @@ pub mod status;
 pub mod topic;
 
 pub use clock::Clock;
+pub use count::{CountMessage, Directory, LineCount, MAX_PAYLOAD, ZoneCount};
 pub use event::SensorEvent;
-pub use count::{CountMessage, Directory, LineCount, ZoneCount, MAX_PAYLOAD};
 pub use reason::Reason;
 pub use status::StatusMessage;
 

@@ -7,12 +7,20 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::fields::{int_value, parse_utc, Fields};
 use crate::Reason;
+use crate::fields::{Fields, int_value, parse_utc};
 
 /// A status message is at most this many bytes.
 pub const MAX_STATUS_PAYLOAD: usize = 512;
-const FIELDS: [&str; 7] = ["online", "since", "queue", "version", "oldest_unsent_s", "sends", "config_hash"];
+const FIELDS: [&str; 7] = [
+    "online",
+    "since",
+    "queue",
+    "version",
+    "oldest_unsent_s",
+    "sends",
+    "config_hash",
+];
 
 /// What an agent reports about itself. Everything but `online` is optional, so the last will
 /// can be `{"online":false}`.
@@ -58,9 +66,16 @@ impl StatusMessage {
             }
             None => None,
         };
-        let queue = f.opt("queue").map(|v| int_value(v, 0, i64::MAX)).transpose()?.map(|q| q as u64);
-        let oldest_unsent_s =
-            f.opt("oldest_unsent_s").map(|v| int_value(v, 0, i64::MAX)).transpose()?.map(|q| q as u64);
+        let queue = f
+            .opt("queue")
+            .map(|v| int_value(v, 0, i64::MAX))
+            .transpose()?
+            .map(|q| q as u64);
+        let oldest_unsent_s = f
+            .opt("oldest_unsent_s")
+            .map(|v| int_value(v, 0, i64::MAX))
+            .transpose()?
+            .map(|q| q as u64);
         let version = f.opt("version").map(|v| short_text(v, 32)).transpose()?;
         let config_hash = match f.opt("config_hash") {
             Some(v) => {
@@ -77,7 +92,9 @@ impl StatusMessage {
                 let mut out = Vec::new();
                 for i in items {
                     match i.as_str() {
-                        Some(k @ ("line" | "zone")) if !out.iter().any(|o| o == k) => out.push(k.to_owned()),
+                        Some(k @ ("line" | "zone")) if !out.iter().any(|o| o == k) => {
+                            out.push(k.to_owned())
+                        }
                         Some(_) => return Err(Reason::OutOfRange),
                         None => return Err(Reason::WrongType),
                     }
@@ -87,7 +104,15 @@ impl StatusMessage {
             Some(_) => return Err(Reason::WrongType),
             None => None,
         };
-        Ok(StatusMessage { online, since, queue, version, oldest_unsent_s, sends, config_hash })
+        Ok(StatusMessage {
+            online,
+            since,
+            queue,
+            version,
+            oldest_unsent_s,
+            sends,
+            config_hash,
+        })
     }
 
     /// The offline message used as the last will.
@@ -120,7 +145,10 @@ mod tests {
     #[test]
     fn offline_will_round_trips() {
         assert_eq!(StatusMessage::offline().to_json(), br#"{"online":false}"#);
-        assert_eq!(StatusMessage::parse(br#"{"online":false}"#), Ok(StatusMessage::offline()));
+        assert_eq!(
+            StatusMessage::parse(br#"{"online":false}"#),
+            Ok(StatusMessage::offline())
+        );
     }
 
     #[test]
@@ -137,13 +165,27 @@ mod tests {
             (br#"{"online":true,"image":"AAAA"}"#, Reason::UnknownField),
             (br#"{"online":"yes"}"#, Reason::WrongType),
             (br#"{"queue":1}"#, Reason::MissingField),
-            (br#"{"online":true,"version":"0123456789012345678901234567890123456789"}"#, Reason::OutOfRange),
-            (br#"{"online":true,"sends":["line","faces"]}"#, Reason::OutOfRange),
-            (br#"{"online":true,"config_hash":"not-hex"}"#, Reason::OutOfRange),
+            (
+                br#"{"online":true,"version":"0123456789012345678901234567890123456789"}"#,
+                Reason::OutOfRange,
+            ),
+            (
+                br#"{"online":true,"sends":["line","faces"]}"#,
+                Reason::OutOfRange,
+            ),
+            (
+                br#"{"online":true,"config_hash":"not-hex"}"#,
+                Reason::OutOfRange,
+            ),
             (b"\xff\xd8\xff\xe0", Reason::NotJson),
         ];
         for (p, want) in cases {
-            assert_eq!(StatusMessage::parse(p), Err(want), "{}", String::from_utf8_lossy(p));
+            assert_eq!(
+                StatusMessage::parse(p),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
         }
     }
 

@@ -24,7 +24,7 @@ fn duration_ser<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 pub struct AgentConfig {
     /// This sensor's id (also its MQTT client id and username).
     pub sensor: String,
-    /// `mqtt://host:port` (TLS, `mqtts://`, is not built yet).
+    /// `mqtt://host:1883`, or `mqtts://host:8883` for TLS (then `ca` is required).
     pub broker: String,
     /// File holding the sensor's secret.
     pub secret_file: PathBuf,
@@ -34,8 +34,12 @@ pub struct AgentConfig {
     pub cert: Option<PathBuf>,
     #[serde(default)]
     pub key: Option<PathBuf>,
-    /// Directory for the agent's durable state.
+    /// Directory of the durable outbox.
     pub outbox: PathBuf,
+    /// Largest size of the outbox on disk ("100MB"); past it the oldest messages are merged,
+    /// then dropped.
+    #[serde(default = "default_outbox_max")]
+    pub outbox_max: String,
     /// How long one count message covers.
     #[serde(
         default = "default_interval",
@@ -46,6 +50,26 @@ pub struct AgentConfig {
     pub source: SourceConfig,
 }
 
+fn default_outbox_max() -> String {
+    "100MB".into()
+}
+
+/// Parses "100MB", "512KB", "1GB" or a plain number of bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mul = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "KIB" => 1 << 10,
+        "MB" | "MIB" => 1 << 20,
+        "GB" | "GIB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
 fn default_interval() -> Duration {
     Duration::from_secs(1)
 }
@@ -54,7 +78,7 @@ fn default_interval() -> Duration {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// `simulated` (more kinds to come).
+    /// `simulated`, or `stdin` (JSON lines from a local counting process).
     pub kind: SourceKind,
     /// Line names this sensor counts (as in the server config).
     #[serde(default = "default_lines")]
@@ -76,6 +100,7 @@ fn default_lines() -> Vec<String> {
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     Simulated,
+    Stdin,
 }
 
 /// Errors in the agent config.
@@ -95,6 +120,7 @@ pub enum ConfigError {
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    pub tls: bool,
 }
 
 impl AgentConfig {
@@ -115,6 +141,11 @@ impl AgentConfig {
                 *p = base.join(&*p);
             }
         }
+        for p in [&mut cfg.ca, &mut cfg.cert, &mut cfg.key].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
         cfg.check()
             .map_err(|message| ConfigError::Invalid { file, message })?;
         Ok(cfg)
@@ -128,7 +159,6 @@ impl AgentConfig {
                 self.sensor
             ));
         }
-        self.broker_addr()?;
         if self.interval.is_zero() || self.interval > Duration::from_secs(15 * 60) {
             return Err("interval must be between 1ms and 15m.".into());
         }
@@ -142,21 +172,35 @@ impl AgentConfig {
                 ));
             }
         }
-        if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
-            return Err("ca, cert and key (TLS) are not supported by this version; use mqtt:// on a trusted network.".into());
+        let addr = self.broker_addr()?;
+        if addr.tls && self.ca.is_none() {
+            return Err("broker is mqtts:// but no ca is set; give the CA file that signed the broker's certificate.".into());
+        }
+        if !addr.tls && (self.ca.is_some() || self.cert.is_some()) {
+            return Err("ca and cert are only used with an mqtts:// broker.".into());
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("cert and key go together: give both for a client certificate, or neither.".into());
+        }
+        if parse_size(&self.outbox_max).is_none_or(|b| b == 0) {
+            return Err(format!("outbox_max must be a size such as \"100MB\" (found {:?}).", self.outbox_max));
         }
         Ok(())
     }
 
     /// Host and port from `broker`.
     pub fn broker_addr(&self) -> Result<BrokerAddr, String> {
-        let rest = self.broker.strip_prefix("mqtt://").ok_or_else(|| {
-            format!(
-                "broker must look like \"mqtt://host:1883\" (found {:?}).",
+        let (tls, rest) = if let Some(r) = self.broker.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = self.broker.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "broker must look like \"mqtt://host:1883\" or \"mqtts://host:8883\" (found {:?}).",
                 self.broker
-            )
-        })?;
-        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
+            ));
+        };
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, if tls { "8883" } else { "1883" }));
         let port = port
             .parse()
             .map_err(|_| format!("broker port must be a number (found {port:?})."))?;
@@ -166,6 +210,7 @@ impl AgentConfig {
         Ok(BrokerAddr {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
+            tls,
         })
     }
 }
@@ -188,7 +233,8 @@ mod tests {
             c.broker_addr().unwrap(),
             BrokerAddr {
                 host: "127.0.0.1".into(),
-                port: 1883
+                port: 1883,
+                tls: false
             }
         );
         assert_eq!(c.secret_file, dir.path().join("secret"));
@@ -202,6 +248,11 @@ mod tests {
         )
         .unwrap();
         assert!(c.check().unwrap_err().contains("mqtt://host:1883"));
+        c.broker = "mqtts://h".into();
+        assert!(c.check().unwrap_err().contains("no ca"));
+        assert_eq!(parse_size("100MB"), Some(100 << 20));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("1 TB"), None);
         c.broker = "mqtt://h:99999".into();
         assert!(c.check().unwrap_err().contains("port"));
     }

@@ -4,127 +4,197 @@
 //!
 //! # Layout
 //! Data meets these parts in this order:
-//! - [`simulated`]: the count source (the camera's own counter stands here in production).
-//! - [`seq`]: the durable per-sensor sequence number.
-//! - [`run`]: aggregates a reading per `interval` into count messages v1 (built and checked
-//!   with `tellijn-wire`, the same code the broker validates with), publishes them at QoS 1
-//!   over MQTT (rumqttc) with the sensor's own credential, keeps a retained status with a
-//!   last will, and reconnects with backoff.
+//! - [`source`]: the count source (`simulated`, or `stdin` from the camera's own counter),
+//!   aggregated into one reading per `interval`.
+//! - [`outbox`]: every count message v1 (built with `tellijn-wire`, the code the broker
+//!   validates with) is appended and fsync'd before it is published; it leaves the outbox only
+//!   when the server's retained `ack` watermark covers it.
+//! - [`run`]: a sender publishes the outbox in seq order at QoS 1 (rumqttc), from one past the
+//!   watermark after every (re)connect, so nothing is lost when rumqttc drops unacknowledged
+//!   messages on reconnect; the server drops the duplicates. A retained status (with a last
+//!   will) reports queue depth, oldest unsent age, version and the agent's privacy settings.
+//! - [`tls`]: `mqtts://` with a CA file and an optional client certificate.
 //! - [`config`]: the `agent.toml` file.
 //!
 //! This crate must stay small: no DataFusion, Arrow or Parquet (checked in CI with
 //! `cargo tree -p tellijn-agent`).
-//!
-//! Not yet: the durable outbox and ack watermark (messages unacknowledged when a connection
-//! drops are lost, as rumqttc drops them on reconnect), TLS, the stdin source.
 
 pub mod config;
-pub mod seq;
-pub mod simulated;
+pub mod outbox;
+pub mod source;
+pub mod tls;
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use sha2::{Digest, Sha256};
 use tellijn_wire::topic::{self, SensorTopic};
 use tellijn_wire::{Clock, CountMessage, LineCount, StatusMessage, ZoneCount};
+use tokio::sync::{watch, Notify};
 
 pub use config::AgentConfig;
+use outbox::Outbox;
 
 /// The agent's version, reported in its status.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How often the status is republished while connected.
+pub const STATUS_EVERY: Duration = Duration::from_secs(30);
+/// Messages read from the outbox per send batch.
+const SEND_BATCH: usize = 256;
 
 /// Errors that stop the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("agent.toml: {0}")]
     Config(String),
-    #[error("cannot keep the sequence number in {dir}: {source}")]
-    Seq { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Outbox(#[from] outbox::OutboxError),
     #[error("the MQTT client stopped: {0}")]
     Client(#[from] rumqttc::ClientError),
 }
 
-/// What an agent sent, for summaries and tests.
+/// What an agent counted, for summaries and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
-    /// Count messages published.
+    /// Count messages put in the outbox.
     pub messages: u64,
-    /// Count messages the broker acknowledged (PUBACK).
-    pub acked: u64,
+    /// Messages still waiting for the server's acknowledgement at exit.
+    pub unacked: u64,
     pub people_in: u64,
     pub people_out: u64,
 }
 
-#[derive(Default)]
-struct Shared {
-    published: AtomicU64,
-    acked: AtomicU64,
-    connected: AtomicU64,
+/// The SHA-256 of the agent's effective configuration (the secret is not part of it).
+pub fn config_hash(cfg: &AgentConfig) -> String {
+    let text = toml::to_string(cfg).unwrap_or_default();
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// Runs the agent until `shutdown` resolves, then waits (up to 10 s) for outstanding
-/// acknowledgements, marks itself offline and disconnects.
+fn status(cfg: &AgentConfig, ob: &Outbox, since: DateTime<Utc>, now: DateTime<Utc>) -> StatusMessage {
+    let mut s = StatusMessage::online(since, ob.depth(), VERSION);
+    s.oldest_unsent_s = ob.oldest_unsent(now).map(|d| d.num_seconds().max(0) as u64);
+    let mut sends = Vec::new();
+    if !cfg.source.lines.is_empty() {
+        sends.push("line".to_owned());
+    }
+    if !cfg.source.zones.is_empty() {
+        sends.push("zone".to_owned());
+    }
+    s.sends = Some(sends);
+    s.config_hash = Some(config_hash(cfg));
+    s.merged = Some(ob.stats.merged);
+    s.dropped = Some(ob.stats.dropped);
+    s.corrupt_bytes = Some(ob.stats.corrupt_bytes);
+    s
+}
+
+fn lock(ob: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+    ob.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the agent until `shutdown` resolves; then waits (up to 10 s) for the broker to
+/// acknowledge what was published, marks itself offline and disconnects. What the server has
+/// not yet acknowledged stays in the outbox for the next start.
 pub async fn run(
     cfg: &AgentConfig,
     secret: &str,
     clock: Clock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Totals, AgentError> {
+    cfg.check().map_err(AgentError::Config)?;
     let addr = cfg.broker_addr().map_err(AgentError::Config)?;
-    let mut seq = seq::SeqFile::open(&cfg.outbox).map_err(|source| AgentError::Seq {
-        dir: cfg.outbox.display().to_string(),
-        source,
-    })?;
+    let max = config::parse_size(&cfg.outbox_max).unwrap_or(100 << 20);
+    let outbox = Arc::new(Mutex::new(Outbox::open(&cfg.outbox, max)?));
     let status_topic = topic::sensor(&cfg.sensor, SensorTopic::Status);
     let counts_topic = topic::sensor(&cfg.sensor, SensorTopic::Counts);
+    let ack_topic = topic::sensor(&cfg.sensor, SensorTopic::Ack);
 
-    let mut opts = MqttOptions::new(cfg.sensor.clone(), addr.host, addr.port);
+    let mut opts = MqttOptions::new(cfg.sensor.clone(), addr.host.clone(), addr.port);
     opts.set_credentials(cfg.sensor.clone(), secret.to_owned())
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(true)
         .set_max_packet_size(4096, 1024)
-        .set_last_will(LastWill::new(
-            status_topic.clone(),
-            StatusMessage::offline().to_json(),
-            QoS::AtLeastOnce,
-            true,
-        ));
+        .set_inflight(64)
+        .set_last_will(LastWill::new(status_topic.clone(), StatusMessage::offline().to_json(), QoS::AtLeastOnce, true));
+    if addr.tls {
+        let ca = cfg.ca.as_deref().ok_or_else(|| AgentError::Config("mqtts:// needs ca".into()))?;
+        let pair = cfg.cert.as_deref().zip(cfg.key.as_deref());
+        let tls = tls::client_config(ca, pair).map_err(AgentError::Config)?;
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    }
     let (client, mut events) = AsyncClient::new(opts, 512);
 
-    let shared = Arc::new(Shared::default());
+    // Bumped on every CONNACK: the sender restarts from the watermark.
+    let (epoch_tx, mut epoch_rx) = watch::channel(0u64);
+    let wake = Arc::new(Notify::new());
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let since = clock.now();
+
     let poller = {
-        let shared = shared.clone();
-        let client = client.clone();
-        let status_topic = status_topic.clone();
-        let sensor = cfg.sensor.clone();
+        let (client, outbox, wake) = (client.clone(), outbox.clone(), wake.clone());
+        let (status_topic, ack_topic, sensor) = (status_topic.clone(), ack_topic.clone(), cfg.sensor.clone());
+        let (published, acked) = (published.clone(), acked.clone());
+        let cfg = cfg.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
+            let mut status_tick = tokio::time::interval(STATUS_EVERY);
+            let mut connected = false;
             loop {
-                match events.poll().await {
+                let ev = tokio::select! {
+                    ev = events.poll() => ev,
+                    _ = status_tick.tick(), if connected => {
+                        let s = status(&cfg, &lock(&outbox), since, clock.now());
+                        if client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json()).is_ok() {
+                            published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                };
+                match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connected = true;
                         backoff = Duration::from_millis(250);
-                        shared.connected.fetch_add(1, Ordering::Relaxed);
-                        let status = StatusMessage::online(since, 0, VERSION).to_json();
-                        if client
-                            .try_publish(status_topic.clone(), QoS::AtLeastOnce, true, status)
-                            .is_ok()
-                        {
-                            shared.published.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%sensor, "Connected to the broker.");
+                        let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
+                        let s = status(&cfg, &lock(&outbox), since, clock.now());
+                        if client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json()).is_ok() {
+                            published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        epoch_tx.send_modify(|e| *e += 1);
+                        wake.notify_one();
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
+                        #[derive(serde::Deserialize)]
+                        struct Ack {
+                            seq: u64,
+                        }
+                        match serde_json::from_slice::<Ack>(&p.payload) {
+                            Ok(a) => {
+                                if let Err(e) = lock(&outbox).ack(a.seq) {
+                                    tracing::error!(%sensor, "{e}");
+                                }
+                            }
+                            Err(_) => tracing::warn!(%sensor, "Ignored a malformed ack from the server."),
                         }
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        shared.acked.fetch_add(1, Ordering::Relaxed);
+                        acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => break,
                     Err(e) => {
-                        tracing::warn!(%sensor, "MQTT connection failed ({e}); retrying in {backoff:?}.");
+                        connected = false;
+                        let hint = if e.to_string().contains("certificate") || e.to_string().contains("Tls") {
+                            " (check ca, cert and key in agent.toml against the broker's certificates)"
+                        } else {
+                            ""
+                        };
+                        tracing::warn!(%sensor, "MQTT connection failed: {e}{hint}; retrying in about {backoff:?}.");
                         let jitter = rand::rng().random_range(0.5..1.5);
                         tokio::time::sleep(backoff.mul_f64(jitter)).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -134,11 +204,63 @@ pub async fn run(
         })
     };
 
-    let mut source = simulated::Simulated::new(
-        cfg.source.lines.len(),
-        cfg.source.zones.len(),
-        cfg.source.seed.unwrap_or_else(|| rand::rng().random()),
-    );
+    // The sender: publishes the outbox in seq order, from the watermark after each connect.
+    let sender = {
+        let (client, outbox, wake, counts_topic) = (client.clone(), outbox.clone(), wake.clone(), counts_topic.clone());
+        let published = published.clone();
+        tokio::spawn(async move {
+            let mut cursor = 0u64;
+            let mut seen_epoch = 0u64;
+            loop {
+                let epoch = *epoch_rx.borrow_and_update();
+                if epoch == 0 {
+                    if epoch_rx.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                if epoch != seen_epoch {
+                    seen_epoch = epoch;
+                    cursor = lock(&outbox).acked() + 1;
+                }
+                let batch = match lock(&outbox).read_from(cursor, SEND_BATCH) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        Vec::new()
+                    }
+                };
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        r = epoch_rx.changed() => if r.is_err() { return },
+                    }
+                    continue;
+                }
+                for (seq, payload) in batch {
+                    if *epoch_rx.borrow() != seen_epoch {
+                        break;
+                    }
+                    if client.publish(counts_topic.clone(), QoS::AtLeastOnce, false, payload).await.is_err() {
+                        return;
+                    }
+                    published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    lock(&outbox).mark_sent(seq);
+                    cursor = seq + 1;
+                }
+            }
+        })
+    };
+
+    let stdin = match cfg.source.kind {
+        config::SourceKind::Stdin => {
+            let agg = Arc::new(Mutex::new(source::StdinAggregator::new(&cfg.source.lines, &cfg.source.zones)));
+            tokio::spawn(source::read_stdin(agg.clone()));
+            Some(agg)
+        }
+        config::SourceKind::Simulated => None,
+    };
+    let seed = cfg.source.seed.unwrap_or_else(|| rand::rng().random());
     let interval = TimeDelta::from_std(cfg.interval).unwrap_or(TimeDelta::seconds(1));
     let mut window_end: DateTime<Utc> = clock.now();
     let mut tick = tokio::time::interval(clock.real(cfg.interval));
@@ -153,17 +275,17 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let start = window_end;
-        let end = (start + interval)
-            .min(clock.now())
-            .max(start + TimeDelta::microseconds(1));
+        let end = (start + interval).min(clock.now()).max(start + TimeDelta::microseconds(1));
         window_end = end;
-        let reading = source.next_reading();
+        let reading = stdin.as_ref().map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let mut ob = lock(&outbox);
+        let mut seq = ob.next_seq();
         let mut messages = Vec::new();
-        for (name, (people_in, people_out)) in cfg.source.lines.iter().zip(reading.lines) {
-            let seq = seq.take().map_err(|source| AgentError::Seq {
-                dir: cfg.outbox.display().to_string(),
-                source,
-            })?;
+        for (i, name) in cfg.source.lines.iter().enumerate() {
+            let (people_in, people_out) = match &reading {
+                Some(r) => r.lines[i],
+                None => source::simulated_line(seed, i, seq),
+            };
             totals.people_in += people_in as u64;
             totals.people_out += people_out as u64;
             messages.push(CountMessage::Line(LineCount {
@@ -175,51 +297,36 @@ pub async fn run(
                 people_in,
                 people_out,
             }));
+            seq += 1;
         }
-        for (name, count) in cfg.source.zones.iter().zip(reading.zones) {
-            let seq = seq.take().map_err(|source| AgentError::Seq {
-                dir: cfg.outbox.display().to_string(),
-                source,
-            })?;
-            messages.push(CountMessage::Zone(ZoneCount {
-                sensor: cfg.sensor.clone(),
-                zone: name.clone(),
-                seq,
-                at: end,
-                count,
-            }));
+        for (i, name) in cfg.source.zones.iter().enumerate() {
+            let count = match &reading {
+                Some(r) => match r.zones[i] {
+                    Some(c) => c,
+                    None => continue,
+                },
+                None => source::simulated_zone(seed, i, seq),
+            };
+            messages.push(CountMessage::Zone(ZoneCount { sensor: cfg.sensor.clone(), zone: name.clone(), seq, at: end, count }));
+            seq += 1;
         }
-        for m in messages {
-            client
-                .publish(counts_topic.clone(), QoS::AtLeastOnce, false, m.to_json())
-                .await?;
-            shared.published.fetch_add(1, Ordering::Relaxed);
-            totals.messages += 1;
-        }
+        // Durable before published: the append fsyncs.
+        ob.append(&messages)?;
+        drop(ob);
+        totals.messages += messages.len() as u64;
+        wake.notify_one();
     }
 
-    // Wait for the broker to acknowledge what was sent, then say goodbye.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while shared.acked.load(Ordering::Relaxed) < shared.published.load(Ordering::Relaxed)
+    while acked.load(std::sync::atomic::Ordering::Relaxed) < published.load(std::sync::atomic::Ordering::Relaxed)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let status_msgs = shared.connected.load(Ordering::Relaxed);
-    totals.acked = shared
-        .acked
-        .load(Ordering::Relaxed)
-        .saturating_sub(status_msgs)
-        .min(totals.messages);
-    let _ = client
-        .publish(
-            status_topic,
-            QoS::AtLeastOnce,
-            true,
-            StatusMessage::offline().to_json(),
-        )
-        .await;
+    sender.abort();
+    let _ = client.publish(status_topic, QoS::AtLeastOnce, true, StatusMessage::offline().to_json()).await;
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
+    totals.unacked = lock(&outbox).depth();
     Ok(totals)
 }

@@ -23,6 +23,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    // Exactly one rustls crypto provider: ring (the agent links no other).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let cfg = AgentConfig::load(&args.config)?;
     let secret = std::fs::read_to_string(&cfg.secret_file)
@@ -33,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     tracing::info!(
         messages = totals.messages,
-        acked = totals.acked,
+        unacked = totals.unacked,
         "Agent stopped."
     );
     Ok(())

@@ -42,6 +42,15 @@ pub struct StatusMessage {
     /// SHA-256 (hex) of the agent's effective configuration, secrets excluded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Messages merged into longer intervals because the outbox was full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<u64>,
+    /// Messages dropped because the outbox was full even after merging.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    /// Bytes of torn or corrupt outbox tail cut off at start (power cut).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrupt_bytes: Option<u64>,
 }
 
 fn short_text(v: &Value, max: usize) -> Result<String, Reason> {
@@ -76,6 +85,8 @@ impl StatusMessage {
             .map(|v| int_value(v, 0, i64::MAX))
             .transpose()?
             .map(|q| q as u64);
+        let count = |k: &str| f.opt(k).map(|v| int_value(v, 0, i64::MAX)).transpose().map(|o| o.map(|q| q as u64));
+        let (merged, dropped, corrupt_bytes) = (count("merged")?, count("dropped")?, count("corrupt_bytes")?);
         let version = f.opt("version").map(|v| short_text(v, 32)).transpose()?;
         let config_hash = match f.opt("config_hash") {
             Some(v) => {
@@ -112,6 +123,9 @@ impl StatusMessage {
             oldest_unsent_s,
             sends,
             config_hash,
+            merged,
+            dropped,
+            corrupt_bytes,
         })
     }
 

@@ -192,6 +192,7 @@ pub async fn run(
     let server = Server::start(ServerOptions {
         campus: campus.clone(),
         mqtt: None,
+        mqtts: None,
         http: None,
         data_dir: None,
         clock,
@@ -243,6 +244,7 @@ pub async fn run(
             cert: None,
             key: None,
             outbox: opts.data_dir.join("agents").join(&id),
+            outbox_max: "100MB".into(),
             interval,
             source: SourceConfig {
                 kind: SourceKind::Simulated,
@@ -278,7 +280,7 @@ pub async fn run(
             Ok(Ok(t)) => {
                 n += 1;
                 sent.messages += t.messages;
-                sent.acked += t.acked;
+                sent.unacked += t.unacked;
                 sent.people_in += t.people_in;
                 sent.people_out += t.people_out;
             }
@@ -288,8 +290,8 @@ pub async fn run(
     }
     let server_summary = server.stop().await?;
     println!(
-        "Done: {} agents sent {} count messages ({} acknowledged); the server stored {} and dropped {} duplicates.",
-        n, sent.messages, sent.acked, server_summary.accepted, server_summary.duplicates
+        "Done: {} agents sent {} count messages ({} await the server's ack in their outboxes); the server stored {} and dropped {} duplicates.",
+        n, sent.messages, sent.unacked, server_summary.accepted, server_summary.duplicates
     );
     Ok(DemoSummary {
         agents: n,

@@ -89,6 +89,9 @@ struct OptPorts {
     /// MQTT listen address (overrides server.mqtt).
     #[arg(long)]
     mqtt: Option<SocketAddr>,
+    /// MQTT-over-TLS listen address (overrides server.mqtts; needs [tls]).
+    #[arg(long)]
+    mqtts: Option<SocketAddr>,
     /// HTTP listen address (overrides server.http).
     #[arg(long)]
     http: Option<SocketAddr>,
@@ -163,14 +166,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let server = Server::start(ServerOptions {
                 campus: Arc::new(campus),
                 mqtt: ports.mqtt,
+                mqtts: ports.mqtts,
                 http: ports.http,
                 data_dir: data,
                 clock: Clock::system(),
                 source: config.display().to_string(),
             })
             .await?;
+            let tls = server.mqtts_addr().map(|a| format!(", MQTT over TLS mqtts://{a}")).unwrap_or_default();
             println!(
-                "Tellijn serving: MQTT mqtt://{}, HTTP http://{}/",
+                "Tellijn serving: MQTT mqtt://{}{tls}, HTTP http://{}/",
                 server.mqtt_addr(),
                 server.http_addr()
             );

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
-use tellijn_broker::{Broker, BrokerConfig, Policy};
+use tellijn_broker::{Broker, BrokerConfig, Policy, TlsListener};
 use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
 use tellijn_processors::{Output, Processors, Summary};
 use tellijn_wire::Clock;
@@ -26,6 +26,8 @@ pub struct ServerOptions {
     pub campus: Arc<Campus>,
     /// Overrides of the config's addresses and data directory (flags).
     pub mqtt: Option<SocketAddr>,
+    /// MQTT over TLS (used when the config has `[tls]`).
+    pub mqtts: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub clock: Clock,
@@ -55,6 +57,9 @@ async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 impl Server {
     /// Starts everything; returns once all listeners are bound.
     pub async fn start(opts: ServerOptions) -> Result<Server> {
+        // rmqtt links aws-lc-rs, the agent ring: with both linked, rustls has no default
+        // provider, so install exactly one (ignored if one is installed already).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let campus = opts.campus;
         let data_dir = opts
             .data_dir
@@ -72,15 +77,25 @@ impl Server {
         metrics.seed(&campus);
 
         let mut processors =
-            Processors::open(campus.clone(), &data_dir, metrics.clone(), opts.clock)?;
+            Processors::open(campus.clone(), &data_dir, metrics.clone(), opts.clock, audit.clone())?;
         let initial = processors.initial_outputs();
 
         let http_listener = bind_http(opts.http.unwrap_or(campus.server.http)).await?;
         let http_addr = http_listener.local_addr()?;
 
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let tls = match &campus.tls {
+            Some(t) => Some(TlsListener {
+                addr: opts.mqtts.or(campus.server.mqtts).unwrap_or(([127, 0, 0, 1], 8883).into()),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                client_ca: t.client_ca.clone(),
+            }),
+            None => None,
+        };
         let broker = Broker::start(BrokerConfig {
             mqtt: opts.mqtt.unwrap_or(campus.server.mqtt),
+            tls,
             policy: Arc::new(Policy::new(&campus)),
             metrics: metrics.clone(),
             audit: audit.clone(),
@@ -133,6 +148,11 @@ impl Server {
     /// The MQTT address.
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.broker.local_addr()
+    }
+
+    /// The MQTT-over-TLS address, when `[tls]` is configured.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.broker.tls_addr()
     }
 
     /// The HTTP address.

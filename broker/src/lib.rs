@@ -48,16 +48,30 @@ pub const MAX_PACKET: u32 = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot listen for MQTT on {addr}: {source}; choose another address with --mqtt ADDR")]
-    Bind {
-        addr: SocketAddr,
-        source: anyhow::Error,
-    },
+    Bind { addr: SocketAddr, source: anyhow::Error },
+    #[error(
+        "cannot listen for MQTT over TLS on {addr}: {source:#}; check [tls] cert and key, or choose another address with --mqtts ADDR"
+    )]
+    BindTls { addr: SocketAddr, source: anyhow::Error },
+}
+
+/// An MQTT-over-TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    /// PEM certificate chain and key of the server.
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// When set, clients must present a certificate signed by this CA (PEM).
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 /// What the broker needs to start.
 pub struct BrokerConfig {
     /// Where to listen for plain MQTT (port 0 for an ephemeral port).
     pub mqtt: SocketAddr,
+    /// MQTT over TLS, if configured.
+    pub tls: Option<TlsListener>,
     pub policy: Arc<Policy>,
     pub metrics: Metrics,
     pub audit: Arc<AuditLog>,
@@ -70,11 +84,23 @@ pub struct BrokerConfig {
 pub struct Broker {
     scx: ServerContext,
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     task: JoinHandle<()>,
 }
 
+fn listener_builder(name: &str, addr: SocketAddr) -> Builder {
+    Builder::new()
+        .name(name)
+        .laddr(addr)
+        .reuseaddr(Some(true))
+        .allow_anonymous(false)
+        .max_packet_size(MAX_PACKET)
+        .max_inflight(std::num::NonZeroU16::new(64).unwrap_or(std::num::NonZeroU16::MIN))
+        .handshake_timeout(std::time::Duration::from_secs(10))
+}
+
 impl Broker {
-    /// Binds the listener and starts serving.
+    /// Binds the listeners and starts serving.
     pub async fn start(cfg: BrokerConfig) -> Result<Broker, BrokerError> {
         // rmqtt's busy check refuses CONNECTs on load average and has a units bug: off.
         let scx = ServerContext::new().busy_check_enable(false).build().await;
@@ -95,43 +121,54 @@ impl Broker {
             Type::ClientConnected,
             Type::ClientDisconnected,
         ] {
-            register
-                .add(typ, Box::new(hooks::Hook(hooks.clone())))
-                .await;
+            register.add(typ, Box::new(hooks::Hook(hooks.clone()))).await;
         }
         register.start().await;
 
-        let bind_err = |source| BrokerError::Bind {
-            addr: cfg.mqtt,
-            source,
-        };
-        let listener = Builder::new()
-            .name("tellijn/tcp")
-            .laddr(cfg.mqtt)
-            .allow_anonymous(false)
-            .max_packet_size(MAX_PACKET)
-            .max_inflight(std::num::NonZeroU16::new(64).unwrap_or(std::num::NonZeroU16::MIN))
-            .handshake_timeout(std::time::Duration::from_secs(10))
+        let bind_err = |source| BrokerError::Bind { addr: cfg.mqtt, source };
+        let listener = listener_builder("tellijn/tcp", cfg.mqtt)
             .bind()
             .map_err(bind_err)?
             .tcp()
             .map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
-        let server = MqttServer::new(scx.clone())
-            .listener_by_id(listener, 1)
-            .build();
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
+        let mut tls_addr = None;
+        if let Some(t) = &cfg.tls {
+            let tls_err = |source| BrokerError::BindTls { addr: t.addr, source };
+            let mut b = listener_builder("tellijn/tls", t.addr)
+                .tls_cert(Some(t.cert.display().to_string()))
+                .tls_key(Some(t.key.display().to_string()));
+            if let Some(ca) = &t.client_ca {
+                b = b
+                    .tls_client_ca_certs(Some(ca.display().to_string()))
+                    .tls_cross_certificate(true);
+            }
+            let l = b.bind().map_err(tls_err)?.tls().map_err(tls_err)?;
+            tls_addr = Some(l.local_addr().map_err(tls_err)?);
+            server = server.listener_by_id(l, 2);
+        }
+        let server = server.build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!("The MQTT broker stopped: {e}");
             }
         });
         tracing::info!("MQTT broker listening on {addr}.");
-        Ok(Broker { scx, addr, task })
+        if let Some(a) = tls_addr {
+            tracing::info!("MQTT over TLS listening on {a}.");
+        }
+        Ok(Broker { scx, addr, tls_addr, task })
     }
 
     /// The address the broker listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The MQTT-over-TLS address, if configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Publishes a retained message from inside the server (the processors), past the ACL.
@@ -141,9 +178,7 @@ impl Broker {
 
     /// A handle that publishes into this broker from other tasks.
     pub fn publisher(&self) -> Publisher {
-        Publisher {
-            scx: self.scx.clone(),
-        }
+        Publisher { scx: self.scx.clone() }
     }
 
     /// Stops accepting connections.

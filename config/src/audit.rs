@@ -34,6 +34,8 @@ pub enum AuditEvent {
     },
     /// A subscription was refused.
     SubscribeRefused { client: String, filter: String },
+    /// A gap in a sensor's seqs was given up as lost after the gap horizon.
+    SeqGapLost { sensor: String, first: u64, last: u64 },
     /// The server started with a config.
     ConfigLoaded {
         config_sha256: String,

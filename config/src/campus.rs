@@ -105,6 +105,13 @@ pub struct Server {
     /// Topic filters anonymous MQTT clients may subscribe to (none unless set).
     #[serde(default)]
     pub anonymous_read: Vec<String>,
+    /// How long a missing seq is waited for before it is declared lost and the ack moves on.
+    #[serde(default = "default_gap_horizon", deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    pub gap_horizon: Duration,
+}
+
+fn default_gap_horizon() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -137,6 +144,7 @@ impl Default for Server {
             timezone: default_timezone(),
             flush_interval: default_flush(),
             anonymous_read: Vec::new(),
+            gap_horizon: default_gap_horizon(),
         }
     }
 }

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub sensor_last_seen: Family<SensorLabels, Gauge>,
     pub sensor_online: Family<SensorLabels, Gauge>,
     pub sensor_seq_gaps: Family<SensorLabels, Counter>,
+    pub sensor_seq_lost: Family<SensorLabels, Counter>,
     pub processing_latency: Histogram,
     pub mqtt_connections: Gauge,
     pub rows_written: Family<TableLabels, Counter>,
@@ -94,6 +95,7 @@ impl Metrics {
             sensor_last_seen: Family::default(),
             sensor_online: Family::default(),
             sensor_seq_gaps: Family::default(),
+            sensor_seq_lost: Family::default(),
             processing_latency: Histogram::new([
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
@@ -157,6 +159,11 @@ impl Metrics {
             "tellijn_sensor_seq_gaps",
             "Missing sequence numbers seen per sensor",
             m.sensor_seq_gaps.clone(),
+        );
+        r.register(
+            "tellijn_sensor_seq_lost",
+            "Sequence numbers given up as lost after the gap horizon",
+            m.sensor_seq_lost.clone(),
         );
         r.register(
             "tellijn_processing_latency_seconds",

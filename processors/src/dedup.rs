@@ -17,6 +17,17 @@ struct SensorSeqs {
     /// start → end (inclusive) of each run of seen seqs.
     ranges: BTreeMap<u64, u64>,
     max: Option<u64>,
+    /// When the gap above the first range was first seen (server clock, Unix µs).
+    #[serde(default)]
+    gap_since: Option<i64>,
+}
+
+/// A gap in a sensor's seqs given up as lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostGap {
+    pub sensor: String,
+    pub first: u64,
+    pub last: u64,
 }
 
 /// What [`Dedup::observe`] decided.
@@ -71,6 +82,36 @@ impl Dedup {
         }
         Seen::New { gap }
     }
+
+    /// The ack watermark of every sensor: the end of its first run of seqs. A gap above that
+    /// run older than `horizon_us` (since first seen, at `now_us`) is given up as lost, so the
+    /// watermark is never blocked forever. Returns the watermarks and the gaps given up.
+    pub fn watermarks(&mut self, now_us: i64, horizon_us: i64) -> (Vec<(String, u64)>, Vec<LostGap>) {
+        let mut marks = Vec::new();
+        let mut lost = Vec::new();
+        for (sensor, s) in &mut self.sensors {
+            loop {
+                let mut it = s.ranges.iter();
+                let (Some((&a, &b)), Some((&c, &d))) = (it.next(), it.next()) else {
+                    s.gap_since = None;
+                    break;
+                };
+                let since = *s.gap_since.get_or_insert(now_us);
+                if now_us - since < horizon_us {
+                    break;
+                }
+                lost.push(LostGap { sensor: sensor.clone(), first: b + 1, last: c - 1 });
+                s.ranges.remove(&c);
+                s.ranges.insert(a, d);
+                s.gap_since = None;
+            }
+            if let Some((_, &end)) = s.ranges.iter().next() {
+                marks.push((sensor.clone(), end));
+            }
+        }
+        marks.sort();
+        (marks, lost)
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +131,27 @@ mod tests {
         assert_eq!(d.observe("a", 6), Seen::Duplicate);
         assert_eq!(d.observe("a", 4), Seen::New { gap: 0 });
         assert_eq!(d.observe("a", 4), Seen::Duplicate);
+    }
+
+    #[test]
+    fn watermark_waits_for_a_gap_then_gives_it_up() {
+        let mut d = Dedup::default();
+        for s in [1, 2, 3, 6, 7] {
+            d.observe("a", s);
+        }
+        let (marks, lost) = d.watermarks(0, 100);
+        assert_eq!((marks, lost), (vec![("a".to_owned(), 3)], vec![]));
+        // The gap fills in time: no loss.
+        d.observe("a", 4);
+        assert_eq!(d.watermarks(50, 100).0, vec![("a".to_owned(), 4)]);
+        // Seq 5 never comes: once it is overdue longer than the horizon (counted from when
+        // seq 6 showed it missing) it is declared lost.
+        assert_eq!(d.watermarks(99, 100).0, vec![("a".to_owned(), 4)]);
+        let (marks, lost) = d.watermarks(100, 100);
+        assert_eq!(marks, vec![("a".to_owned(), 7)]);
+        assert_eq!(lost, vec![LostGap { sensor: "a".into(), first: 5, last: 5 }]);
+        // A late 5 now is a duplicate, not counted twice.
+        assert_eq!(d.observe("a", 5), Seen::Duplicate);
     }
 
     proptest! {

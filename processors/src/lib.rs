@@ -11,14 +11,20 @@
 //! - [`parquet_sink`]: buffers accepted messages and writes them every `flush_interval` and on
 //!   shutdown, in the tables of [`schema`].
 //!
-//! State: the dedup sets and the occupancy counts are saved to `{data}/state/processors.json`
-//! after every successful flush and loaded at start, so a graceful restart resumes where it
-//! stopped. A crash loses what was buffered since the last flush; until the agent outbox and
-//! ack watermark land, those messages are not resent.
+//! - acks: after each successful flush, every sensor's watermark (the end of its first run of
+//!   stored seqs; a gap overdue longer than `gap_horizon` is declared lost, counted and
+//!   audited) is published retained on `tellijn/v1/sensors/{sensor}/ack`.
+//!
+//! State and recovery: the dedup sets, occupancy counts and the flush number are saved to
+//! `{data}/state/processors.json` after the Parquet files of each flush (write aside, fsync,
+//! rename). At start the state is loaded and [`recover`] replays files with a higher flush
+//! number (a crash between files and state). Messages buffered but not flushed at a crash were
+//! never acknowledged, so the agents still hold them in their outboxes and resend them.
 
 pub mod dedup;
 pub mod occupancy;
 pub mod parquet_sink;
+pub mod recover;
 pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,7 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tellijn_config::metrics::{BuildingLabels, RoomLabels, SensorLabels, TableLabels, outcome};
-use tellijn_config::{Campus, Metrics};
+use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
 use tellijn_wire::count::rfc3339;
 use tellijn_wire::{Clock, CountMessage, SensorEvent, topic};
 use tokio::sync::mpsc;
@@ -64,12 +70,17 @@ pub enum ProcessorError {
     },
     #[error(transparent)]
     Sink(#[from] parquet_sink::SinkError),
+    #[error(transparent)]
+    Recover(#[from] recover::RecoverError),
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct Saved {
     dedup: Dedup,
     occupancy: occupancy::State,
+    /// The number of the last flush whose files this state includes.
+    #[serde(default)]
+    flushes: u64,
 }
 
 #[derive(Serialize)]
@@ -99,6 +110,9 @@ pub struct Processors {
     dedup: Dedup,
     buffer: Buffer,
     published: BTreeMap<String, Vec<u8>>,
+    flushes: u64,
+    audit: Arc<AuditLog>,
+    gap_horizon: Duration,
 }
 
 /// What a run processed, for the demo's summary.
@@ -115,6 +129,7 @@ impl Processors {
         data_dir: &Path,
         metrics: Metrics,
         clock: Clock,
+        audit: Arc<AuditLog>,
     ) -> Result<Self, ProcessorError> {
         let path = state_path(data_dir);
         let saved = match std::fs::read(&path) {
@@ -125,15 +140,38 @@ impl Processors {
         };
         let mut engine = Engine::new(&campus);
         engine.state = saved.occupancy;
+        let mut dedup = saved.dedup;
+        let (flushes, newer) = recover::newer_than(data_dir, saved.flushes)?;
+        if !newer.is_empty() {
+            tracing::warn!("Replaying {} stored messages newer than the saved state (the server stopped between writing history and state).", newer.len());
+        }
+        for m in newer {
+            match m {
+                recover::Stored::Line { sensor, line, seq, people_in, people_out } => {
+                    if matches!(dedup.observe(&sensor, seq), Seen::New { .. }) {
+                        engine.line(&sensor, &line, people_in, people_out);
+                    }
+                }
+                recover::Stored::Zone { sensor, zone, seq, at_us, people } => {
+                    if matches!(dedup.observe(&sensor, seq), Seen::New { .. }) {
+                        engine.zone(&sensor, &zone, at_us, people);
+                    }
+                }
+            }
+        }
+        let gap_horizon = campus.server.gap_horizon;
         Ok(Processors {
             campus,
             data_dir: data_dir.to_path_buf(),
             metrics,
             clock,
             engine,
-            dedup: saved.dedup,
+            dedup,
             buffer: Buffer::default(),
             published: BTreeMap::new(),
+            flushes,
+            audit,
+            gap_horizon,
         })
     }
 
@@ -143,7 +181,43 @@ impl Processors {
         let rooms: BTreeSet<String> = self.campus.rooms.iter().map(|r| r.id.clone()).collect();
         let buildings: BTreeSet<String> =
             self.campus.buildings.iter().map(|b| b.id.clone()).collect();
-        self.outputs(&rooms, &buildings)
+        let mut out = self.outputs(&rooms, &buildings);
+        out.extend(self.acks(false));
+        out
+    }
+
+    /// Ack outputs for every sensor whose watermark moved; with `give_up`, gaps overdue past
+    /// the horizon are declared lost first.
+    fn acks(&mut self, give_up: bool) -> Vec<Output> {
+        let now = self.clock.now().timestamp_micros();
+        let horizon = if give_up {
+            self.gap_horizon.as_micros().min(i64::MAX as u128) as i64
+        } else {
+            i64::MAX
+        };
+        let (marks, lost) = self.dedup.watermarks(now, horizon);
+        for g in lost {
+            let n = g.last - g.first + 1;
+            tracing::warn!(
+                sensor = %g.sensor,
+                "Seqs {}..={} did not arrive within the gap horizon; declared lost.",
+                g.first,
+                g.last
+            );
+            let labels = SensorLabels { sensor: g.sensor.clone() };
+            self.metrics.sensor_seq_lost.get_or_create(&labels).inc_by(n);
+            let event = AuditEvent::SeqGapLost { sensor: g.sensor, first: g.first, last: g.last };
+            if let Err(e) = self.audit.record(event) {
+                tracing::error!("{e}");
+            }
+        }
+        let mut out = Vec::new();
+        for (sensor, seq) in marks {
+            let payload = format!("{{\"seq\":{seq}}}").into_bytes();
+            let topic = topic::sensor(&sensor, topic::SensorTopic::Ack);
+            self.push_raw_if_changed(&mut out, topic, payload);
+        }
+        out
     }
 
     fn outputs(&mut self, rooms: &BTreeSet<String>, buildings: &BTreeSet<String>) -> Vec<Output> {
@@ -328,52 +402,59 @@ impl Processors {
         }
     }
 
-    /// Writes buffered messages to Parquet and saves the state. On failure the messages stay
-    /// buffered for the next attempt.
-    pub async fn flush(&mut self) -> Result<(), ProcessorError> {
+    /// Writes buffered messages to Parquet, saves the state, and returns the acks that became
+    /// true. On failure the messages stay buffered for the next attempt and nothing is acked.
+    pub async fn flush(&mut self) -> Result<Vec<Output>, ProcessorError> {
+        // Give up overdue gaps first, so the saved state and the acks agree.
+        let before = self.published.clone();
+        let acks = self.acks(true);
         if self.buffer.is_empty() {
-            return Ok(());
+            if !acks.is_empty() {
+                // Gaps were given up: persist that, then ack.
+                self.save(None).await.inspect_err(|_| self.published = before)?;
+            }
+            return Ok(acks);
         }
-        let mut buffer = std::mem::take(&mut self.buffer);
+        let buffer = std::mem::take(&mut self.buffer);
+        match self.save(Some(buffer)).await {
+            Ok(()) => Ok(acks),
+            Err(e) => {
+                self.published = before;
+                self.metrics.flush_failures.get_or_create(&TableLabels { table: schema::COUNTS }).inc();
+                Err(e)
+            }
+        }
+    }
+
+    async fn save(&mut self, buffer: Option<Buffer>) -> Result<(), ProcessorError> {
         let dir = self.data_dir.clone();
+        let flush = self.flushes + 1;
         let saved = serde_json::to_vec(&Saved {
             dedup: self.dedup.clone(),
             occupancy: self.engine.state.clone(),
+            flushes: flush,
         })
         .unwrap_or_default();
+        let mut buffer = buffer.unwrap_or_default();
         let (buffer, result) = tokio::task::spawn_blocking(move || {
-            let r = buffer
-                .flush(&dir)
-                .map_err(ProcessorError::from)
-                .and_then(|w| {
-                    save_state(&dir, &saved)?;
-                    Ok(w)
-                });
+            let r = buffer.flush(&dir, flush).map_err(ProcessorError::from).and_then(|w| {
+                save_state(&dir, &saved)?;
+                Ok(w)
+            });
             (buffer, r)
         })
         .await
         .unwrap_or_else(|e| {
-            (
-                Buffer::default(),
-                Err(ProcessorError::State {
-                    path: state_path(&self.data_dir),
-                    source: std::io::Error::other(e),
-                }),
-            )
+            let path = state_path(&self.data_dir);
+            (Buffer::default(), Err(ProcessorError::State { path, source: std::io::Error::other(e) }))
         });
         match result {
             Ok(w) => {
+                self.flushes = flush;
+                self.metrics.rows_written.get_or_create(&TableLabels { table: schema::COUNTS }).inc_by(w.counts as u64);
                 self.metrics
                     .rows_written
-                    .get_or_create(&TableLabels {
-                        table: schema::COUNTS,
-                    })
-                    .inc_by(w.counts as u64);
-                self.metrics
-                    .rows_written
-                    .get_or_create(&TableLabels {
-                        table: schema::ZONE_COUNTS,
-                    })
+                    .get_or_create(&TableLabels { table: schema::ZONE_COUNTS })
                     .inc_by(w.zones as u64);
                 tracing::debug!(counts = w.counts, zones = w.zones, "Flushed history.");
                 Ok(())
@@ -384,12 +465,6 @@ impl Processors {
                 rest.counts.append(&mut self.buffer.counts);
                 rest.zones.append(&mut self.buffer.zones);
                 self.buffer = rest;
-                self.metrics
-                    .flush_failures
-                    .get_or_create(&TableLabels {
-                        table: schema::COUNTS,
-                    })
-                    .inc();
                 Err(e)
             }
         }
@@ -420,10 +495,13 @@ impl Processors {
                     }
                     None => break,
                 },
-                _ = tick.tick() => {
-                    if let Err(e) = self.flush().await {
-                        tracing::error!("Flushing history failed, will retry: {e}");
+                _ = tick.tick() => match self.flush().await {
+                    Ok(acks) => {
+                        for o in acks {
+                            let _ = out.send(o).await;
+                        }
                     }
+                    Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
                 }
             }
         }
@@ -435,7 +513,9 @@ impl Processors {
                 let _ = out.send(o).await;
             }
         }
-        self.flush().await?;
+        for o in self.flush().await? {
+            let _ = out.send(o).await;
+        }
         Ok(summary)
     }
 }

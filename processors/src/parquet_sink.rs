@@ -1,7 +1,8 @@
 //! Buffers accepted messages and writes them as Parquet, hive-partitioned by UTC date:
 //! `{data}/counts/date=YYYY-MM-DD/part-….parquet` and likewise `zone_counts`.
 //!
-//! Files appear whole: each is written under a hidden temporary name, fsync'd, renamed, and
+//! Files are named `f{flush:012}-{random}.parquet` by flush number, so recovery can tell
+//! which files are newer than the saved processor state. Files appear whole: each is written under a hidden temporary name, fsync'd, renamed, and
 //! its directory fsync'd. Rows are sorted by (sensor, seq) so row-group statistics prune well.
 //! zstd compression.
 
@@ -65,8 +66,9 @@ impl Buffer {
         self.counts.len() + self.zones.len()
     }
 
-    /// Writes everything buffered; on error nothing is lost from `self`.
-    pub fn flush(&mut self, data_dir: &Path) -> Result<Written, SinkError> {
+    /// Writes everything buffered as flush number `flush`; on error nothing is lost from
+    /// `self`.
+    pub fn flush(&mut self, data_dir: &Path, flush: u64) -> Result<Written, SinkError> {
         let mut written = Written::default();
         let mut by_day: BTreeMap<NaiveDate, Vec<&(LineCount, DateTime<Utc>)>> = BTreeMap::new();
         for row in &self.counts {
@@ -82,6 +84,7 @@ impl Buffer {
                 data_dir,
                 schema::COUNTS,
                 day,
+                flush,
                 schema::counts(),
                 batch,
             )?);
@@ -98,6 +101,7 @@ impl Buffer {
                 data_dir,
                 schema::ZONE_COUNTS,
                 day,
+                flush,
                 schema::zone_counts(),
                 batch,
             )?);
@@ -187,6 +191,7 @@ fn write_file(
     data_dir: &Path,
     table: &str,
     day: NaiveDate,
+    flush: u64,
     schema: SchemaRef,
     batch: RecordBatch,
 ) -> Result<PathBuf, SinkError> {
@@ -197,8 +202,7 @@ fn write_file(
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let name = format!(
-        "part-{}-{}.parquet",
-        Utc::now().timestamp_micros(),
+        "f{flush:012}-{}.parquet",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -246,7 +250,7 @@ mod tests {
             };
             b.counts.push((m, start));
         }
-        let w = b.flush(dir.path()).unwrap();
+        let w = b.flush(dir.path(), 1).unwrap();
         assert_eq!(w.counts, 3);
         assert_eq!(w.files.len(), 2);
         assert!(b.is_empty());

@@ -248,7 +248,7 @@ mod tests {
             };
             b.counts.push((m, t));
         }
-        b.flush(dir).unwrap();
+        b.flush(dir, 1).unwrap();
     }
 
     #[tokio::test]

@@ -65,6 +65,7 @@ pub async fn start(data: &Path) -> Server {
     Server::start(ServerOptions {
         campus: Arc::new(campus(data)),
         mqtt: Some("127.0.0.1:0".parse().unwrap()),
+        mqtts: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(data.to_path_buf()),
         clock: Clock::system(),

@@ -17,9 +17,9 @@ struct SensorSeqs {
     /// start → end (inclusive) of each run of seen seqs.
     ranges: BTreeMap<u64, u64>,
     max: Option<u64>,
-    /// When the gap above the first range was first seen (server clock, Unix µs).
+    /// Since when the watermark has stood at this seq with a gap above it (server clock, µs).
     #[serde(default)]
-    gap_since: Option<i64>,
+    gap_since: Option<(u64, i64)>,
 }
 
 /// A gap in a sensor's seqs given up as lost.
@@ -28,6 +28,15 @@ pub struct LostGap {
     pub sensor: String,
     pub first: u64,
     pub last: u64,
+}
+
+impl SensorSeqs {
+    /// Seqs start at 1: the range `[0, 0]` stands for "nothing before 1 is missing", so the
+    /// watermark is the end of the run that starts at 1, and a sensor whose first message
+    /// to arrive is seq 28 is not acknowledged past 0 until 1..=27 arrive or are given up.
+    fn new() -> SensorSeqs {
+        SensorSeqs { ranges: BTreeMap::from([(0, 0)]), max: Some(0), gap_since: None }
+    }
 }
 
 /// What [`Dedup::observe`] decided.
@@ -50,7 +59,7 @@ impl Dedup {
     pub fn observe(&mut self, sensor: &str, seq: u64) -> Seen {
         let s = match self.sensors.get_mut(sensor) {
             Some(s) => s,
-            None => self.sensors.entry(sensor.to_owned()).or_default(),
+            None => self.sensors.entry(sensor.to_owned()).or_insert_with(SensorSeqs::new),
         };
         let left = s.ranges.range(..=seq).next_back().map(|(a, b)| (*a, *b));
         if left.is_some_and(|(_, end)| end >= seq) {
@@ -96,7 +105,13 @@ impl Dedup {
                     s.gap_since = None;
                     break;
                 };
-                let since = *s.gap_since.get_or_insert(now_us);
+                let since = match s.gap_since {
+                    Some((end, t)) if end == b => t,
+                    _ => {
+                        s.gap_since = Some((b, now_us));
+                        now_us
+                    }
+                };
                 if now_us - since < horizon_us {
                     break;
                 }
@@ -122,9 +137,9 @@ mod tests {
     #[test]
     fn duplicates_and_gaps() {
         let mut d = Dedup::default();
-        assert_eq!(d.observe("a", 5), Seen::New { gap: 0 });
+        assert_eq!(d.observe("a", 5), Seen::New { gap: 4 });
         assert_eq!(d.observe("a", 5), Seen::Duplicate);
-        assert_eq!(d.observe("b", 5), Seen::New { gap: 0 });
+        assert_eq!(d.observe("b", 1), Seen::New { gap: 0 });
         assert_eq!(d.observe("a", 8), Seen::New { gap: 2 });
         assert_eq!(d.observe("a", 7), Seen::New { gap: 0 });
         assert_eq!(d.observe("a", 6), Seen::New { gap: 0 });
@@ -136,7 +151,10 @@ mod tests {
     #[test]
     fn watermark_waits_for_a_gap_then_gives_it_up() {
         let mut d = Dedup::default();
-        for s in [1, 2, 3, 6, 7] {
+        d.observe("a", 2);
+        // Seq 1 has not arrived: nothing is acknowledged yet.
+        assert_eq!(d.watermarks(0, 100).0, vec![("a".to_owned(), 0)]);
+        for s in [1, 3, 6, 7] {
             d.observe("a", s);
         }
         let (marks, lost) = d.watermarks(0, 100);
@@ -144,10 +162,10 @@ mod tests {
         // The gap fills in time: no loss.
         d.observe("a", 4);
         assert_eq!(d.watermarks(50, 100).0, vec![("a".to_owned(), 4)]);
-        // Seq 5 never comes: once it is overdue longer than the horizon (counted from when
-        // seq 6 showed it missing) it is declared lost.
-        assert_eq!(d.watermarks(99, 100).0, vec![("a".to_owned(), 4)]);
-        let (marks, lost) = d.watermarks(100, 100);
+        // Seq 5 never comes: once the watermark has stood at 4 for the horizon, 5 is declared
+        // lost.
+        assert_eq!(d.watermarks(149, 100).0, vec![("a".to_owned(), 4)]);
+        let (marks, lost) = d.watermarks(150, 100);
         assert_eq!(marks, vec![("a".to_owned(), 7)]);
         assert_eq!(lost, vec![LostGap { sensor: "a".into(), first: 5, last: 5 }]);
         // A late 5 now is a duplicate, not counted twice.
@@ -157,7 +175,7 @@ mod tests {
     proptest! {
         /// Whatever order and repetition seqs arrive in, each is new exactly once.
         #[test]
-        fn each_seq_new_exactly_once(seqs in proptest::collection::vec(0u64..200, 0..400)) {
+        fn each_seq_new_exactly_once(seqs in proptest::collection::vec(1u64..200, 0..400)) {
             let mut d = Dedup::default();
             let mut seen = std::collections::HashSet::new();
             for s in seqs {

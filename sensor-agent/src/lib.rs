@@ -43,6 +43,8 @@ use outbox::Outbox;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How often the status is republished while connected.
 pub const STATUS_EVERY: Duration = Duration::from_secs(30);
+/// How long a graceful stop waits for the server to acknowledge outstanding messages.
+pub const DRAIN: Duration = Duration::from_secs(10);
 /// Messages read from the outbox per send batch.
 const SEND_BATCH: usize = 256;
 
@@ -96,8 +98,8 @@ fn lock(ob: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
     ob.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs the agent until `shutdown` resolves; then waits (up to 10 s) for the broker to
-/// acknowledge what was published, marks itself offline and disconnects. What the server has
+/// Runs the agent until `shutdown` resolves; then waits (up to [`DRAIN`]) for the server to
+/// acknowledge what is outstanding, marks itself offline and disconnects. What the server has
 /// not yet acknowledged stays in the outbox for the next start.
 pub async fn run(
     cfg: &AgentConfig,
@@ -317,10 +319,10 @@ pub async fn run(
         wake.notify_one();
     }
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while acked.load(std::sync::atomic::Ordering::Relaxed) < published.load(std::sync::atomic::Ordering::Relaxed)
-        && tokio::time::Instant::now() < deadline
-    {
+    // Give the server up to DRAIN to store and acknowledge what is outstanding; what it has
+    // not acknowledged by then stays in the outbox for the next start.
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while lock(&outbox).depth() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sender.abort();

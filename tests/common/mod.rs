@@ -16,13 +16,19 @@ pub const S2_SECRET: &str = "s2-secret-4567";
 /// Two sensors: `s1` counts a door into room `r1`; `s2` an overhead zone of `r2`.
 /// Anonymous clients may read the room topics.
 pub fn campus(data: &Path) -> Campus {
+    Campus::parse(&campus_text(data, "1h", ""), "test campus").unwrap()
+}
+
+/// The test campus as TOML, with a flush interval and extra `[server]` lines.
+pub fn campus_text(data: &Path, flush: &str, server_extra: &str) -> String {
     let h = |s: &str| tellijn::secrets::hash_demo(s).unwrap();
-    let text = format!(
+    format!(
         r#"
 [server]
 data_dir = "{}"
-flush_interval = "1h"
+flush_interval = "{flush}"
 anonymous_read = ["tellijn/v1/rooms/#"]
+{server_extra}
 
 [[buildings]]
 id = "b"
@@ -56,8 +62,55 @@ zones = [{{ zone = "seats", room = "r2" }}]
         data.display(),
         h(S1_SECRET),
         h(S2_SECRET)
+    )
+}
+
+/// Starts a server from campus text on the given MQTT address (port 0 for any).
+pub async fn start_text(data: &Path, text: &str, mqtt: &str) -> Server {
+    Server::start(ServerOptions {
+        campus: Arc::new(Campus::parse(text, "test campus").unwrap()),
+        mqtt: Some(mqtt.parse().unwrap()),
+        mqtts: Some("127.0.0.1:0".parse().unwrap()),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(data.to_path_buf()),
+        clock: Clock::system(),
+        source: "test".into(),
+    })
+    .await
+    .unwrap()
+}
+
+/// An agent config for `s1` against `broker`, simulated with a fixed seed.
+pub fn agent_config(dir: &Path, broker: &str, interval_ms: u64) -> tellijn_agent::AgentConfig {
+    let text = format!(
+        "sensor = \"s1\"\nbroker = \"{broker}\"\nsecret_file = \"secret\"\noutbox = \"outbox\"\ninterval = \"{interval_ms}ms\"\n[source]\nkind = \"simulated\"\nlines = [\"main\"]\nseed = 42\n"
     );
-    Campus::parse(&text, "test campus").unwrap()
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("agent.toml"), text).unwrap();
+    std::fs::write(dir.join("secret"), S1_SECRET).unwrap();
+    tellijn_agent::AgentConfig::load(&dir.join("agent.toml")).unwrap()
+}
+
+/// What SQL holds for `s1`: (rows, distinct seqs, max seq, sum in, sum out).
+pub async fn stored(data: &Path) -> (u64, u64, u64, u64, u64) {
+    let h = tellijn_queries::History::open(data, None).await.unwrap();
+    let csv = h
+        .query(
+            "SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0), coalesce(sum(people_in), 0), coalesce(sum(people_out), 0) FROM counts WHERE sensor = 's1'",
+            tellijn_queries::Format::Csv,
+        )
+        .await
+        .unwrap();
+    let v: Vec<u64> = csv.lines().nth(1).unwrap().split(',').map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1], v[2], v[3], v[4])
+}
+
+/// The simulated truth for seqs 1..=n of line 0 with seed 42: (sum in, sum out).
+pub fn truth(n: u64) -> (u64, u64) {
+    (1..=n).fold((0, 0), |(i, o), s| {
+        let (a, b) = tellijn_agent::source::simulated_line(42, 0, s);
+        (i + a as u64, o + b as u64)
+    })
 }
 
 /// Starts a server on 127.0.0.1:0 for MQTT and HTTP.

@@ -75,7 +75,8 @@ impl CountMessage {
             _ => return Err(Reason::WrongType),
         }
         let sensor = f.id("sensor")?;
-        let seq = f.int("seq", 0, i64::MAX)? as u64;
+        // Seqs start at 1: the server acknowledges the run of seqs from 1 upwards.
+        let seq = f.int("seq", 1, i64::MAX)? as u64;
         if kind_line {
             let line = f.id("line")?;
             let start = f.time("start")?;
@@ -419,7 +420,7 @@ mod tests {
         let line = (
             arb_id(),
             arb_id(),
-            0..i64::MAX as u64,
+            1..i64::MAX as u64,
             arb_time(),
             1i64..=900_000_000,
             0u32..=10_000,
@@ -441,7 +442,7 @@ mod tests {
         let zone = (
             arb_id(),
             arb_id(),
-            0..i64::MAX as u64,
+            1..i64::MAX as u64,
             arb_time(),
             0u32..=10_000,
         )

@@ -36,7 +36,7 @@ pub enum Reason {
     BadInterval,
     /// A time more than 5 minutes ahead of the server clock.
     FutureTime,
-    /// A number outside its range (counts 0 … 10 000, seq ≥ 0).
+    /// A number outside its range (counts 0 … 10 000, seq ≥ 1).
     OutOfRange,
     /// The topic is not one this client may publish to.
     BadTopic,

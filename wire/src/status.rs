@@ -12,7 +12,7 @@ use crate::fields::{Fields, int_value, parse_utc};
 
 /// A status message is at most this many bytes.
 pub const MAX_STATUS_PAYLOAD: usize = 512;
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 10] = [
     "online",
     "since",
     "queue",
@@ -20,6 +20,9 @@ const FIELDS: [&str; 7] = [
     "oldest_unsent_s",
     "sends",
     "config_hash",
+    "merged",
+    "dropped",
+    "corrupt_bytes",
 ];
 
 /// What an agent reports about itself. Everything but `online` is optional, so the last will
@@ -170,6 +173,11 @@ mod tests {
         let mut s = StatusMessage::online("2026-11-22T10:00:00Z".parse().unwrap(), 3, "0.1.0");
         s.sends = Some(vec!["line".into()]);
         s.config_hash = Some("ab".repeat(32));
+        s.oldest_unsent_s = Some(4);
+        s.merged = Some(1);
+        s.dropped = Some(2);
+        s.corrupt_bytes = Some(3);
+        assert!(s.to_json().len() <= MAX_STATUS_PAYLOAD);
         assert_eq!(StatusMessage::parse(&s.to_json()), Ok(s));
     }
 

@@ -1,0 +1,195 @@
+//! Nothing lost, nothing counted twice: broker outages, `kill -9` of the agent and of the
+//! server, with the real server on loopback and the real agent (library and binary).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rand::Rng;
+use tellijn_agent::outbox::Outbox;
+use tellijn_wire::Clock;
+use tokio::sync::watch;
+
+fn stop_signal(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + use<> {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_then_every_message_arrives_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = campus_text(&data, "100ms", "");
+    let server = start_text(&data, &text, "127.0.0.1:0").await;
+    let addr = server.mqtt_addr();
+    let cfg = agent_config(&dir.path().join("agent"), &format!("mqtt://{addr}"), 20);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let agent = {
+        let cfg = cfg.clone();
+        let stop = stop_signal(&stop_rx);
+        tokio::spawn(async move { tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await })
+    };
+    let http = server.http_addr();
+    let accepted = |n: f64| async move {
+        metric(&http_get(http, "/metrics").await, "tellijn_messages_total{outcome=\"accepted\"}") >= n
+    };
+    assert!(wait_for(20, || accepted(10.0)).await, "the agent never got through");
+
+    // The broker goes away; the agent keeps counting into its outbox.
+    server.stop().await.unwrap();
+    let outbox = cfg.outbox.clone();
+    let grows = || {
+        let outbox = outbox.clone();
+        async move { Outbox::open(&outbox, 100 << 20).map(|o| o.next_seq()).unwrap_or(0) > 0 }
+    };
+    assert!(wait_for(5, grows).await);
+    let before = Outbox::open(&cfg.outbox, 100 << 20).unwrap().next_seq();
+    let more = || {
+        let outbox = outbox.clone();
+        async move { Outbox::open(&outbox, 100 << 20).unwrap().next_seq() > before + 20 }
+    };
+    assert!(wait_for(10, more).await, "the agent stopped counting while the broker was down");
+
+    // The broker comes back on the same address; the agent resends from the watermark.
+    let server = start_text(&data, &text, &addr.to_string()).await;
+    let http = server.http_addr();
+    let caught_up = || async move {
+        let m = http_get(http, "/metrics").await;
+        metric(&m, "tellijn_messages_total{outcome=\"accepted\"}") > 10.0
+    };
+    assert!(wait_for(40, caught_up).await, "the agent did not reconnect");
+    let _ = stop_tx.send(true);
+    let totals = agent.await.unwrap().unwrap();
+    assert_eq!(totals.unacked, 0, "the server did not acknowledge everything");
+    // Regression: the agent's own status must pass the gate (an unknown status field once
+    // made the broker disconnect it on every connect).
+    let m = http_get(http, "/metrics").await;
+    assert_eq!(metric(&m, "tellijn_messages_total{outcome=\"rejected\"}"), 0.0, "{m}");
+    assert_eq!(metric(&m, "tellijn_sensor_online{sensor=\"s1\"}"), 0.0);
+    server.stop().await.unwrap();
+    assert!(!audit_lines(&data).iter().any(|l| l["event"] == "publish_refused"));
+
+    let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
+    assert_eq!(rows, totals.messages, "lost or doubled messages");
+    assert_eq!(distinct, rows);
+    assert_eq!(max, totals.messages);
+    assert_eq!((sum_in, sum_out), (totals.people_in, totals.people_out));
+    assert_eq!((sum_in, sum_out), truth(max));
+}
+
+/// The `tellijn-agent` binary next to this test's target directory (built by
+/// `cargo test --workspace`, for the agent package's own integration tests).
+fn agent_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(|deps| deps.parent()).unwrap().join("tellijn-agent");
+    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (or `cargo build -p tellijn-agent`)", bin.display());
+    bin
+}
+
+fn spawn_agent(dir: &std::path::Path) -> Child {
+    Command::new(agent_bin())
+        .args(["--config", dir.join("agent.toml").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tellijn-agent")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_killed_at_random_points_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start_text(&data, &campus_text(&data, "100ms", ""), "127.0.0.1:0").await;
+    let agent_dir = dir.path().join("agent");
+    agent_config(&agent_dir, &format!("mqtt://{}", server.mqtt_addr()), 10);
+    let mut rng = rand::rng();
+    for _ in 0..6 {
+        let mut child = spawn_agent(&agent_dir);
+        // The kill lands at a random point: mid-append, mid-publish, mid-ack.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..700))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    // A last, graceful run drains the outbox.
+    let child = spawn_agent(&agent_dir);
+    let pid = child.id().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ob = Outbox::open(&agent_dir.join("outbox"), 100 << 20).unwrap();
+    assert_eq!(ob.depth(), 0, "the outbox was not drained: {}", String::from_utf8_lossy(&out.stderr));
+    let n = ob.next_seq() - 1;
+    assert!(n > 20, "too few messages to mean anything: {n}");
+    server.stop().await.unwrap();
+
+    let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
+    assert_eq!((rows, distinct, max), (n, n, n), "every seq 1..={n} exactly once");
+    assert_eq!((sum_in, sum_out), truth(n), "stored counts differ from what the agent counted");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_server(config: &std::path::Path, mqtt: u16, http: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tellijn"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["--mqtt", &format!("127.0.0.1:{mqtt}"), "--http", &format!("127.0.0.1:{http}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tellijn serve")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_between_receipt_and_flush_recovers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("campus.toml");
+    // First life: nothing is flushed before the kill.
+    std::fs::write(&config, campus_text(&data, "1h", "")).unwrap();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut server = spawn_server(&config, mqtt, http);
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let up = || async move { tokio::net::TcpStream::connect(http_addr).await.is_ok() };
+    assert!(wait_for(20, up).await, "the server did not start");
+
+    let cfg = agent_config(&dir.path().join("agent"), &format!("mqtt://127.0.0.1:{mqtt}"), 20);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let agent = {
+        let cfg = cfg.clone();
+        let stop = stop_signal(&stop_rx);
+        tokio::spawn(async move { tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await })
+    };
+    let received = || async move {
+        metric(&http_get(http_addr, "/metrics").await, "tellijn_messages_total{outcome=\"accepted\"}") >= 30.0
+    };
+    assert!(wait_for(20, received).await);
+    server.kill().unwrap(); // SIGKILL: received, acknowledged by PUBACK, never flushed
+    server.wait().unwrap();
+    assert_eq!(stored(&data).await.0, 0, "nothing should have been flushed yet");
+
+    // Second life, flushing quickly; the agent resends what was never acked.
+    std::fs::write(&config, campus_text(&data, "100ms", "")).unwrap();
+    let mut server = spawn_server(&config, mqtt, http);
+    assert!(wait_for(20, up).await, "the server did not restart");
+    let acked = || {
+        let outbox = cfg.outbox.clone();
+        async move { Outbox::open(&outbox, 100 << 20).is_ok_and(|o| o.acked() > 40) }
+    };
+    assert!(wait_for(40, acked).await, "the agent's outbox was never acknowledged");
+    let _ = stop_tx.send(true);
+    let totals = agent.await.unwrap().unwrap();
+    assert_eq!(totals.unacked, 0);
+    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
+    assert!(server.wait().unwrap().success());
+
+    let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
+    assert_eq!((rows, distinct, max), (totals.messages, totals.messages, totals.messages));
+    assert_eq!((sum_in, sum_out), (totals.people_in, totals.people_out));
+}

@@ -187,6 +187,8 @@ pub async fn run(
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    // Our own DISCONNECT went out: stop, do not reconnect.
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => break,
                     Err(e) => {
@@ -328,7 +330,10 @@ pub async fn run(
     sender.abort();
     let _ = client.publish(status_topic, QoS::AtLeastOnce, true, StatusMessage::offline().to_json()).await;
     let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
+    let abort = poller.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), poller).await.is_err() {
+        abort.abort();
+    }
     totals.unacked = lock(&outbox).depth();
     Ok(totals)
 }

@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     // Exactly one rustls crypto provider: ring (the agent links no other).
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -173,7 +173,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 source: config.display().to_string(),
             })
             .await?;
-            let tls = server.mqtts_addr().map(|a| format!(", MQTT over TLS mqtts://{a}")).unwrap_or_default();
+            let tls = server
+                .mqtts_addr()
+                .map(|a| format!(", MQTT over TLS mqtts://{a}"))
+                .unwrap_or_default();
             println!(
                 "Tellijn serving: MQTT mqtt://{}{tls}, HTTP http://{}/",
                 server.mqtt_addr(),

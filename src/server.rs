@@ -76,8 +76,13 @@ impl Server {
         let metrics = Metrics::new(&mut registry);
         metrics.seed(&campus);
 
-        let mut processors =
-            Processors::open(campus.clone(), &data_dir, metrics.clone(), opts.clock, audit.clone())?;
+        let mut processors = Processors::open(
+            campus.clone(),
+            &data_dir,
+            metrics.clone(),
+            opts.clock,
+            audit.clone(),
+        )?;
         let initial = processors.initial_outputs();
 
         let http_listener = bind_http(opts.http.unwrap_or(campus.server.http)).await?;
@@ -86,7 +91,10 @@ impl Server {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let tls = match &campus.tls {
             Some(t) => Some(TlsListener {
-                addr: opts.mqtts.or(campus.server.mqtts).unwrap_or(([127, 0, 0, 1], 8883).into()),
+                addr: opts
+                    .mqtts
+                    .or(campus.server.mqtts)
+                    .unwrap_or(([127, 0, 0, 1], 8883).into()),
                 cert: t.cert.clone(),
                 key: t.key.clone(),
                 client_ca: t.client_ca.clone(),

@@ -31,20 +31,33 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
     let agent = {
         let cfg = cfg.clone();
         let stop = stop_signal(&stop_rx);
-        tokio::spawn(async move { tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await })
+        tokio::spawn(
+            async move { tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await },
+        )
     };
     let http = server.http_addr();
     let accepted = |n: f64| async move {
-        metric(&http_get(http, "/metrics").await, "tellijn_messages_total{outcome=\"accepted\"}") >= n
+        metric(
+            &http_get(http, "/metrics").await,
+            "tellijn_messages_total{outcome=\"accepted\"}",
+        ) >= n
     };
-    assert!(wait_for(20, || accepted(10.0)).await, "the agent never got through");
+    assert!(
+        wait_for(20, || accepted(10.0)).await,
+        "the agent never got through"
+    );
 
     // The broker goes away; the agent keeps counting into its outbox.
     server.stop().await.unwrap();
     let outbox = cfg.outbox.clone();
     let grows = || {
         let outbox = outbox.clone();
-        async move { Outbox::open(&outbox, 100 << 20).map(|o| o.next_seq()).unwrap_or(0) > 0 }
+        async move {
+            Outbox::open(&outbox, 100 << 20)
+                .map(|o| o.next_seq())
+                .unwrap_or(0)
+                > 0
+        }
     };
     assert!(wait_for(5, grows).await);
     let before = Outbox::open(&cfg.outbox, 100 << 20).unwrap().next_seq();
@@ -52,7 +65,10 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
         let outbox = outbox.clone();
         async move { Outbox::open(&outbox, 100 << 20).unwrap().next_seq() > before + 20 }
     };
-    assert!(wait_for(10, more).await, "the agent stopped counting while the broker was down");
+    assert!(
+        wait_for(10, more).await,
+        "the agent stopped counting while the broker was down"
+    );
 
     // The broker comes back on the same address; the agent resends from the watermark.
     let server = start_text(&data, &text, &addr.to_string()).await;
@@ -64,15 +80,34 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
     assert!(wait_for(40, caught_up).await, "the agent did not reconnect");
     let _ = stop_tx.send(true);
     let totals = agent.await.unwrap().unwrap();
-    assert_eq!(totals.unacked, 0, "the server did not acknowledge everything");
+    assert_eq!(
+        totals.unacked, 0,
+        "the server did not acknowledge everything"
+    );
     // Regression: the agent's own status must pass the gate (an unknown status field once
     // made the broker disconnect it on every connect).
     let m = http_get(http, "/metrics").await;
-    assert_eq!(metric(&m, "tellijn_messages_total{outcome=\"rejected\"}"), 0.0, "{m}");
-    let offline = || async move { metric(&http_get(http, "/metrics").await, "tellijn_sensor_online{sensor=\"s1\"}") == 0.0 };
-    assert!(wait_for(10, offline).await, "the sensor still shows online after it disconnected");
+    assert_eq!(
+        metric(&m, "tellijn_messages_total{outcome=\"rejected\"}"),
+        0.0,
+        "{m}"
+    );
+    let offline = || async move {
+        metric(
+            &http_get(http, "/metrics").await,
+            "tellijn_sensor_online{sensor=\"s1\"}",
+        ) == 0.0
+    };
+    assert!(
+        wait_for(10, offline).await,
+        "the sensor still shows online after it disconnected"
+    );
     server.stop().await.unwrap();
-    assert!(!audit_lines(&data).iter().any(|l| l["event"] == "publish_refused"));
+    assert!(
+        !audit_lines(&data)
+            .iter()
+            .any(|l| l["event"] == "publish_refused")
+    );
 
     let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
     assert_eq!(rows, totals.messages, "lost or doubled messages");
@@ -86,8 +121,16 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
 /// `cargo test --workspace`, for the agent package's own integration tests).
 fn agent_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(|deps| deps.parent()).unwrap().join("tellijn-agent");
-    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (or `cargo build -p tellijn-agent`)", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("tellijn-agent");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p tellijn-agent`)",
+        bin.display()
+    );
     bin
 }
 
@@ -119,28 +162,60 @@ async fn agent_killed_at_random_points_loses_and_doubles_nothing() {
     let child = spawn_agent(&agent_dir);
     let pid = child.id().to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ob = Outbox::open(&agent_dir.join("outbox"), 100 << 20).unwrap();
-    assert_eq!(ob.depth(), 0, "the outbox was not drained: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        ob.depth(),
+        0,
+        "the outbox was not drained: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let n = ob.next_seq() - 1;
     assert!(n > 20, "too few messages to mean anything: {n}");
     server.stop().await.unwrap();
 
     let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
-    assert_eq!((rows, distinct, max), (n, n, n), "every seq 1..={n} exactly once");
-    assert_eq!((sum_in, sum_out), truth(n), "stored counts differ from what the agent counted");
+    assert_eq!(
+        (rows, distinct, max),
+        (n, n, n),
+        "every seq 1..={n} exactly once"
+    );
+    assert_eq!(
+        (sum_in, sum_out),
+        truth(n),
+        "stored counts differ from what the agent counted"
+    );
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_server(config: &std::path::Path, mqtt: u16, http: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tellijn"))
         .args(["serve", "--config", config.to_str().unwrap()])
-        .args(["--mqtt", &format!("127.0.0.1:{mqtt}"), "--http", &format!("127.0.0.1:{http}")])
+        .args([
+            "--mqtt",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -160,20 +235,33 @@ async fn server_killed_between_receipt_and_flush_recovers_exactly() {
     let up = || async move { tokio::net::TcpStream::connect(http_addr).await.is_ok() };
     assert!(wait_for(20, up).await, "the server did not start");
 
-    let cfg = agent_config(&dir.path().join("agent"), &format!("mqtt://127.0.0.1:{mqtt}"), 20);
+    let cfg = agent_config(
+        &dir.path().join("agent"),
+        &format!("mqtt://127.0.0.1:{mqtt}"),
+        20,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = {
         let cfg = cfg.clone();
         let stop = stop_signal(&stop_rx);
-        tokio::spawn(async move { tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await })
+        tokio::spawn(
+            async move { tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await },
+        )
     };
     let received = || async move {
-        metric(&http_get(http_addr, "/metrics").await, "tellijn_messages_total{outcome=\"accepted\"}") >= 30.0
+        metric(
+            &http_get(http_addr, "/metrics").await,
+            "tellijn_messages_total{outcome=\"accepted\"}",
+        ) >= 30.0
     };
     assert!(wait_for(20, received).await);
     server.kill().unwrap(); // SIGKILL: received, acknowledged by PUBACK, never flushed
     server.wait().unwrap();
-    assert_eq!(stored(&data).await.0, 0, "nothing should have been flushed yet");
+    assert_eq!(
+        stored(&data).await.0,
+        0,
+        "nothing should have been flushed yet"
+    );
 
     // Second life, flushing quickly; the agent resends what was never acked.
     std::fs::write(&config, campus_text(&data, "100ms", "")).unwrap();
@@ -183,14 +271,26 @@ async fn server_killed_between_receipt_and_flush_recovers_exactly() {
         let outbox = cfg.outbox.clone();
         async move { Outbox::open(&outbox, 100 << 20).is_ok_and(|o| o.acked() > 40) }
     };
-    assert!(wait_for(40, acked).await, "the agent's outbox was never acknowledged");
+    assert!(
+        wait_for(40, acked).await,
+        "the agent's outbox was never acknowledged"
+    );
     let _ = stop_tx.send(true);
     let totals = agent.await.unwrap().unwrap();
     assert_eq!(totals.unacked, 0);
-    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(server.wait().unwrap().success());
 
     let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
-    assert_eq!((rows, distinct, max), (totals.messages, totals.messages, totals.messages));
+    assert_eq!(
+        (rows, distinct, max),
+        (totals.messages, totals.messages, totals.messages)
+    );
     assert_eq!((sum_in, sum_out), (totals.people_in, totals.people_out));
 }

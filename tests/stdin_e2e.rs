@@ -24,7 +24,13 @@ async fn crossings_on_stdin_arrive_as_counts_and_junk_goes_nowhere() {
         ),
     )
     .unwrap();
-    let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("tellijn-agent");
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("tellijn-agent");
     let mut child = Command::new(bin)
         .args(["--config", a.join("agent.toml").to_str().unwrap()])
         .stdin(Stdio::piped())
@@ -53,16 +59,38 @@ async fn crossings_on_stdin_arrive_as_counts_and_junk_goes_nowhere() {
     };
     // The server flushes every 100 ms; wait for the crossings to be stored.
     let http = server.http_addr();
-    let seen = || async move { metric(&http_get(http, "/metrics").await, "tellijn_messages_total{outcome=\"accepted\"}") > 0.0 };
+    let seen = || async move {
+        metric(
+            &http_get(http, "/metrics").await,
+            "tellijn_messages_total{outcome=\"accepted\"}",
+        ) > 0.0
+    };
     assert!(wait_for(20, seen).await);
-    assert!(wait_for(20, stored_30_in).await, "the 30 crossings in never arrived: {:?}", stored(&data).await);
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(
+        wait_for(20, stored_30_in).await,
+        "the 30 crossings in never arrived: {:?}",
+        stored(&data).await
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(log.matches("Refused stdin line").count(), 12, "{log}");
-    assert!(!log.contains("4AAQ") && !log.contains("JFIF"), "refused input must not be logged: {log}");
+    assert!(
+        !log.contains("4AAQ") && !log.contains("JFIF"),
+        "refused input must not be logged: {log}"
+    );
     server.stop().await.unwrap();
     let (_, _, _, sum_in, sum_out) = stored(&data).await;
     assert_eq!((sum_in, sum_out), (30, 10));
-    assert!(!audit_lines(&data).iter().any(|l| l["event"] == "publish_refused"));
+    assert!(
+        !audit_lines(&data)
+            .iter()
+            .any(|l| l["event"] == "publish_refused")
+    );
 }

@@ -24,23 +24,34 @@ fn ca(name: &str) -> Ca {
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, name);
     let pem = p.self_signed(&key).unwrap().pem();
-    Ca { issuer: Issuer::new(p, key), pem }
+    Ca {
+        issuer: Issuer::new(p, key),
+        pem,
+    }
 }
 
 /// A leaf certificate and key signed by `ca`, optionally long expired.
 fn leaf(ca: &Ca, names: &[&str], expired: bool) -> (String, String) {
     let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut p =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name.push(DnType::CommonName, names[0]);
     if expired {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
     }
-    (p.signed_by(&key, &ca.issuer).unwrap().pem(), key.serialize_pem())
+    (
+        p.signed_by(&key, &ca.issuer).unwrap().pem(),
+        key.serialize_pem(),
+    )
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Collects a child's stderr lines on a channel.
@@ -96,14 +107,25 @@ fn start_server(ca: &Ca) -> Setup {
     std::fs::write(d.join("campus.toml"), text).unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_tellijn"))
         .args(["serve", "--config", d.join("campus.toml").to_str().unwrap()])
-        .args(["--mqtt", &format!("127.0.0.1:{mqtt}"), "--http", &format!("127.0.0.1:{http}")])
+        .args([
+            "--mqtt",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let server_log = lines(&mut server);
     expect_line(&server_log, &["MQTT over TLS listening"], "server start");
-    Setup { dir, server, server_log, mqtts, http }
+    Setup {
+        dir,
+        server,
+        server_log,
+        mqtts,
+        http,
+    }
 }
 
 fn agent(dir: &Path, mqtts: u16, ca_pem: &str, client: (String, String)) -> Child {
@@ -120,7 +142,13 @@ fn agent(dir: &Path, mqtts: u16, ca_pem: &str, client: (String, String)) -> Chil
         ),
     )
     .unwrap();
-    let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("tellijn-agent");
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("tellijn-agent");
     Command::new(bin)
         .args(["--config", a.join("agent.toml").to_str().unwrap()])
         .stdout(Stdio::null())
@@ -143,7 +171,10 @@ async fn good_chain_delivers_counts_over_tls() {
     expect_line(&alog, &["Connected to the broker"], "agent over TLS");
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", s.http).parse().unwrap();
     let accepted = || async move {
-        metric(&http_get(http, "/metrics").await, "tellijn_messages_total{outcome=\"accepted\"}") >= 5.0
+        metric(
+            &http_get(http, "/metrics").await,
+            "tellijn_messages_total{outcome=\"accepted\"}",
+        ) >= 5.0
     };
     assert!(wait_for(20, accepted).await, "no counts arrived over TLS");
     stop(a);
@@ -156,11 +187,27 @@ async fn wrong_ca_is_refused_on_both_sides() {
     let ca_other = ca("Somebody else's CA");
     let s = start_server(&ca_good);
     // The agent trusts another CA: it must not talk to this server.
-    let mut a = agent(s.dir.path(), s.mqtts, &ca_other.pem, leaf(&ca_good, &["s1"], false));
+    let mut a = agent(
+        s.dir.path(),
+        s.mqtts,
+        &ca_other.pem,
+        leaf(&ca_good, &["s1"], false),
+    );
     let alog = lines(&mut a);
-    let line = expect_line(&alog, &["MQTT connection failed", "certificate"], "agent with a wrong CA");
-    assert!(line.contains("UnknownIssuer") || line.contains("issuer"), "{line}");
-    expect_line(&s.server_log, &["TLS accept error"], "server seeing the refused handshake");
+    let line = expect_line(
+        &alog,
+        &["MQTT connection failed", "certificate"],
+        "agent with a wrong CA",
+    );
+    assert!(
+        line.contains("UnknownIssuer") || line.contains("issuer"),
+        "{line}"
+    );
+    expect_line(
+        &s.server_log,
+        &["TLS accept error"],
+        "server seeing the refused handshake",
+    );
     stop(a);
     stop(s.server);
 }
@@ -171,12 +218,26 @@ async fn expired_client_certificate_is_refused_on_both_sides() {
     let s = start_server(&ca);
     let mut a = agent(s.dir.path(), s.mqtts, &ca.pem, leaf(&ca, &["s1"], true));
     let alog = lines(&mut a);
-    expect_line(&alog, &["MQTT connection failed"], "agent with an expired client certificate");
-    let server_line = expect_line(&s.server_log, &["TLS accept error"], "server refusing the expired certificate");
-    assert!(server_line.to_lowercase().contains("expired"), "{server_line}");
+    expect_line(
+        &alog,
+        &["MQTT connection failed"],
+        "agent with an expired client certificate",
+    );
+    let server_line = expect_line(
+        &s.server_log,
+        &["TLS accept error"],
+        "server refusing the expired certificate",
+    );
+    assert!(
+        server_line.to_lowercase().contains("expired"),
+        "{server_line}"
+    );
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", s.http).parse().unwrap();
     let m = http_get(http, "/metrics").await;
-    assert_eq!(metric(&m, "tellijn_messages_total{outcome=\"accepted\"}"), 0.0);
+    assert_eq!(
+        metric(&m, "tellijn_messages_total{outcome=\"accepted\"}"),
+        0.0
+    );
     stop(a);
     stop(s.server);
 }

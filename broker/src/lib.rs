@@ -48,11 +48,17 @@ pub const MAX_PACKET: u32 = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot listen for MQTT on {addr}: {source}; choose another address with --mqtt ADDR")]
-    Bind { addr: SocketAddr, source: anyhow::Error },
+    Bind {
+        addr: SocketAddr,
+        source: anyhow::Error,
+    },
     #[error(
         "cannot listen for MQTT over TLS on {addr}: {source:#}; check [tls] cert and key, or choose another address with --mqtts ADDR"
     )]
-    BindTls { addr: SocketAddr, source: anyhow::Error },
+    BindTls {
+        addr: SocketAddr,
+        source: anyhow::Error,
+    },
 }
 
 /// An MQTT-over-TLS listener.
@@ -121,11 +127,16 @@ impl Broker {
             Type::ClientConnected,
             Type::ClientDisconnected,
         ] {
-            register.add(typ, Box::new(hooks::Hook(hooks.clone()))).await;
+            register
+                .add(typ, Box::new(hooks::Hook(hooks.clone())))
+                .await;
         }
         register.start().await;
 
-        let bind_err = |source| BrokerError::Bind { addr: cfg.mqtt, source };
+        let bind_err = |source| BrokerError::Bind {
+            addr: cfg.mqtt,
+            source,
+        };
         let listener = listener_builder("tellijn/tcp", cfg.mqtt)
             .bind()
             .map_err(bind_err)?
@@ -135,7 +146,10 @@ impl Broker {
         let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
         let mut tls_addr = None;
         if let Some(t) = &cfg.tls {
-            let tls_err = |source| BrokerError::BindTls { addr: t.addr, source };
+            let tls_err = |source| BrokerError::BindTls {
+                addr: t.addr,
+                source,
+            };
             let mut b = listener_builder("tellijn/tls", t.addr)
                 .tls_cert(Some(t.cert.display().to_string()))
                 .tls_key(Some(t.key.display().to_string()));
@@ -158,7 +172,12 @@ impl Broker {
         if let Some(a) = tls_addr {
             tracing::info!("MQTT over TLS listening on {a}.");
         }
-        Ok(Broker { scx, addr, tls_addr, task })
+        Ok(Broker {
+            scx,
+            addr,
+            tls_addr,
+            task,
+        })
     }
 
     /// The address the broker listens on.
@@ -178,7 +197,9 @@ impl Broker {
 
     /// A handle that publishes into this broker from other tasks.
     pub fn publisher(&self) -> Publisher {
-        Publisher { scx: self.scx.clone() }
+        Publisher {
+            scx: self.scx.clone(),
+        }
     }
 
     /// Stops accepting connections.

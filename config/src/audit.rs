@@ -35,7 +35,11 @@ pub enum AuditEvent {
     /// A subscription was refused.
     SubscribeRefused { client: String, filter: String },
     /// A gap in a sensor's seqs was given up as lost after the gap horizon.
-    SeqGapLost { sensor: String, first: u64, last: u64 },
+    SeqGapLost {
+        sensor: String,
+        first: u64,
+        last: u64,
+    },
     /// The server started with a config.
     ConfigLoaded {
         config_sha256: String,

@@ -106,7 +106,11 @@ pub struct Server {
     #[serde(default)]
     pub anonymous_read: Vec<String>,
     /// How long a missing seq is waited for before it is declared lost and the ack moves on.
-    #[serde(default = "default_gap_horizon", deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    #[serde(
+        default = "default_gap_horizon",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
     pub gap_horizon: Duration,
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Disjoint ranges kept per sensor before the oldest gap is given up.
 pub const MAX_RANGES: usize = 10_000;
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct SensorSeqs {
     /// start → end (inclusive) of each run of seen seqs.
     ranges: BTreeMap<u64, u64>,
@@ -30,12 +30,16 @@ pub struct LostGap {
     pub last: u64,
 }
 
-impl SensorSeqs {
+impl Default for SensorSeqs {
     /// Seqs start at 1: the range `[0, 0]` stands for "nothing before 1 is missing", so the
     /// watermark is the end of the run that starts at 1, and a sensor whose first message
     /// to arrive is seq 28 is not acknowledged past 0 until 1..=27 arrive or are given up.
-    fn new() -> SensorSeqs {
-        SensorSeqs { ranges: BTreeMap::from([(0, 0)]), max: Some(0), gap_since: None }
+    fn default() -> SensorSeqs {
+        SensorSeqs {
+            ranges: BTreeMap::from([(0, 0)]),
+            max: Some(0),
+            gap_since: None,
+        }
     }
 }
 
@@ -59,7 +63,10 @@ impl Dedup {
     pub fn observe(&mut self, sensor: &str, seq: u64) -> Seen {
         let s = match self.sensors.get_mut(sensor) {
             Some(s) => s,
-            None => self.sensors.entry(sensor.to_owned()).or_insert_with(SensorSeqs::new),
+            None => self
+                .sensors
+                .entry(sensor.to_owned())
+                .or_default(),
         };
         let left = s.ranges.range(..=seq).next_back().map(|(a, b)| (*a, *b));
         if left.is_some_and(|(_, end)| end >= seq) {
@@ -95,7 +102,11 @@ impl Dedup {
     /// The ack watermark of every sensor: the end of its first run of seqs. A gap above that
     /// run older than `horizon_us` (since first seen, at `now_us`) is given up as lost, so the
     /// watermark is never blocked forever. Returns the watermarks and the gaps given up.
-    pub fn watermarks(&mut self, now_us: i64, horizon_us: i64) -> (Vec<(String, u64)>, Vec<LostGap>) {
+    pub fn watermarks(
+        &mut self,
+        now_us: i64,
+        horizon_us: i64,
+    ) -> (Vec<(String, u64)>, Vec<LostGap>) {
         let mut marks = Vec::new();
         let mut lost = Vec::new();
         for (sensor, s) in &mut self.sensors {
@@ -115,7 +126,11 @@ impl Dedup {
                 if now_us - since < horizon_us {
                     break;
                 }
-                lost.push(LostGap { sensor: sensor.clone(), first: b + 1, last: c - 1 });
+                lost.push(LostGap {
+                    sensor: sensor.clone(),
+                    first: b + 1,
+                    last: c - 1,
+                });
                 s.ranges.remove(&c);
                 s.ranges.insert(a, d);
                 s.gap_since = None;
@@ -167,7 +182,14 @@ mod tests {
         assert_eq!(d.watermarks(149, 100).0, vec![("a".to_owned(), 4)]);
         let (marks, lost) = d.watermarks(150, 100);
         assert_eq!(marks, vec![("a".to_owned(), 7)]);
-        assert_eq!(lost, vec![LostGap { sensor: "a".into(), first: 5, last: 5 }]);
+        assert_eq!(
+            lost,
+            vec![LostGap {
+                sensor: "a".into(),
+                first: 5,
+                last: 5
+            }]
+        );
         // A late 5 now is a duplicate, not counted twice.
         assert_eq!(d.observe("a", 5), Seen::Duplicate);
     }

@@ -143,16 +143,31 @@ impl Processors {
         let mut dedup = saved.dedup;
         let (flushes, newer) = recover::newer_than(data_dir, saved.flushes)?;
         if !newer.is_empty() {
-            tracing::warn!("Replaying {} stored messages newer than the saved state (the server stopped between writing history and state).", newer.len());
+            tracing::warn!(
+                "Replaying {} stored messages newer than the saved state (the server stopped between writing history and state).",
+                newer.len()
+            );
         }
         for m in newer {
             match m {
-                recover::Stored::Line { sensor, line, seq, people_in, people_out } => {
+                recover::Stored::Line {
+                    sensor,
+                    line,
+                    seq,
+                    people_in,
+                    people_out,
+                } => {
                     if matches!(dedup.observe(&sensor, seq), Seen::New { .. }) {
                         engine.line(&sensor, &line, people_in, people_out);
                     }
                 }
-                recover::Stored::Zone { sensor, zone, seq, at_us, people } => {
+                recover::Stored::Zone {
+                    sensor,
+                    zone,
+                    seq,
+                    at_us,
+                    people,
+                } => {
                     if matches!(dedup.observe(&sensor, seq), Seen::New { .. }) {
                         engine.zone(&sensor, &zone, at_us, people);
                     }
@@ -204,9 +219,18 @@ impl Processors {
                 g.first,
                 g.last
             );
-            let labels = SensorLabels { sensor: g.sensor.clone() };
-            self.metrics.sensor_seq_lost.get_or_create(&labels).inc_by(n);
-            let event = AuditEvent::SeqGapLost { sensor: g.sensor, first: g.first, last: g.last };
+            let labels = SensorLabels {
+                sensor: g.sensor.clone(),
+            };
+            self.metrics
+                .sensor_seq_lost
+                .get_or_create(&labels)
+                .inc_by(n);
+            let event = AuditEvent::SeqGapLost {
+                sensor: g.sensor,
+                first: g.first,
+                last: g.last,
+            };
             if let Err(e) = self.audit.record(event) {
                 tracing::error!("{e}");
             }
@@ -411,7 +435,9 @@ impl Processors {
         if self.buffer.is_empty() {
             if !acks.is_empty() {
                 // Gaps were given up: persist that, then ack.
-                self.save(None).await.inspect_err(|_| self.published = before)?;
+                self.save(None)
+                    .await
+                    .inspect_err(|_| self.published = before)?;
             }
             return Ok(acks);
         }
@@ -420,7 +446,12 @@ impl Processors {
             Ok(()) => Ok(acks),
             Err(e) => {
                 self.published = before;
-                self.metrics.flush_failures.get_or_create(&TableLabels { table: schema::COUNTS }).inc();
+                self.metrics
+                    .flush_failures
+                    .get_or_create(&TableLabels {
+                        table: schema::COUNTS,
+                    })
+                    .inc();
                 Err(e)
             }
         }
@@ -437,24 +468,40 @@ impl Processors {
         .unwrap_or_default();
         let mut buffer = buffer.unwrap_or_default();
         let (buffer, result) = tokio::task::spawn_blocking(move || {
-            let r = buffer.flush(&dir, flush).map_err(ProcessorError::from).and_then(|w| {
-                save_state(&dir, &saved)?;
-                Ok(w)
-            });
+            let r = buffer
+                .flush(&dir, flush)
+                .map_err(ProcessorError::from)
+                .and_then(|w| {
+                    save_state(&dir, &saved)?;
+                    Ok(w)
+                });
             (buffer, r)
         })
         .await
         .unwrap_or_else(|e| {
             let path = state_path(&self.data_dir);
-            (Buffer::default(), Err(ProcessorError::State { path, source: std::io::Error::other(e) }))
+            (
+                Buffer::default(),
+                Err(ProcessorError::State {
+                    path,
+                    source: std::io::Error::other(e),
+                }),
+            )
         });
         match result {
             Ok(w) => {
                 self.flushes = flush;
-                self.metrics.rows_written.get_or_create(&TableLabels { table: schema::COUNTS }).inc_by(w.counts as u64);
                 self.metrics
                     .rows_written
-                    .get_or_create(&TableLabels { table: schema::ZONE_COUNTS })
+                    .get_or_create(&TableLabels {
+                        table: schema::COUNTS,
+                    })
+                    .inc_by(w.counts as u64);
+                self.metrics
+                    .rows_written
+                    .get_or_create(&TableLabels {
+                        table: schema::ZONE_COUNTS,
+                    })
                     .inc_by(w.zones as u64);
                 tracing::debug!(counts = w.counts, zones = w.zones, "Flushed history.");
                 Ok(())

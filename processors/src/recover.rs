@@ -16,14 +16,28 @@ use crate::schema;
 /// A stored message found in a file newer than the saved state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
-    Line { sensor: String, line: String, seq: u64, people_in: u32, people_out: u32 },
-    Zone { sensor: String, zone: String, seq: u64, at_us: i64, people: u32 },
+    Line {
+        sensor: String,
+        line: String,
+        seq: u64,
+        people_in: u32,
+        people_out: u32,
+    },
+    Zone {
+        sensor: String,
+        zone: String,
+        seq: u64,
+        at_us: i64,
+        people: u32,
+    },
 }
 
 /// Errors reading history back.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
-    #[error("cannot read {path} to recover after a crash: {message}; move the file aside if it is damaged")]
+    #[error(
+        "cannot read {path} to recover after a crash: {message}; move the file aside if it is damaged"
+    )]
     Read { path: PathBuf, message: String },
 }
 
@@ -34,9 +48,13 @@ pub fn flush_number(name: &str) -> Option<u64> {
 
 fn files(data_dir: &Path, table: &str) -> Vec<(u64, PathBuf)> {
     let mut out = Vec::new();
-    let Ok(days) = std::fs::read_dir(data_dir.join(table)) else { return out };
+    let Ok(days) = std::fs::read_dir(data_dir.join(table)) else {
+        return out;
+    };
     for day in days.flatten() {
-        let Ok(entries) = std::fs::read_dir(day.path()) else { continue };
+        let Ok(entries) = std::fs::read_dir(day.path()) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let (Some(n), true) = (flush_number(&name), name.ends_with(".parquet")) {
@@ -47,11 +65,18 @@ fn files(data_dir: &Path, table: &str) -> Vec<(u64, PathBuf)> {
     out
 }
 
-fn col<'a, T: 'static>(b: &'a arrow::array::RecordBatch, i: usize, path: &Path) -> Result<&'a T, RecoverError> {
-    b.column(i).as_any().downcast_ref::<T>().ok_or_else(|| RecoverError::Read {
-        path: path.to_path_buf(),
-        message: format!("column {i} has an unexpected type"),
-    })
+fn col<'a, T: 'static>(
+    b: &'a arrow::array::RecordBatch,
+    i: usize,
+    path: &Path,
+) -> Result<&'a T, RecoverError> {
+    b.column(i)
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| RecoverError::Read {
+            path: path.to_path_buf(),
+            message: format!("column {i} has an unexpected type"),
+        })
 }
 
 /// Every message in files with a flush number above `after`, and the highest flush number seen.
@@ -64,9 +89,15 @@ pub fn newer_than(data_dir: &Path, after: u64) -> Result<(u64, Vec<Stored>), Rec
             if n <= after {
                 continue;
             }
-            let err = |e: &dyn std::fmt::Display| RecoverError::Read { path: path.clone(), message: e.to_string() };
+            let err = |e: &dyn std::fmt::Display| RecoverError::Read {
+                path: path.clone(),
+                message: e.to_string(),
+            };
             let file = File::open(&path).map_err(|e| err(&e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?.build().map_err(|e| err(&e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| err(&e))?
+                .build()
+                .map_err(|e| err(&e))?;
             for batch in reader {
                 let b = batch.map_err(|e| err(&e))?;
                 let sensor = col::<StringArray>(&b, 0, &path)?;
@@ -126,7 +157,13 @@ mod tests {
         assert_eq!(max, 2);
         assert_eq!(
             found,
-            vec![Stored::Line { sensor: "s".into(), line: "main".into(), seq: 11, people_in: 4, people_out: 1 }]
+            vec![Stored::Line {
+                sensor: "s".into(),
+                line: "main".into(),
+                seq: 11,
+                people_in: 4,
+                people_out: 1
+            }]
         );
         assert_eq!(newer_than(dir.path(), 2).unwrap().1, vec![]);
         assert_eq!(flush_number("f000000000012-ab.parquet"), Some(12));

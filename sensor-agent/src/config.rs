@@ -141,7 +141,10 @@ impl AgentConfig {
                 *p = base.join(&*p);
             }
         }
-        for p in [&mut cfg.ca, &mut cfg.cert, &mut cfg.key].into_iter().flatten() {
+        for p in [&mut cfg.ca, &mut cfg.cert, &mut cfg.key]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -180,10 +183,15 @@ impl AgentConfig {
             return Err("ca and cert are only used with an mqtts:// broker.".into());
         }
         if self.cert.is_some() != self.key.is_some() {
-            return Err("cert and key go together: give both for a client certificate, or neither.".into());
+            return Err(
+                "cert and key go together: give both for a client certificate, or neither.".into(),
+            );
         }
         if parse_size(&self.outbox_max).is_none_or(|b| b == 0) {
-            return Err(format!("outbox_max must be a size such as \"100MB\" (found {:?}).", self.outbox_max));
+            return Err(format!(
+                "outbox_max must be a size such as \"100MB\" (found {:?}).",
+                self.outbox_max
+            ));
         }
         Ok(())
     }
@@ -200,7 +208,9 @@ impl AgentConfig {
                 self.broker
             ));
         };
-        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, if tls { "8883" } else { "1883" }));
+        let (host, port) = rest
+            .rsplit_once(':')
+            .unwrap_or((rest, if tls { "8883" } else { "1883" }));
         let port = port
             .parse()
             .map_err(|_| format!("broker port must be a number (found {port:?})."))?;

@@ -30,11 +30,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use sha2::{Digest, Sha256};
 use tellijn_wire::topic::{self, SensorTopic};
 use tellijn_wire::{Clock, CountMessage, LineCount, StatusMessage, ZoneCount};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 
 pub use config::AgentConfig;
 use outbox::Outbox;
@@ -76,7 +78,12 @@ pub fn config_hash(cfg: &AgentConfig) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn status(cfg: &AgentConfig, ob: &Outbox, since: DateTime<Utc>, now: DateTime<Utc>) -> StatusMessage {
+fn status(
+    cfg: &AgentConfig,
+    ob: &Outbox,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StatusMessage {
     let mut s = StatusMessage::online(since, ob.depth(), VERSION);
     s.oldest_unsent_s = ob.oldest_unsent(now).map(|d| d.num_seconds().max(0) as u64);
     let mut sends = Vec::new();
@@ -121,9 +128,17 @@ pub async fn run(
         .set_clean_session(true)
         .set_max_packet_size(4096, 1024)
         .set_inflight(64)
-        .set_last_will(LastWill::new(status_topic.clone(), StatusMessage::offline().to_json(), QoS::AtLeastOnce, true));
+        .set_last_will(LastWill::new(
+            status_topic.clone(),
+            StatusMessage::offline().to_json(),
+            QoS::AtLeastOnce,
+            true,
+        ));
     if addr.tls {
-        let ca = cfg.ca.as_deref().ok_or_else(|| AgentError::Config("mqtts:// needs ca".into()))?;
+        let ca = cfg
+            .ca
+            .as_deref()
+            .ok_or_else(|| AgentError::Config("mqtts:// needs ca".into()))?;
         let pair = cfg.cert.as_deref().zip(cfg.key.as_deref());
         let tls = tls::client_config(ca, pair).map_err(AgentError::Config)?;
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
@@ -139,7 +154,8 @@ pub async fn run(
 
     let poller = {
         let (client, outbox, wake) = (client.clone(), outbox.clone(), wake.clone());
-        let (status_topic, ack_topic, sensor) = (status_topic.clone(), ack_topic.clone(), cfg.sensor.clone());
+        let (status_topic, ack_topic, sensor) =
+            (status_topic.clone(), ack_topic.clone(), cfg.sensor.clone());
         let (published, acked) = (published.clone(), acked.clone());
         let cfg = cfg.clone();
         tokio::spawn(async move {
@@ -164,7 +180,10 @@ pub async fn run(
                         tracing::info!(%sensor, "Connected to the broker.");
                         let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
                         let s = status(&cfg, &lock(&outbox), since, clock.now());
-                        if client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json()).is_ok() {
+                        if client
+                            .try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json())
+                            .is_ok()
+                        {
                             published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         epoch_tx.send_modify(|e| *e += 1);
@@ -181,7 +200,9 @@ pub async fn run(
                                     tracing::error!(%sensor, "{e}");
                                 }
                             }
-                            Err(_) => tracing::warn!(%sensor, "Ignored a malformed ack from the server."),
+                            Err(_) => {
+                                tracing::warn!(%sensor, "Ignored a malformed ack from the server.")
+                            }
                         }
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
@@ -193,7 +214,9 @@ pub async fn run(
                     Err(rumqttc::ConnectionError::RequestsDone) => break,
                     Err(e) => {
                         connected = false;
-                        let hint = if e.to_string().contains("certificate") || e.to_string().contains("Tls") {
+                        let hint = if e.to_string().contains("certificate")
+                            || e.to_string().contains("Tls")
+                        {
                             " (check ca, cert and key in agent.toml against the broker's certificates)"
                         } else {
                             ""
@@ -210,7 +233,12 @@ pub async fn run(
 
     // The sender: publishes the outbox in seq order, from the watermark after each connect.
     let sender = {
-        let (client, outbox, wake, counts_topic) = (client.clone(), outbox.clone(), wake.clone(), counts_topic.clone());
+        let (client, outbox, wake, counts_topic) = (
+            client.clone(),
+            outbox.clone(),
+            wake.clone(),
+            counts_topic.clone(),
+        );
         let published = published.clone();
         tokio::spawn(async move {
             let mut cursor = 0u64;
@@ -245,7 +273,11 @@ pub async fn run(
                     if *epoch_rx.borrow() != seen_epoch {
                         break;
                     }
-                    if client.publish(counts_topic.clone(), QoS::AtLeastOnce, false, payload).await.is_err() {
+                    if client
+                        .publish(counts_topic.clone(), QoS::AtLeastOnce, false, payload)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -258,7 +290,10 @@ pub async fn run(
 
     let stdin = match cfg.source.kind {
         config::SourceKind::Stdin => {
-            let agg = Arc::new(Mutex::new(source::StdinAggregator::new(&cfg.source.lines, &cfg.source.zones)));
+            let agg = Arc::new(Mutex::new(source::StdinAggregator::new(
+                &cfg.source.lines,
+                &cfg.source.zones,
+            )));
             tokio::spawn(source::read_stdin(agg.clone()));
             Some(agg)
         }
@@ -279,9 +314,13 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let start = window_end;
-        let end = (start + interval).min(clock.now()).max(start + TimeDelta::microseconds(1));
+        let end = (start + interval)
+            .min(clock.now())
+            .max(start + TimeDelta::microseconds(1));
         window_end = end;
-        let reading = stdin.as_ref().map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let reading = stdin
+            .as_ref()
+            .map(|a| a.lock().unwrap_or_else(|p| p.into_inner()).take());
         let mut ob = lock(&outbox);
         let mut seq = ob.next_seq();
         let mut messages = Vec::new();
@@ -311,7 +350,13 @@ pub async fn run(
                 },
                 None => source::simulated_zone(seed, i, seq),
             };
-            messages.push(CountMessage::Zone(ZoneCount { sensor: cfg.sensor.clone(), zone: name.clone(), seq, at: end, count }));
+            messages.push(CountMessage::Zone(ZoneCount {
+                sensor: cfg.sensor.clone(),
+                zone: name.clone(),
+                seq,
+                at: end,
+                count,
+            }));
             seq += 1;
         }
         // Durable before published: the append fsyncs.
@@ -328,10 +373,20 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sender.abort();
-    let _ = client.publish(status_topic, QoS::AtLeastOnce, true, StatusMessage::offline().to_json()).await;
+    let _ = client
+        .publish(
+            status_topic,
+            QoS::AtLeastOnce,
+            true,
+            StatusMessage::offline().to_json(),
+        )
+        .await;
     let _ = client.disconnect().await;
     let abort = poller.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), poller).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), poller)
+        .await
+        .is_err()
+    {
         abort.abort();
     }
     totals.unacked = lock(&outbox).depth();

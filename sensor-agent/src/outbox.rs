@@ -38,8 +38,13 @@ const MAX_RECORD: usize = 1024;
 /// Errors of the outbox.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("outbox {path}: {source}; check that the outbox directory is writable and the disk not full")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "outbox {path}: {source}; check that the outbox directory is writable and the disk not full"
+    )]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("internal error: message seq {got} where the outbox expected {want}")]
     Seq { got: u64, want: u64 },
 }
@@ -80,7 +85,10 @@ pub struct Outbox {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutboxError + '_ {
-    move |source| OutboxError::Io { path: path.to_path_buf(), source }
+    move |source| OutboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn crc(seq: u64, payload: &[u8]) -> u32 {
@@ -97,9 +105,12 @@ fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// Reads records until the end or the first bad one; returns them and the length of the good
-/// prefix.
-fn scan(path: &Path) -> std::io::Result<(Vec<(u64, Vec<u8>)>, u64, u64)> {
+/// One record: its seq and payload.
+pub type Record = (u64, Vec<u8>);
+
+/// Reads records until the end or the first bad one; returns them, the length of the good
+/// prefix and the file length.
+fn scan(path: &Path) -> std::io::Result<(Vec<Record>, u64, u64)> {
     let file = File::open(path)?;
     let total = file.metadata()?.len();
     let mut r = BufReader::new(file);
@@ -146,12 +157,19 @@ impl Outbox {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let first = name.strip_prefix("seg-")?.strip_suffix(".log")?.parse().ok()?;
+                let first = name
+                    .strip_prefix("seg-")?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()?;
                 Some((first, e.path()))
             })
             .collect();
         names.sort();
-        let acked = std::fs::read_to_string(dir.join("acked")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let acked = std::fs::read_to_string(dir.join("acked"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
         let mut ob = Outbox {
             dir: dir.to_path_buf(),
             segments: VecDeque::new(),
@@ -175,7 +193,10 @@ impl Outbox {
                     path.display(),
                     records.len()
                 );
-                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
                 f.set_len(good).map_err(io_err(&path))?;
                 f.sync_all().map_err(io_err(&path))?;
             }
@@ -212,7 +233,13 @@ impl Outbox {
     pub fn depth(&self) -> u64 {
         self.segments
             .iter()
-            .map(|s| if s.first_seq > self.acked { s.records } else { s.last_seq.saturating_sub(self.acked).min(s.records) })
+            .map(|s| {
+                if s.first_seq > self.acked {
+                    s.records
+                } else {
+                    s.last_seq.saturating_sub(self.acked).min(s.records)
+                }
+            })
             .sum()
     }
 
@@ -223,7 +250,10 @@ impl Outbox {
 
     /// Age of the oldest unacknowledged message, by its own timestamp.
     pub fn oldest_unsent(&self, now: DateTime<Utc>) -> Option<TimeDelta> {
-        let s = self.segments.iter().find(|s| s.last_seq > self.acked && s.records > 0)?;
+        let s = self
+            .segments
+            .iter()
+            .find(|s| s.last_seq > self.acked && s.records > 0)?;
         if s.first_seq > self.acked {
             s.first_time.map(|t| now - t)
         } else {
@@ -247,7 +277,10 @@ impl Outbox {
             encode(m.seq(), &m.to_json(), &mut buf);
             want += 1;
         }
-        let rotate = self.segments.back().is_none_or(|s| s.bytes + buf.len() as u64 > SEGMENT_BYTES);
+        let rotate = self
+            .segments
+            .back()
+            .is_none_or(|s| s.bytes + buf.len() as u64 > SEGMENT_BYTES);
         if rotate || self.active.is_none() {
             if rotate {
                 let path = self.dir.join(format!("seg-{:020}.log", self.next_seq));
@@ -260,16 +293,28 @@ impl Outbox {
                     first_time: message_time(&msgs[0].to_json()),
                 });
             }
-            let Some(seg) = self.segments.back() else { unreachable!("a segment was just ensured") };
-            let f = OpenOptions::new().create(true).append(true).open(&seg.path).map_err(io_err(&seg.path))?;
+            let Some(seg) = self.segments.back() else {
+                unreachable!("a segment was just ensured")
+            };
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&seg.path)
+                .map_err(io_err(&seg.path))?;
             if rotate {
                 // Make the new file's name durable too.
-                File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))?;
+                File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err(&self.dir))?;
             }
             self.active = Some(f);
         }
-        let Some(seg) = self.segments.back_mut() else { unreachable!("a segment exists") };
-        let Some(f) = self.active.as_mut() else { unreachable!("the active file was just opened") };
+        let Some(seg) = self.segments.back_mut() else {
+            unreachable!("a segment exists")
+        };
+        let Some(f) = self.active.as_mut() else {
+            unreachable!("the active file was just opened")
+        };
         f.write_all(&buf).map_err(io_err(&seg.path))?;
         f.sync_data().map_err(io_err(&seg.path))?;
         seg.bytes += buf.len() as u64;
@@ -283,9 +328,13 @@ impl Outbox {
     }
 
     /// Up to `limit` records with seq ≥ `from`, in seq order.
-    pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, OutboxError> {
+    pub fn read_from(&self, from: u64, limit: usize) -> Result<Vec<Record>, OutboxError> {
         let mut out = Vec::new();
-        for s in self.segments.iter().filter(|s| s.last_seq >= from && s.records > 0) {
+        for s in self
+            .segments
+            .iter()
+            .filter(|s| s.last_seq >= from && s.records > 0)
+        {
             let (records, _, _) = scan(&s.path).map_err(io_err(&s.path))?;
             for r in records.into_iter().filter(|r| r.0 >= from) {
                 out.push(r);
@@ -311,7 +360,12 @@ impl Outbox {
         self.acked = seq.min(self.next_seq.saturating_sub(1)).max(self.acked);
         let path = self.dir.join("acked");
         std::fs::write(&path, self.acked.to_string()).map_err(io_err(&path))?;
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.last_seq <= self.acked) {
+        while self.segments.len() > 1
+            && self
+                .segments
+                .front()
+                .is_some_and(|s| s.last_seq <= self.acked)
+        {
             if let Some(s) = self.segments.pop_front() {
                 std::fs::remove_file(&s.path).map_err(io_err(&s.path))?;
             }
@@ -334,7 +388,9 @@ impl Outbox {
             self.merge_segment(i)?;
         }
         while self.bytes() > self.max_bytes && self.segments.len() > 1 {
-            let Some(s) = self.segments.pop_front() else { break };
+            let Some(s) = self.segments.pop_front() else {
+                break;
+            };
             self.stats.dropped += s.records;
             tracing::error!(
                 "Outbox full ({} bytes > {}): dropped {} messages, seq {}..={}; the server will count the gap.",
@@ -352,7 +408,12 @@ impl Outbox {
     fn merge_segment(&mut self, i: usize) -> Result<(), OutboxError> {
         let seg = self.segments[i].clone();
         let (records, _, _) = scan(&seg.path).map_err(io_err(&seg.path))?;
-        let merged = merge(records.iter().filter_map(|(_, p)| CountMessage::parse(p).ok()).collect());
+        let merged = merge(
+            records
+                .iter()
+                .filter_map(|(_, p)| CountMessage::parse(p).ok())
+                .collect(),
+        );
         let mut buf = Vec::new();
         for m in &merged {
             encode(m.seq(), &m.to_json(), &mut buf);
@@ -392,7 +453,11 @@ pub fn merge(msgs: Vec<CountMessage>) -> Vec<CountMessage> {
     for m in msgs {
         match m {
             CountMessage::Line(l) => match lines.get_mut(&l.line) {
-                Some(acc) if l.end - acc.start <= MAX_INTERVAL && l.start >= acc.start && l.end > acc.end => {
+                Some(acc)
+                    if l.end - acc.start <= MAX_INTERVAL
+                        && l.start >= acc.start
+                        && l.end > acc.end =>
+                {
                     acc.end = l.end;
                     acc.seq = l.seq;
                     acc.people_in = (acc.people_in + l.people_in).min(10_000);
@@ -444,7 +509,9 @@ mod tests {
     }
 
     fn fill(ob: &mut Outbox, n: u64) {
-        let msgs: Vec<_> = (0..n).map(|i| line(ob.next_seq() + i, (ob.next_seq() + i) as i64, 1)).collect();
+        let msgs: Vec<_> = (0..n)
+            .map(|i| line(ob.next_seq() + i, (ob.next_seq() + i) as i64, 1))
+            .collect();
         ob.append(&msgs).unwrap();
     }
 
@@ -457,7 +524,14 @@ mod tests {
         assert_eq!(ob.depth(), 10);
         let ob2 = Outbox::open(dir.path(), 100 << 20).unwrap();
         assert_eq!(ob2.next_seq(), 11);
-        assert_eq!(ob2.read_from(4, 3).unwrap().iter().map(|r| r.0).collect::<Vec<_>>(), [4, 5, 6]);
+        assert_eq!(
+            ob2.read_from(4, 3)
+                .unwrap()
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
+            [4, 5, 6]
+        );
         let mut ob = ob2;
         ob.ack(7).unwrap();
         assert_eq!(ob.depth(), 3);
@@ -474,11 +548,20 @@ mod tests {
         drop(ob);
         let len = std::fs::metadata(&seg).unwrap().len();
         // A power cut mid-record: the last record is half written.
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 30).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 30)
+            .unwrap();
         let mut ob = Outbox::open(dir.path(), 100 << 20).unwrap();
         assert!(ob.stats.corrupt_bytes > 0);
         assert_eq!(ob.depth(), 4);
-        assert_eq!(ob.next_seq(), 5, "the torn record's seq was never published, so it is reused");
+        assert_eq!(
+            ob.next_seq(),
+            5,
+            "the torn record's seq was never published, so it is reused"
+        );
         fill(&mut ob, 1);
         let seqs: Vec<u64> = ob.read_from(1, 100).unwrap().iter().map(|r| r.0).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
@@ -501,7 +584,12 @@ mod tests {
         for _ in 0..4 {
             fill(&mut ob, per_segment);
         }
-        assert!(ob.bytes() <= ob.max_bytes, "{} > {}", ob.bytes(), ob.max_bytes);
+        assert!(
+            ob.bytes() <= ob.max_bytes,
+            "{} > {}",
+            ob.bytes(),
+            ob.max_bytes
+        );
         assert!(ob.stats.merged > 0);
         // Everyone counted is still there: merging sums, it does not lose.
         let total: u64 = ob

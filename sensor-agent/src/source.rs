@@ -22,7 +22,10 @@ pub struct Reading {
 
 /// The simulated counter's in/out for one line message.
 pub fn simulated_line(seed: u64, line: usize, seq: u64) -> (u32, u32) {
-    let h = splitmix(seed ^ (line as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let h = splitmix(
+        seed ^ (line as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ seq.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    );
     ((h % 4) as u32, ((h >> 8) % 4) as u32)
 }
 
@@ -57,7 +60,9 @@ enum Dir {
 /// Why a stdin line was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StdinRefusal {
-    #[error("not a crossing ({{\"line\":…,\"dir\":\"in\"|\"out\"}}) or zone reading ({{\"zone\":…,\"count\":N}})")]
+    #[error(
+        "not a crossing ({{\"line\":…,\"dir\":\"in\"|\"out\"}}) or zone reading ({{\"zone\":…,\"count\":N}})"
+    )]
     Shape,
     #[error("line {0:?} is not one of this sensor's lines")]
     UnknownLine(String),
@@ -80,9 +85,20 @@ pub struct StdinAggregator {
 impl StdinAggregator {
     pub fn new(lines: &[String], zones: &[String]) -> StdinAggregator {
         StdinAggregator {
-            lines: lines.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect(),
-            zones: zones.iter().enumerate().map(|(i, z)| (z.clone(), i)).collect(),
-            pending: Reading { lines: vec![(0, 0); lines.len()], zones: vec![None; zones.len()] },
+            lines: lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), i))
+                .collect(),
+            zones: zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| (z.clone(), i))
+                .collect(),
+            pending: Reading {
+                lines: vec![(0, 0); lines.len()],
+                zones: vec![None; zones.len()],
+            },
         }
     }
 
@@ -93,7 +109,10 @@ impl StdinAggregator {
         }
         match serde_json::from_str::<StdinEvent>(text.trim()).map_err(|_| StdinRefusal::Shape)? {
             StdinEvent::Crossing { line, dir } => {
-                let i = *self.lines.get(&line).ok_or(StdinRefusal::UnknownLine(line))?;
+                let i = *self
+                    .lines
+                    .get(&line)
+                    .ok_or(StdinRefusal::UnknownLine(line))?;
                 let c = &mut self.pending.lines[i];
                 match dir {
                     Dir::In => c.0 = (c.0 + 1).min(10_000),
@@ -101,7 +120,10 @@ impl StdinAggregator {
                 }
             }
             StdinEvent::Zone { zone, count } => {
-                let i = *self.zones.get(&zone).ok_or(StdinRefusal::UnknownZone(zone))?;
+                let i = *self
+                    .zones
+                    .get(&zone)
+                    .ok_or(StdinRefusal::UnknownZone(zone))?;
                 if count > 10_000 {
                     return Err(StdinRefusal::TooMany);
                 }
@@ -113,7 +135,10 @@ impl StdinAggregator {
 
     /// Ends the interval: returns its aggregate and starts a new one.
     pub fn take(&mut self) -> Reading {
-        let fresh = Reading { lines: vec![(0, 0); self.lines.len()], zones: vec![None; self.zones.len()] };
+        let fresh = Reading {
+            lines: vec![(0, 0); self.lines.len()],
+            zones: vec![None; self.zones.len()],
+        };
         std::mem::replace(&mut self.pending, fresh)
     }
 }
@@ -153,23 +178,48 @@ mod tests {
     #[test]
     fn aggregates_crossings_and_zone_readings() {
         let mut a = StdinAggregator::new(&["main".into()], &["seats".into()]);
-        for l in [r#"{"line":"main","dir":"in"}"#, r#"{"line":"main","dir":"in"}"#, r#"{"line":"main","dir":"out"}"#] {
+        for l in [
+            r#"{"line":"main","dir":"in"}"#,
+            r#"{"line":"main","dir":"in"}"#,
+            r#"{"line":"main","dir":"out"}"#,
+        ] {
             a.feed(l).unwrap();
         }
         a.feed(r#"{"zone":"seats","count":12}"#).unwrap();
         a.feed(r#"{"zone":"seats","count":9}"#).unwrap();
-        assert_eq!(a.take(), Reading { lines: vec![(2, 1)], zones: vec![Some(9)] });
-        assert_eq!(a.take(), Reading { lines: vec![(0, 0)], zones: vec![None] });
+        assert_eq!(
+            a.take(),
+            Reading {
+                lines: vec![(2, 1)],
+                zones: vec![Some(9)]
+            }
+        );
+        assert_eq!(
+            a.take(),
+            Reading {
+                lines: vec![(0, 0)],
+                zones: vec![None]
+            }
+        );
     }
 
     #[test]
     fn refuses_everything_else() {
         let mut a = StdinAggregator::new(&["main".into()], &["seats".into()]);
         let cases = [
-            (r#"{"line":"main","dir":"in","face":"abc"}"#, StdinRefusal::Shape),
+            (
+                r#"{"line":"main","dir":"in","face":"abc"}"#,
+                StdinRefusal::Shape,
+            ),
             (r#"{"line":"main","dir":"sideways"}"#, StdinRefusal::Shape),
-            (r#"{"line":"back","dir":"in"}"#, StdinRefusal::UnknownLine("back".into())),
-            (r#"{"zone":"floor","count":1}"#, StdinRefusal::UnknownZone("floor".into())),
+            (
+                r#"{"line":"back","dir":"in"}"#,
+                StdinRefusal::UnknownLine("back".into()),
+            ),
+            (
+                r#"{"zone":"floor","count":1}"#,
+                StdinRefusal::UnknownZone("floor".into()),
+            ),
             (r#"{"zone":"seats","count":10001}"#, StdinRefusal::TooMany),
             (r#"{"zone":"seats","count":-1}"#, StdinRefusal::Shape),
             ("JFIF\u{0}binary", StdinRefusal::Shape),
@@ -178,7 +228,13 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(a.feed(line), Err(want), "{line}");
         }
-        assert_eq!(a.take(), Reading { lines: vec![(0, 0)], zones: vec![None] });
+        assert_eq!(
+            a.take(),
+            Reading {
+                lines: vec![(0, 0)],
+                zones: vec![None]
+            }
+        );
     }
 
     proptest! {

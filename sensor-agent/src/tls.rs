@@ -8,7 +8,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
 /// Builds a client config trusting only `ca`, optionally presenting a client certificate.
-pub fn client_config(ca: &Path, cert_key: Option<(&Path, &Path)>) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(
+    ca: &Path,
+    cert_key: Option<(&Path, &Path)>,
+) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     let cas: Vec<CertificateDer> = CertificateDer::pem_file_iter(ca)
         .and_then(|it| it.collect())
@@ -17,7 +20,9 @@ pub fn client_config(ca: &Path, cert_key: Option<(&Path, &Path)>) -> Result<Arc<
         return Err(format!("ca {}: holds no PEM certificate", ca.display()));
     }
     for c in cas {
-        roots.add(c).map_err(|e| format!("ca {}: not a usable CA certificate ({e})", ca.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("ca {}: not a usable CA certificate ({e})", ca.display()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
@@ -29,10 +34,18 @@ pub fn client_config(ca: &Path, cert_key: Option<(&Path, &Path)>) -> Result<Arc<
         Some((cert, key)) => {
             let chain: Vec<CertificateDer> = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect())
-                .map_err(|e| format!("cert {}: cannot read PEM certificates ({e})", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("key {}: cannot read a PEM private key ({e})", key.display()))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| format!("cert/key do not form a usable pair: {e}"))?
+                .map_err(|e| {
+                    format!(
+                        "cert {}: cannot read PEM certificates ({e})",
+                        cert.display()
+                    )
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                format!("key {}: cannot read a PEM private key ({e})", key.display())
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("cert/key do not form a usable pair: {e}"))?
         }
     };
     Ok(Arc::new(config))

@@ -101,7 +101,13 @@ pub async fn stored(data: &Path) -> (u64, u64, u64, u64, u64) {
         )
         .await
         .unwrap();
-    let v: Vec<u64> = csv.lines().nth(1).unwrap().split(',').map(|x| x.parse().unwrap()).collect();
+    let v: Vec<u64> = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
     (v[0], v[1], v[2], v[3], v[4])
 }
 

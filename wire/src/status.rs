@@ -88,8 +88,14 @@ impl StatusMessage {
             .map(|v| int_value(v, 0, i64::MAX))
             .transpose()?
             .map(|q| q as u64);
-        let count = |k: &str| f.opt(k).map(|v| int_value(v, 0, i64::MAX)).transpose().map(|o| o.map(|q| q as u64));
-        let (merged, dropped, corrupt_bytes) = (count("merged")?, count("dropped")?, count("corrupt_bytes")?);
+        let count = |k: &str| {
+            f.opt(k)
+                .map(|v| int_value(v, 0, i64::MAX))
+                .transpose()
+                .map(|o| o.map(|q| q as u64))
+        };
+        let (merged, dropped, corrupt_bytes) =
+            (count("merged")?, count("dropped")?, count("corrupt_bytes")?);
         let version = f.opt("version").map(|v| short_text(v, 32)).transpose()?;
         let config_hash = match f.opt("config_hash") {
             Some(v) => {

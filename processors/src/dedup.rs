@@ -63,10 +63,7 @@ impl Dedup {
     pub fn observe(&mut self, sensor: &str, seq: u64) -> Seen {
         let s = match self.sensors.get_mut(sensor) {
             Some(s) => s,
-            None => self
-                .sensors
-                .entry(sensor.to_owned())
-                .or_default(),
+            None => self.sensors.entry(sensor.to_owned()).or_default(),
         };
         let left = s.ranges.range(..=seq).next_back().map(|(a, b)| (*a, *b));
         if left.is_some_and(|(_, end)| end >= seq) {

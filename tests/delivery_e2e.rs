@@ -117,23 +117,6 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
     assert_eq!((sum_in, sum_out), truth(max));
 }
 
-/// The `tellijn-agent` binary next to this test's target directory (built by
-/// `cargo test --workspace`, for the agent package's own integration tests).
-fn agent_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("tellijn-agent");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build -p tellijn-agent`)",
-        bin.display()
-    );
-    bin
-}
-
 fn spawn_agent(dir: &std::path::Path) -> Child {
     Command::new(agent_bin())
         .args(["--config", dir.join("agent.toml").to_str().unwrap()])
@@ -197,14 +180,6 @@ async fn agent_killed_at_random_points_loses_and_doubles_nothing() {
         truth(n),
         "stored counts differ from what the agent counted"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn spawn_server(config: &std::path::Path, mqtt: u16, http: u16) -> Child {

@@ -24,14 +24,7 @@ async fn crossings_on_stdin_arrive_as_counts_and_junk_goes_nowhere() {
         ),
     )
     .unwrap();
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("tellijn-agent");
-    let mut child = Command::new(bin)
+    let mut child = Command::new(agent_bin())
         .args(["--config", a.join("agent.toml").to_str().unwrap()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -46,14 +46,6 @@ fn leaf(ca: &Ca, names: &[&str], expired: bool) -> (String, String) {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Collects a child's stderr lines on a channel.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -142,14 +134,7 @@ fn agent(dir: &Path, mqtts: u16, ca_pem: &str, client: (String, String)) -> Chil
         ),
     )
     .unwrap();
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("tellijn-agent");
-    Command::new(bin)
+    Command::new(agent_bin())
         .args(["--config", a.join("agent.toml").to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

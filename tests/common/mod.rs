@@ -242,3 +242,29 @@ pub fn audit_lines(data: &Path) -> Vec<serde_json::Value> {
     }
     out
 }
+
+/// A free loopback port (for a server that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `tellijn-agent` binary next to this test's target directory (built by
+/// `cargo test --workspace`, for the agent package's own integration tests).
+pub fn agent_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("tellijn-agent");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p tellijn-agent`)",
+        bin.display()
+    );
+    bin
+}

@@ -40,6 +40,13 @@ pub enum AuditEvent {
         first: u64,
         last: u64,
     },
+    /// A sensor reported new privacy-relevant settings in its status.
+    SensorSettings {
+        sensor: String,
+        sends: Vec<String>,
+        config_hash: Option<String>,
+        version: Option<String>,
+    },
     /// The server started with a config.
     ConfigLoaded {
         config_sha256: String,

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tellijn_config::metrics::{BuildingLabels, RoomLabels, SensorLabels, TableLabels, outcome};
 use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
 use tellijn_wire::count::rfc3339;
-use tellijn_wire::{Clock, CountMessage, SensorEvent, topic};
+use tellijn_wire::{Clock, CountMessage, SensorEvent, StatusMessage, topic};
 use tokio::sync::mpsc;
 
 use dedup::{Dedup, Seen};
@@ -113,6 +113,7 @@ pub struct Processors {
     flushes: u64,
     audit: Arc<AuditLog>,
     gap_horizon: Duration,
+    statuses: BTreeMap<String, StatusMessage>,
 }
 
 /// What a run processed, for the demo's summary.
@@ -187,6 +188,7 @@ impl Processors {
             flushes,
             audit,
             gap_horizon,
+            statuses: BTreeMap::new(),
         })
     }
 
@@ -406,7 +408,7 @@ impl Processors {
                 out
             }
             SensorEvent::Status { sensor, status } => {
-                tracing::debug!(%sensor, online = status.online, "Sensor status.");
+                self.sensor_status(sensor, status);
                 Vec::new()
             }
             SensorEvent::Connected { sensor } => {
@@ -424,6 +426,56 @@ impl Processors {
                 Vec::new()
             }
         }
+    }
+
+    /// Records what a sensor reports about itself. A change of its privacy-relevant settings
+    /// (what it sends, its config hash, its version) is audited, and the latest report of every
+    /// sensor is kept in `{data}/state/sensors.json`, so an auditor can see each device's
+    /// configuration from the server.
+    fn sensor_status(&mut self, sensor: String, status: StatusMessage) {
+        if !status.online {
+            return;
+        }
+        let settings =
+            |s: &StatusMessage| (s.sends.clone(), s.config_hash.clone(), s.version.clone());
+        let changed = self
+            .statuses
+            .get(&sensor)
+            .is_none_or(|old| settings(old) != settings(&status));
+        if changed {
+            let event = AuditEvent::SensorSettings {
+                sensor: sensor.clone(),
+                sends: status.sends.clone().unwrap_or_default(),
+                config_hash: status.config_hash.clone(),
+                version: status.version.clone(),
+            };
+            if let Err(e) = self.audit.record(event) {
+                tracing::error!("{e}");
+            }
+        }
+        if status.corrupt_bytes.unwrap_or(0) > 0 || status.dropped.unwrap_or(0) > 0 {
+            tracing::warn!(
+                %sensor,
+                corrupt_bytes = status.corrupt_bytes.unwrap_or(0),
+                dropped = status.dropped.unwrap_or(0),
+                "A sensor reports a damaged or overflowing outbox."
+            );
+        }
+        self.statuses.insert(sensor, status);
+        if changed {
+            let path = self.data_dir.join("state").join("sensors.json");
+            let text = serde_json::to_vec_pretty(&self.statuses).unwrap_or_default();
+            if let Err(e) = std::fs::create_dir_all(self.data_dir.join("state"))
+                .and_then(|_| std::fs::write(&path, text))
+            {
+                tracing::error!("Cannot write {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// The latest status each sensor reported (online reports only).
+    pub fn statuses(&self) -> &BTreeMap<String, StatusMessage> {
+        &self.statuses
     }
 
     /// Writes buffered messages to Parquet, saves the state, and returns the acks that became

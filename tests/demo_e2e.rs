@@ -75,6 +75,28 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
         .unwrap();
     assert_eq!(duck, n, "DuckDB reads a different number of rows");
 
+    // Per-minute occupancy history for every room (20 s at speed 60 ≈ 20 simulated minutes).
+    let out = tellijn(&[
+        "sql",
+        "--data",
+        data_s,
+        "--format",
+        "csv",
+        "SELECT count(DISTINCT room) AS rooms, count(DISTINCT minute) AS minutes, min(occupancy_min) AS lo FROM occupancy",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Vec<i64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(v.len(), 3, "{text}");
+    assert_eq!(v[0], 364, "every room has rows: {text}");
+    assert!(v[1] >= 10, "about one row per simulated minute: {text}");
+    assert!(v[2] >= 0);
+
     // A bad query: non-zero exit and a message that names the problem.
     let out = tellijn(&["sql", "--data", data_s, "SELECT nosuchcolumn FROM counts"]);
     assert!(!out.status.success());

@@ -47,6 +47,13 @@ pub enum AuditEvent {
         config_hash: Option<String>,
         version: Option<String>,
     },
+    /// A day partition past retention was deleted.
+    RetentionDeleted {
+        table: &'static str,
+        date: String,
+        files: usize,
+        retention: String,
+    },
     /// The server started with a config.
     ConfigLoaded {
         config_sha256: String,

@@ -112,6 +112,17 @@ pub struct Server {
         serialize_with = "duration_ser"
     )]
     pub gap_horizon: Duration,
+    /// A zone reading older than this is stale and not used for its room's occupancy.
+    #[serde(
+        default = "default_zone_max_age",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
+    pub zone_max_age: Duration,
+}
+
+fn default_zone_max_age() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_gap_horizon() -> Duration {
@@ -149,6 +160,7 @@ impl Default for Server {
             flush_interval: default_flush(),
             anonymous_read: Vec::new(),
             gap_horizon: default_gap_horizon(),
+            zone_max_age: default_zone_max_age(),
         }
     }
 }
@@ -390,10 +402,13 @@ impl Campus {
                 "must be longer than 0s (found 0s).".into(),
             );
         }
-        if self.server.timezone.trim().is_empty() {
+        if self.server.timezone.parse::<chrono_tz::Tz>().is_err() {
             err(
                 "server.timezone".into(),
-                "must name an IANA time zone such as \"Europe/Amsterdam\".".into(),
+                format!(
+                    "must name an IANA time zone such as \"Europe/Amsterdam\" (found {:?}).",
+                    self.server.timezone
+                ),
             );
         }
         for (i, f) in self.server.anonymous_read.iter().enumerate() {
@@ -761,6 +776,17 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
         let e = Campus::parse(&text, "campus.toml").unwrap_err();
         assert!(e.to_string().contains("unknown field `flush`"), "{e}");
         assert_eq!(e.0[0].key, "server.flush");
+    }
+
+    #[test]
+    fn bad_timezone_is_named() {
+        let text = example().replace(
+            "flush_interval = \"10s\"",
+            "flush_interval = \"10s\"\ntimezone = \"Mars/Olympus\"",
+        );
+        let e = Campus::parse(&text, "campus.toml").unwrap_err();
+        assert_eq!(e.0[0].key, "server.timezone");
+        assert!(e.to_string().contains("Mars/Olympus"), "{e}");
     }
 
     #[test]

@@ -22,12 +22,18 @@
 //! never acknowledged, so the agents still hold them in their outboxes and resend them.
 
 pub mod dedup;
+pub mod hvac;
+pub mod minutes;
 pub mod occupancy;
 pub mod parquet_sink;
 pub mod recover;
+pub mod retention;
+pub mod schedule;
 pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -114,6 +120,12 @@ pub struct Processors {
     audit: Arc<AuditLog>,
     gap_horizon: Duration,
     statuses: BTreeMap<String, StatusMessage>,
+    vacancy: BTreeMap<String, hvac::Vacancy>,
+    minutes: minutes::Minutes,
+    /// Next nightly reset per room or building (UTC).
+    resets: BTreeMap<String, DateTime<Utc>>,
+    tz: chrono_tz::Tz,
+    retention_checked: Option<chrono::NaiveDate>,
 }
 
 /// What a run processed, for the demo's summary.
@@ -176,6 +188,22 @@ impl Processors {
             }
         }
         let gap_horizon = campus.server.gap_horizon;
+        let now = clock.now();
+        let now_us = now.timestamp_micros();
+        let tz: chrono_tz::Tz = campus.server.timezone.parse().unwrap_or(chrono_tz::Tz::UTC);
+        let vacancy = campus
+            .rooms
+            .iter()
+            .map(|r| (r.id.clone(), hvac::Vacancy::new(engine.room(&r.id, now_us))))
+            .collect();
+        let minutes = minutes::Minutes::new(
+            now_us,
+            campus.rooms.iter().map(|r| {
+                let n = engine.room(&r.id, now_us);
+                (r.id.clone(), r.building.clone(), r.capacity, n)
+            }),
+        );
+        let resets = reset_schedule(&campus, now, tz);
         Ok(Processors {
             campus,
             data_dir: data_dir.to_path_buf(),
@@ -189,6 +217,11 @@ impl Processors {
             audit,
             gap_horizon,
             statuses: BTreeMap::new(),
+            vacancy,
+            minutes,
+            resets,
+            tz,
+            retention_checked: None,
         })
     }
 
@@ -200,7 +233,131 @@ impl Processors {
             self.campus.buildings.iter().map(|b| b.id.clone()).collect();
         let mut out = self.outputs(&rooms, &buildings);
         out.extend(self.acks(false));
+        if self.campus.integrations.home_assistant {
+            out.extend(self.home_assistant());
+        }
         out
+    }
+
+    /// Home Assistant MQTT discovery: per room an occupancy `binary_sensor` and a people-count
+    /// `sensor`, retained under `homeassistant/`, so rooms appear with no manual setup.
+    fn home_assistant(&self) -> Vec<Output> {
+        let mut out = Vec::new();
+        for r in &self.campus.rooms {
+            let device = serde_json::json!({
+                "identifiers": [format!("tellijn_{}", r.id)],
+                "name": r.name,
+                "manufacturer": "Tellijn",
+                "suggested_area": r.name,
+            });
+            let occupied = serde_json::json!({
+                "name": "Occupied",
+                "unique_id": format!("tellijn_{}_occupied", r.id),
+                "state_topic": topic::room_state(&r.id),
+                "value_template": "{{ value_json }}",
+                "payload_on": "occupied",
+                "payload_off": "vacant",
+                "device_class": "occupancy",
+                "device": device,
+            });
+            let count = serde_json::json!({
+                "name": "People",
+                "unique_id": format!("tellijn_{}_people", r.id),
+                "state_topic": topic::room_occupancy(&r.id),
+                "value_template": "{{ value_json.occupancy }}",
+                "unit_of_measurement": "people",
+                "state_class": "measurement",
+                "device": device,
+            });
+            for (kind, object, cfg) in [
+                ("binary_sensor", "occupied", occupied),
+                ("sensor", "people", count),
+            ] {
+                out.push(Output {
+                    topic: format!("homeassistant/{kind}/tellijn_{}/{object}/config", r.id),
+                    payload: serde_json::to_vec(&cfg).unwrap_or_default(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Time-driven work, called often (about once a simulated minute or once a second): nightly
+    /// resets, pending switches to vacant, stale zone readings, closing per-minute rows, and once
+    /// a day the retention sweep. Returns the retained outputs that changed.
+    pub fn housekeeping(&mut self) -> Vec<Output> {
+        let now = self.clock.now();
+        let now_us = now.timestamp_micros();
+        let mut rooms: BTreeSet<String> = BTreeSet::new();
+        let mut buildings: BTreeSet<String> = BTreeSet::new();
+        let due: Vec<String> = self
+            .resets
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for place in due {
+            let removed = self.engine.reset(&place);
+            tracing::info!(%place, removed, "Nightly reset.");
+            if let Some(b) = self.engine.building_of(&place) {
+                buildings.insert(b.to_owned());
+                rooms.insert(place.clone());
+            } else {
+                buildings.insert(place.clone());
+            }
+            let next = reset_schedule(&self.campus, now, self.tz);
+            if let Some(t) = next.get(&place) {
+                self.resets.insert(place, *t);
+            }
+        }
+        for (room, v) in &self.vacancy {
+            if v.pending() || self.engine.has_zones(room) {
+                rooms.insert(room.clone());
+                if let Some(b) = self.engine.building_of(room) {
+                    buildings.insert(b.to_owned());
+                }
+            }
+        }
+        let out = self.outputs(&rooms, &buildings);
+        let rows = self.minutes.roll(now_us);
+        self.buffer.occupancy.extend(rows);
+        if self.retention_checked != Some(now.date_naive()) {
+            self.retention_checked = Some(now.date_naive());
+            self.retention(now);
+        }
+        out
+    }
+
+    /// Deletes expired day partitions and audits each deletion.
+    fn retention(&mut self, now: DateTime<Utc>) {
+        let p = &self.campus.privacy;
+        for (table, keep) in [
+            (schema::COUNTS, p.raw_retention),
+            (schema::ZONE_COUNTS, p.raw_retention),
+            (schema::OCCUPANCY, p.aggregate_retention),
+        ] {
+            let cutoff = retention::cutoff(now, keep);
+            for (date, path) in retention::expired(&self.data_dir, table, cutoff) {
+                let files = std::fs::read_dir(&path).map(|d| d.count()).unwrap_or(0);
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {
+                        tracing::info!(table, %date, files, "Deleted a partition past retention.");
+                        let event = AuditEvent::RetentionDeleted {
+                            table,
+                            date: date.to_string(),
+                            files,
+                            retention: humantime_secs(keep),
+                        };
+                        if let Err(e) = self.audit.record(event) {
+                            tracing::error!("{e}");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("Cannot delete {} past retention: {e}", path.display())
+                    }
+                }
+            }
+        }
     }
 
     /// Ack outputs for every sensor whose watermark moved; with `give_up`, gaps overdue past
@@ -247,12 +404,23 @@ impl Processors {
     }
 
     fn outputs(&mut self, rooms: &BTreeSet<String>, buildings: &BTreeSet<String>) -> Vec<Output> {
-        let ts = rfc3339(self.clock.now());
+        let now = self.clock.now();
+        let now_us = now.timestamp_micros();
+        let ts = rfc3339(now);
+        let instant = tokio::time::Instant::now();
         let mut out = Vec::new();
         let campus = self.campus.clone();
         for room in rooms {
             let Some(r) = campus.room(room) else { continue };
-            let n = self.engine.room(room);
+            let n = self.engine.room(room, now_us);
+            self.minutes.set(room, n, now_us);
+            let delay = self.clock.real(r.vacancy_delay);
+            let state = self
+                .vacancy
+                .entry(room.clone())
+                .or_insert_with(|| hvac::Vacancy::new(n));
+            state.update(n, instant, delay);
+            let state = state.payload();
             let labels = RoomLabels {
                 room: r.id.clone(),
                 building: r.building.clone(),
@@ -268,16 +436,11 @@ impl Processors {
                 capacity: r.capacity,
                 ts: ts.clone(),
             };
-            let state: &[u8] = if n > 0 {
-                b"\"occupied\""
-            } else {
-                b"\"vacant\""
-            };
             self.push_if_changed(&mut out, topic::room_occupancy(room), &payload, n);
             self.push_raw_if_changed(&mut out, topic::room_state(room), state.to_vec());
         }
         for b in buildings {
-            let n = self.engine.building(b);
+            let n = self.engine.building(b, now_us);
             self.metrics
                 .building_occupancy
                 .get_or_create(&BuildingLabels {
@@ -369,6 +532,13 @@ impl Processors {
                 };
                 match &msg {
                     CountMessage::Line(m) => {
+                        if let Some((into, from)) = self.engine.line_ends(&m.sensor, &m.line) {
+                            let (into, from) = (into.to_owned(), from.map(str::to_owned));
+                            self.minutes.crossed(&into, m.people_in, m.people_out);
+                            if let Some(f) = from {
+                                self.minutes.crossed(&f, m.people_out, m.people_in);
+                            }
+                        }
                         for c in self
                             .engine
                             .line(&m.sensor, &m.line, m.people_in, m.people_out)
@@ -555,14 +725,24 @@ impl Processors {
                         table: schema::ZONE_COUNTS,
                     })
                     .inc_by(w.zones as u64);
-                tracing::debug!(counts = w.counts, zones = w.zones, "Flushed history.");
+                self.metrics
+                    .rows_written
+                    .get_or_create(&TableLabels {
+                        table: schema::OCCUPANCY,
+                    })
+                    .inc_by(w.minutes as u64);
+                tracing::debug!(
+                    counts = w.counts,
+                    zones = w.zones,
+                    minutes = w.minutes,
+                    "Flushed history."
+                );
                 Ok(())
             }
             Err(e) => {
                 // Put back what was not written, ahead of anything newer.
                 let mut rest = buffer;
-                rest.counts.append(&mut self.buffer.counts);
-                rest.zones.append(&mut self.buffer.zones);
+                rest.append(std::mem::take(&mut self.buffer));
                 self.buffer = rest;
                 Err(e)
             }
@@ -581,11 +761,23 @@ impl Processors {
         let mut tick = tokio::time::interval(flush_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // Housekeeping about twice per simulated minute, at most once a second.
+        let house_every = self
+            .clock
+            .real(Duration::from_secs(30))
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let mut house = tokio::time::interval(house_every);
+        house.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                _ = house.tick() => {
+                    for o in self.housekeeping() {
+                        let _ = out.send(o).await;
+                    }
+                }
                 ev = events.recv() => match ev {
                     Some(ev) => {
                         for o in self.handle(ev, &mut summary) {
@@ -641,4 +833,39 @@ fn save_state(data_dir: &Path, bytes: &[u8]) -> Result<(), ProcessorError> {
     }
     std::fs::rename(&tmp, &path).map_err(io)?;
     Ok(())
+}
+
+/// The next nightly reset of every room with a `reset` time, and of every building with
+/// entrance lines (at the earliest reset of its rooms).
+fn reset_schedule(
+    campus: &Campus,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> BTreeMap<String, DateTime<Utc>> {
+    let mut out: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    for r in &campus.rooms {
+        let Some((h, m)) = r
+            .reset
+            .as_deref()
+            .and_then(tellijn_config::campus::parse_reset)
+        else {
+            continue;
+        };
+        let t = schedule::next_local(now, tz, h, m);
+        out.insert(r.id.clone(), t);
+        let entrance = campus
+            .sensors
+            .iter()
+            .flat_map(|s| &s.lines)
+            .any(|l| l.into == r.building || l.from.as_deref() == Some(r.building.as_str()));
+        if entrance {
+            let b = out.entry(r.building.clone()).or_insert(t);
+            *b = (*b).min(t);
+        }
+    }
+    out
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
 }

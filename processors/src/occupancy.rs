@@ -6,6 +6,8 @@
 //! - A count never goes below zero: what would, is clamped and reported.
 //! - A building's occupancy comes from its entrance lines, or, when it has none, from the sum
 //!   of its rooms.
+//! - A zone reading older than `server.zone_max_age` is stale and not counted.
+//! - [`Engine::reset`] sets a place's line count to zero (the nightly drift correction).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,6 +44,7 @@ pub struct Engine {
     room_building: BTreeMap<String, String>,
     rooms_with_zones: BTreeMap<String, bool>,
     buildings_with_entrances: BTreeMap<String, bool>,
+    zone_max_age_us: i64,
     pub state: State,
 }
 
@@ -87,6 +90,7 @@ impl Engine {
                 .collect(),
             rooms_with_zones,
             buildings_with_entrances,
+            zone_max_age_us: campus.server.zone_max_age.as_micros().min(i64::MAX as u128) as i64,
             state: State::default(),
         }
     }
@@ -154,20 +158,20 @@ impl Engine {
         }
     }
 
-    /// People in a room now.
-    pub fn room(&self, room: &str) -> u64 {
+    /// People in a room at `now_us` (Unix µs; zone readings older than the max age are stale).
+    pub fn room(&self, room: &str, now_us: i64) -> u64 {
         if self.rooms_with_zones.get(room).copied().unwrap_or(false) {
-            self.state
-                .zones
-                .get(room)
-                .map_or(0, |z| z.values().map(|(_, c)| c).sum())
+            let fresh = |t: i64| now_us.saturating_sub(t) <= self.zone_max_age_us;
+            self.state.zones.get(room).map_or(0, |z| {
+                z.values().filter(|(t, _)| fresh(*t)).map(|(_, c)| c).sum()
+            })
         } else {
             self.state.lines.get(room).copied().unwrap_or(0)
         }
     }
 
-    /// People in a building now.
-    pub fn building(&self, building: &str) -> u64 {
+    /// People in a building at `now_us`.
+    pub fn building(&self, building: &str, now_us: i64) -> u64 {
         if self
             .buildings_with_entrances
             .get(building)
@@ -179,9 +183,26 @@ impl Engine {
             self.room_building
                 .iter()
                 .filter(|(_, b)| *b == building)
-                .map(|(r, _)| self.room(r))
+                .map(|(r, _)| self.room(r, now_us))
                 .sum()
         }
+    }
+
+    /// Sets a room's or building's line count to zero; returns how many people that removed.
+    pub fn reset(&mut self, place: &str) -> u64 {
+        self.state.lines.insert(place.to_owned(), 0).unwrap_or(0)
+    }
+
+    /// Where a line's crossings go: (`into`, `from`).
+    pub fn line_ends(&self, sensor: &str, line: &str) -> Option<(&str, Option<&str>)> {
+        self.lines
+            .get(&(sensor.to_owned(), line.to_owned()))
+            .map(|e| (e.into.as_str(), e.from.as_deref()))
+    }
+
+    /// Does this room take its occupancy from zones?
+    pub fn has_zones(&self, room: &str) -> bool {
+        self.rooms_with_zones.get(room).copied().unwrap_or(false)
     }
 
     /// The building a room is in.
@@ -279,7 +300,7 @@ zones = [{{ zone = "left", room = "aula" }}, {{ zone = "right", room = "aula" }}
         e.line("ent", "inner", 6, 0);
         e.line("door-a", "main", 4, 0);
         assert_eq!(
-            (e.building("lib"), e.room("hall"), e.room("study")),
+            (e.building("lib", 1), e.room("hall", 1), e.room("study", 1)),
             (10, 2, 4)
         );
         let ch = e.line("lab-door", "main", 0, 3);
@@ -290,17 +311,23 @@ zones = [{{ zone = "left", room = "aula" }}, {{ zone = "right", room = "aula" }}
                 clamped: 3
             }]
         );
-        assert_eq!(e.room("lab"), 0);
+        assert_eq!(e.room("lab", 1), 0);
         // eng has no entrance lines: it is the sum of its rooms.
         e.line("lab-door", "main", 2, 0);
         e.zone("aula-cam", "left", 1, 40);
         e.zone("aula-cam", "right", 1, 30);
-        assert_eq!(e.room("aula"), 70);
-        assert_eq!(e.building("eng"), 72);
+        assert_eq!(e.room("aula", 1), 70);
+        assert_eq!(e.building("eng", 1), 72);
         // An older zone reading does not replace a newer one.
         assert_eq!(e.zone("aula-cam", "left", 0, 5), None);
-        assert_eq!(e.room("aula"), 70);
+        assert_eq!(e.room("aula", 1), 70);
         assert_eq!(e.zone("ghost", "left", 2, 5), None);
+        // Fifteen minutes later the readings are stale: the hall counts as empty.
+        assert_eq!(e.room("aula", 1 + 15 * 60 * 1_000_000), 70);
+        assert_eq!(e.room("aula", 2 + 15 * 60 * 1_000_000), 0);
+        // The nightly reset empties what the lines say.
+        assert_eq!(e.reset("lab"), 2);
+        assert_eq!(e.room("lab", 1), 0);
     }
 
     proptest! {
@@ -323,8 +350,8 @@ zones = [{{ zone = "left", room = "aula" }}, {{ zone = "right", room = "aula" }}
                 for c in e.line(s, l, i, o) {
                     if c.place == "lib" { clamped_lib += c.clamped as i64 } else { clamped_rooms += c.clamped as i64 }
                 }
-                prop_assert_eq!(e.building("lib") as i64, net_lib + clamped_lib);
-                prop_assert_eq!((e.room("hall") + e.room("study")) as i64, net_rooms + clamped_rooms);
+                prop_assert_eq!(e.building("lib", 1) as i64, net_lib + clamped_lib);
+                prop_assert_eq!((e.room("hall", 1) + e.room("study", 1)) as i64, net_rooms + clamped_rooms);
             }
         }
     }

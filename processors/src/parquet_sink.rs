@@ -21,6 +21,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use tellijn_wire::{LineCount, ZoneCount};
 
+use crate::minutes::MinuteRow;
 use crate::schema;
 
 /// Errors writing history.
@@ -47,6 +48,7 @@ pub enum SinkError {
 pub struct Buffer {
     pub counts: Vec<(LineCount, DateTime<Utc>)>,
     pub zones: Vec<(ZoneCount, DateTime<Utc>)>,
+    pub occupancy: Vec<MinuteRow>,
 }
 
 /// What a flush wrote.
@@ -54,16 +56,24 @@ pub struct Buffer {
 pub struct Written {
     pub counts: usize,
     pub zones: usize,
+    pub minutes: usize,
     pub files: Vec<PathBuf>,
 }
 
 impl Buffer {
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.zones.is_empty()
+        self.counts.is_empty() && self.zones.is_empty() && self.occupancy.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.counts.len() + self.zones.len()
+        self.counts.len() + self.zones.len() + self.occupancy.len()
+    }
+
+    /// Puts `newer` after what is buffered (after a failed flush).
+    pub fn append(&mut self, mut newer: Buffer) {
+        self.counts.append(&mut newer.counts);
+        self.zones.append(&mut newer.zones);
+        self.occupancy.append(&mut newer.occupancy);
     }
 
     /// Writes everything buffered as flush number `flush`; on error nothing is lost from
@@ -107,8 +117,29 @@ impl Buffer {
             )?);
             written.zones += rows.len();
         }
+        let mut by_day: BTreeMap<NaiveDate, Vec<&MinuteRow>> = BTreeMap::new();
+        for row in &self.occupancy {
+            let day = DateTime::from_timestamp_micros(row.minute)
+                .unwrap_or_default()
+                .date_naive();
+            by_day.entry(day).or_default().push(row);
+        }
+        for (day, mut rows) in by_day {
+            rows.sort_by(|a, b| (&a.room, a.minute).cmp(&(&b.room, b.minute)));
+            let batch = minutes_batch(&rows)?;
+            written.files.push(write_file(
+                data_dir,
+                schema::OCCUPANCY,
+                day,
+                flush,
+                schema::occupancy(),
+                batch,
+            )?);
+            written.minutes += rows.len();
+        }
         self.counts.clear();
         self.zones.clear();
+        self.occupancy.clear();
         Ok(written)
     }
 }
@@ -185,6 +216,40 @@ fn zones_batch(rows: &[&(ZoneCount, DateTime<Utc>)]) -> Result<RecordBatch, Sink
         Arc::new(received.finish()),
     ];
     Ok(RecordBatch::try_new(schema::zone_counts(), cols)?)
+}
+
+fn minutes_batch(rows: &[&MinuteRow]) -> Result<RecordBatch, SinkError> {
+    let n = rows.len();
+    let mut room = StringBuilder::with_capacity(n, n * 16);
+    let mut building = StringBuilder::with_capacity(n, n * 8);
+    let mut minute = TimestampMicrosecondBuilder::with_capacity(n);
+    let ints = || Int32Builder::with_capacity(n);
+    let (mut pin, mut pout, mut min, mut max, mut cap) = (ints(), ints(), ints(), ints(), ints());
+    let mut avg = arrow::array::Float64Builder::with_capacity(n);
+    let i32_of = |v: u32| v.min(i32::MAX as u32) as i32;
+    for r in rows {
+        room.append_value(&r.room);
+        building.append_value(&r.building);
+        minute.append_value(r.minute);
+        pin.append_value(i32_of(r.people_in));
+        pout.append_value(i32_of(r.people_out));
+        min.append_value(i32_of(r.occupancy_min));
+        avg.append_value(r.occupancy_avg);
+        max.append_value(i32_of(r.occupancy_max));
+        cap.append_value(i32_of(r.capacity));
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(room.finish()),
+        Arc::new(building.finish()),
+        Arc::new(minute.finish()),
+        Arc::new(pin.finish()),
+        Arc::new(pout.finish()),
+        Arc::new(min.finish()),
+        Arc::new(avg.finish()),
+        Arc::new(max.finish()),
+        Arc::new(cap.finish()),
+    ];
+    Ok(RecordBatch::try_new(schema::occupancy(), cols)?)
 }
 
 fn write_file(

@@ -38,3 +38,22 @@ pub fn zone_counts() -> SchemaRef {
         Field::new("received", ts(), false),
     ]))
 }
+
+/// Directory and SQL name of the per-minute occupancy history.
+pub const OCCUPANCY: &str = "occupancy";
+
+/// `occupancy(room, building, minute, people_in, people_out, occupancy_min, occupancy_avg,
+/// occupancy_max, capacity)`.
+pub fn occupancy() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("room", DataType::Utf8, false),
+        Field::new("building", DataType::Utf8, false),
+        Field::new("minute", ts(), false),
+        Field::new("people_in", DataType::Int32, false),
+        Field::new("people_out", DataType::Int32, false),
+        Field::new("occupancy_min", DataType::Int32, false),
+        Field::new("occupancy_avg", DataType::Float64, false),
+        Field::new("occupancy_max", DataType::Int32, false),
+        Field::new("capacity", DataType::Int32, false),
+    ]))
+}

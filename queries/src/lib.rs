@@ -6,10 +6,13 @@
 //! - [`History::open`]: a DataFusion session with the history tables (`counts`, `zone_counts`:
 //!   hive-partitioned listing tables with fixed schemas, so they answer even before the first
 //!   file exists) and the campus tables from the config (`rooms`, `buildings`, `sensors`).
+//! - [`retained`]: wraps the history tables so no query ever sees a day past retention.
 //! - [`History::query`]: runs one statement and renders it as a table, CSV or JSON.
 //!
 //! Reads only; files appear whole (renamed into place by the processors), so querying while a
 //! server writes is safe. Each query lists the files again, so new files are seen at once.
+
+pub mod retained;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,9 +68,19 @@ impl History {
             return Err(QueryError::NoData(data_dir.to_path_buf()));
         }
         let ctx = SessionContext::new();
-        for (name, schema) in [
-            (schema::COUNTS, schema::counts()),
-            (schema::ZONE_COUNTS, schema::zone_counts()),
+        let privacy = campus.map(|c| c.privacy.clone()).unwrap_or_default();
+        for (name, schema, retention) in [
+            (schema::COUNTS, schema::counts(), privacy.raw_retention),
+            (
+                schema::ZONE_COUNTS,
+                schema::zone_counts(),
+                privacy.raw_retention,
+            ),
+            (
+                schema::OCCUPANCY,
+                schema::occupancy(),
+                privacy.aggregate_retention,
+            ),
         ] {
             let dir = data_dir.join(name);
             std::fs::create_dir_all(&dir)
@@ -82,7 +95,14 @@ impl History {
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(schema);
-            ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+            let table = Arc::new(ListingTable::try_new(config)?);
+            ctx.register_table(
+                name,
+                Arc::new(retained::Retained {
+                    inner: table,
+                    retention,
+                }),
+            )?;
         }
         if let Some(c) = campus {
             register_campus(&ctx, c)?;
@@ -280,6 +300,36 @@ mod tests {
             .await
             .unwrap();
         assert!(table.contains("| 0 |"), "{table}");
+    }
+
+    #[tokio::test]
+    async fn nothing_past_retention_is_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 2);
+        // A partition from long ago, as if the server had not swept it yet.
+        let old = dir.path().join("counts/date=2001-01-01");
+        std::fs::create_dir_all(&old).unwrap();
+        for f in std::fs::read_dir(dir.path().join("counts/date=2026-11-22")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, old.join(f.file_name().unwrap())).unwrap();
+        }
+        let h = History::open(dir.path(), None).await.unwrap();
+        let csv = h
+            .query(
+                "SELECT date, count(*) AS n FROM counts GROUP BY date ORDER BY date",
+                Format::Csv,
+            )
+            .await
+            .unwrap();
+        assert_eq!(csv, "date,n\n2026-11-22,2\n");
+        let csv = h
+            .query(
+                "SELECT count(*) AS n FROM counts WHERE date = '2001-01-01'",
+                Format::Csv,
+            )
+            .await
+            .unwrap();
+        assert_eq!(csv, "n\n0\n");
     }
 
     #[tokio::test]

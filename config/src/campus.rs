@@ -416,7 +416,7 @@ impl Campus {
                 err(
                     format!("server.anonymous_read[{i}]"),
                     format!(
-                        "must be a topic filter under tellijn/v1/rooms/ or tellijn/v1/buildings/ (found {f:?})."
+                        "must be a topic filter under tellijn/v1/rooms/, tellijn/v1/buildings/ or homeassistant/ (found {f:?})."
                     ),
                 );
             }
@@ -469,7 +469,7 @@ impl Campus {
                     err(
                         format!("mqtt_readers[{i}].topics[{j}]"),
                         format!(
-                            "must be a topic filter under tellijn/v1/rooms/ or tellijn/v1/buildings/ (found {f:?})."
+                            "must be a topic filter under tellijn/v1/rooms/, tellijn/v1/buildings/ or homeassistant/ (found {f:?})."
                         ),
                     );
                 }
@@ -609,7 +609,9 @@ pub fn parse_reset(s: &str) -> Option<(u32, u32)> {
 
 /// A topic filter that stays inside the derived topics.
 fn derived_filter(f: &str) -> bool {
-    (f.starts_with("tellijn/v1/rooms/") || f.starts_with("tellijn/v1/buildings/"))
+    (f.starts_with("tellijn/v1/rooms/")
+        || f.starts_with("tellijn/v1/buildings/")
+        || f.starts_with("homeassistant/"))
         && f.split('/').all(|l| !l.is_empty())
         && f.split('/')
             .enumerate()
@@ -812,5 +814,6 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
         assert!(!derived_filter("tellijn/v1/rooms/#/x"));
         assert!(!derived_filter("tellijn/v1/sensors/#"));
         assert!(!derived_filter("#"));
+        assert!(derived_filter("homeassistant/#"));
     }
 }

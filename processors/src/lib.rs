@@ -131,8 +131,11 @@ pub struct Processors {
 /// What a run processed, for the demo's summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
+    /// Messages stored (including late ones).
     pub accepted: u64,
     pub duplicates: u64,
+    /// Stored messages whose minute had already been closed.
+    pub late: u64,
 }
 
 impl Processors {
@@ -515,8 +518,12 @@ impl Processors {
                         }
                     }
                 }
-                self.metrics.outcome(outcome::ACCEPTED);
+                // A message for a minute already closed is stored all the same, and counted as
+                // late: its minute's occupancy row was written without it.
+                let late = msg.time().timestamp_micros() < self.minutes.open_minute() - 60_000_000;
+                self.metrics.outcome(if late { outcome::LATE } else { outcome::ACCEPTED });
                 summary.accepted += 1;
+                summary.late += u64::from(late);
                 self.metrics
                     .sensor_last_seen
                     .get_or_create(&sensor)

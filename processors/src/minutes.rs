@@ -70,6 +70,11 @@ impl Minutes {
         Minutes { minute, rooms }
     }
 
+    /// Start of the open minute, Unix µs.
+    pub fn open_minute(&self) -> i64 {
+        self.minute
+    }
+
     /// People crossed into or out of a room.
     pub fn crossed(&mut self, room: &str, people_in: u32, people_out: u32) {
         if let Some(a) = self.rooms.get_mut(room) {

@@ -1,0 +1,196 @@
+//! The processors driven directly (no broker): state across restarts, vacancy timing with
+//! paused tokio time, Home Assistant discovery, late messages, retention.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use prometheus_client::registry::Registry;
+use tellijn_config::{AuditLog, Campus, Metrics};
+use tellijn_processors::{Output, Processors, Summary};
+use tellijn_wire::{Clock, CountMessage, LineCount, SensorEvent};
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+
+fn campus(extra: &str) -> Arc<Campus> {
+    let text = format!(
+        r#"
+[privacy]
+raw_retention = "30d"
+aggregate_retention = "60d"
+{extra}
+[[buildings]]
+id = "b"
+name = "B"
+[[rooms]]
+id = "r1"
+building = "b"
+name = "Study hall"
+kind = "study"
+capacity = 50
+public = true
+vacancy_delay = "10m"
+[[rooms]]
+id = "r2"
+building = "b"
+name = "Office"
+kind = "office"
+capacity = 3
+[[sensors]]
+id = "s1"
+secret_hash = "{HASH}"
+lines = [{{ line = "main", into = "r1" }}]
+[[sensors]]
+id = "s2"
+secret_hash = "{HASH}"
+lines = [{{ line = "main", into = "r2", from = "r1" }}]
+"#
+    );
+    Arc::new(Campus::parse(&text, "test").unwrap())
+}
+
+fn open(dir: &std::path::Path, campus: &Arc<Campus>) -> Processors {
+    let mut reg = Registry::default();
+    let metrics = Metrics::new(&mut reg);
+    let audit = Arc::new(AuditLog::open(dir).unwrap());
+    Processors::open(campus.clone(), dir, metrics, Clock::system(), audit).unwrap()
+}
+
+fn line(sensor: &str, seq: u64, end: DateTime<Utc>, people_in: u32, people_out: u32) -> SensorEvent {
+    SensorEvent::Count {
+        msg: CountMessage::Line(LineCount {
+            sensor: sensor.into(),
+            line: "main".into(),
+            seq,
+            start: end - TimeDelta::seconds(1),
+            end,
+            people_in,
+            people_out,
+        }),
+        received: Utc::now(),
+        at: Instant::now(),
+    }
+}
+
+fn payload<'a>(outs: &'a [Output], topic: &str) -> Option<&'a [u8]> {
+    outs.iter().rev().find(|o| o.topic == topic).map(|o| o.payload.as_slice())
+}
+
+fn occupancy(outs: &[Output], room: &str) -> Option<u64> {
+    let p = payload(outs, &format!("tellijn/v1/rooms/{room}/occupancy"))?;
+    serde_json::from_slice::<serde_json::Value>(p).ok()?["occupancy"].as_u64()
+}
+
+#[tokio::test]
+async fn restart_mid_day_resumes_retained_occupancy() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = campus("");
+    let mut p = open(dir.path(), &c);
+    let mut s = Summary::default();
+    let now = Utc::now();
+    p.handle(line("s1", 1, now, 7, 0), &mut s);
+    let outs = p.handle(line("s2", 1, now, 2, 0), &mut s);
+    assert_eq!((occupancy(&outs, "r1"), occupancy(&outs, "r2")), (Some(5), Some(2)));
+    p.flush().await.unwrap();
+    drop(p);
+    // A new process on the same data: the retained values are right before any message.
+    let mut again = open(dir.path(), &c);
+    let outs = again.initial_outputs();
+    assert_eq!((occupancy(&outs, "r1"), occupancy(&outs, "r2")), (Some(5), Some(2)));
+    assert_eq!(payload(&outs, "tellijn/v1/rooms/r1/state"), Some(&b"\"occupied\""[..]));
+    assert_eq!(payload(&outs, "tellijn/v1/sensors/s1/ack"), Some(&b"{\"seq\":1}"[..]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn vacancy_delay_with_paused_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open(dir.path(), &campus(""));
+    let mut s = Summary::default();
+    let state = "tellijn/v1/rooms/r1/state";
+    p.initial_outputs();
+    let now = Utc::now();
+    let outs = p.handle(line("s1", 1, now, 1, 0), &mut s);
+    assert_eq!(payload(&outs, state), Some(&b"\"occupied\""[..]));
+    // A miscount takes the room to zero for a minute: the state does not flap.
+    let outs = p.handle(line("s1", 2, now, 0, 1), &mut s);
+    assert_eq!(payload(&outs, state), None);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(payload(&p.housekeeping(), state), None);
+    p.handle(line("s1", 3, now, 1, 0), &mut s);
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(payload(&p.housekeeping(), state), None);
+    // A real departure: vacant once the room has stood at zero for the 10-minute delay.
+    p.handle(line("s1", 4, now, 0, 1), &mut s);
+    tokio::time::advance(Duration::from_secs(599)).await;
+    assert_eq!(payload(&p.housekeeping(), state), None);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(payload(&p.housekeeping(), state), Some(&b"\"vacant\""[..]));
+    // Published on change only.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(payload(&p.housekeeping(), state), None);
+}
+
+#[tokio::test]
+async fn home_assistant_discovery_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let outs = open(dir.path(), &campus("[integrations]\nhome_assistant = true\n")).initial_outputs();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(payload(&outs, "homeassistant/binary_sensor/tellijn_r1/occupied/config").unwrap()).unwrap();
+    assert_eq!(cfg["state_topic"], "tellijn/v1/rooms/r1/state");
+    assert_eq!(cfg["device_class"], "occupancy");
+    assert_eq!(cfg["payload_on"], "occupied");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(payload(&outs, "homeassistant/sensor/tellijn_r2/people/config").unwrap()).unwrap();
+    assert_eq!(cfg["value_template"], "{{ value_json.occupancy }}");
+    let off = open(tempfile::tempdir().unwrap().path(), &campus("")).initial_outputs();
+    assert!(!off.iter().any(|o| o.topic.starts_with("homeassistant/")));
+}
+
+#[tokio::test]
+async fn late_messages_are_stored_and_counted_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open(dir.path(), &campus(""));
+    let mut s = Summary::default();
+    p.handle(line("s1", 1, Utc::now(), 1, 0), &mut s);
+    p.handle(line("s1", 2, Utc::now() - TimeDelta::minutes(5), 1, 0), &mut s);
+    assert_eq!((s.accepted, s.late), (2, 1));
+    p.flush().await.unwrap();
+    let n: usize = std::fs::read_dir(dir.path().join("counts")).unwrap().count();
+    assert!(n >= 1);
+}
+
+#[tokio::test]
+async fn retention_deletes_exactly_the_expired_partitions_and_audits_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let today = Utc::now().date_naive();
+    let day = |n: i64| (today - TimeDelta::days(n)).to_string();
+    for (table, ages) in [("counts", [31, 30, 29]), ("zone_counts", [40, 2, 1]), ("occupancy", [61, 60, 59])] {
+        for a in ages {
+            let d = dir.path().join(table).join(format!("date={}", day(a)));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("old.parquet"), b"never read").unwrap();
+        }
+    }
+    let mut p = open(dir.path(), &campus(""));
+    p.housekeeping();
+    let left = |table: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path().join(table))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // 30 days of raw counts: a partition whose day ended more than 30 days ago is gone.
+    assert_eq!(left("counts"), [format!("date={}", day(30)), format!("date={}", day(29))]);
+    assert_eq!(left("zone_counts"), [format!("date={}", day(2)), format!("date={}", day(1))]);
+    assert_eq!(left("occupancy"), [format!("date={}", day(60)), format!("date={}", day(59))]);
+    let audit = std::fs::read_dir(dir.path().join("audit")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
+    let deleted: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["event"] == "retention_deleted")
+        .collect();
+    assert_eq!(deleted.len(), 3, "{audit}");
+    assert!(deleted.iter().any(|l| l["table"] == "counts" && l["date"] == day(31).as_str() && l["files"] == 1));
+}

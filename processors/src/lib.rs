@@ -521,7 +521,11 @@ impl Processors {
                 // A message for a minute already closed is stored all the same, and counted as
                 // late: its minute's occupancy row was written without it.
                 let late = msg.time().timestamp_micros() < self.minutes.open_minute() - 60_000_000;
-                self.metrics.outcome(if late { outcome::LATE } else { outcome::ACCEPTED });
+                self.metrics.outcome(if late {
+                    outcome::LATE
+                } else {
+                    outcome::ACCEPTED
+                });
                 summary.accepted += 1;
                 summary.late += u64::from(late);
                 self.metrics

@@ -355,4 +355,26 @@ zones = [{{ zone = "left", room = "aula" }}, {{ zone = "right", room = "aula" }}
             }
         }
     }
+
+    proptest! {
+        /// With perfect sensors the engine's count equals the true number of people in every
+        /// room after every message: a simulated crowd walks in from outside, between rooms
+        /// through an inner door, and out again, and every crossing is counted exactly.
+        #[test]
+        fn perfect_sensors_give_the_true_count(moves in proptest::collection::vec((0u8..4, 1u32..6), 0..300)) {
+            let mut e = Engine::new(&campus());
+            // "door-a" counts hall → study; "ent"/"inner" counts outside → hall.
+            let (mut hall, mut study) = (0u64, 0u64);
+            for (kind, k) in moves {
+                match kind {
+                    0 => { e.line("ent", "inner", k, 0); hall += k as u64; }
+                    1 => { let k = (k as u64).min(hall); e.line("ent", "inner", 0, k as u32); hall -= k; }
+                    2 => { let k = (k as u64).min(hall); e.line("door-a", "main", k as u32, 0); hall -= k; study += k; }
+                    _ => { let k = (k as u64).min(study); e.line("door-b", "main", 0, k as u32); study -= k; hall += k; }
+                }
+                prop_assert_eq!(e.room("hall", 1), hall);
+                prop_assert_eq!(e.room("study", 1), study);
+            }
+        }
+    }
 }

@@ -56,7 +56,13 @@ fn open(dir: &std::path::Path, campus: &Arc<Campus>) -> Processors {
     Processors::open(campus.clone(), dir, metrics, Clock::system(), audit).unwrap()
 }
 
-fn line(sensor: &str, seq: u64, end: DateTime<Utc>, people_in: u32, people_out: u32) -> SensorEvent {
+fn line(
+    sensor: &str,
+    seq: u64,
+    end: DateTime<Utc>,
+    people_in: u32,
+    people_out: u32,
+) -> SensorEvent {
     SensorEvent::Count {
         msg: CountMessage::Line(LineCount {
             sensor: sensor.into(),
@@ -73,7 +79,10 @@ fn line(sensor: &str, seq: u64, end: DateTime<Utc>, people_in: u32, people_out: 
 }
 
 fn payload<'a>(outs: &'a [Output], topic: &str) -> Option<&'a [u8]> {
-    outs.iter().rev().find(|o| o.topic == topic).map(|o| o.payload.as_slice())
+    outs.iter()
+        .rev()
+        .find(|o| o.topic == topic)
+        .map(|o| o.payload.as_slice())
 }
 
 fn occupancy(outs: &[Output], room: &str) -> Option<u64> {
@@ -90,15 +99,27 @@ async fn restart_mid_day_resumes_retained_occupancy() {
     let now = Utc::now();
     p.handle(line("s1", 1, now, 7, 0), &mut s);
     let outs = p.handle(line("s2", 1, now, 2, 0), &mut s);
-    assert_eq!((occupancy(&outs, "r1"), occupancy(&outs, "r2")), (Some(5), Some(2)));
+    assert_eq!(
+        (occupancy(&outs, "r1"), occupancy(&outs, "r2")),
+        (Some(5), Some(2))
+    );
     p.flush().await.unwrap();
     drop(p);
     // A new process on the same data: the retained values are right before any message.
     let mut again = open(dir.path(), &c);
     let outs = again.initial_outputs();
-    assert_eq!((occupancy(&outs, "r1"), occupancy(&outs, "r2")), (Some(5), Some(2)));
-    assert_eq!(payload(&outs, "tellijn/v1/rooms/r1/state"), Some(&b"\"occupied\""[..]));
-    assert_eq!(payload(&outs, "tellijn/v1/sensors/s1/ack"), Some(&b"{\"seq\":1}"[..]));
+    assert_eq!(
+        (occupancy(&outs, "r1"), occupancy(&outs, "r2")),
+        (Some(5), Some(2))
+    );
+    assert_eq!(
+        payload(&outs, "tellijn/v1/rooms/r1/state"),
+        Some(&b"\"occupied\""[..])
+    );
+    assert_eq!(
+        payload(&outs, "tellijn/v1/sensors/s1/ack"),
+        Some(&b"{\"seq\":1}"[..])
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -133,14 +154,26 @@ async fn vacancy_delay_with_paused_time() {
 #[tokio::test]
 async fn home_assistant_discovery_when_enabled() {
     let dir = tempfile::tempdir().unwrap();
-    let outs = open(dir.path(), &campus("[integrations]\nhome_assistant = true\n")).initial_outputs();
-    let cfg: serde_json::Value =
-        serde_json::from_slice(payload(&outs, "homeassistant/binary_sensor/tellijn_r1/occupied/config").unwrap()).unwrap();
+    let outs = open(
+        dir.path(),
+        &campus("[integrations]\nhome_assistant = true\n"),
+    )
+    .initial_outputs();
+    let cfg: serde_json::Value = serde_json::from_slice(
+        payload(
+            &outs,
+            "homeassistant/binary_sensor/tellijn_r1/occupied/config",
+        )
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg["state_topic"], "tellijn/v1/rooms/r1/state");
     assert_eq!(cfg["device_class"], "occupancy");
     assert_eq!(cfg["payload_on"], "occupied");
-    let cfg: serde_json::Value =
-        serde_json::from_slice(payload(&outs, "homeassistant/sensor/tellijn_r2/people/config").unwrap()).unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(
+        payload(&outs, "homeassistant/sensor/tellijn_r2/people/config").unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg["value_template"], "{{ value_json.occupancy }}");
     let off = open(tempfile::tempdir().unwrap().path(), &campus("")).initial_outputs();
     assert!(!off.iter().any(|o| o.topic.starts_with("homeassistant/")));
@@ -152,10 +185,15 @@ async fn late_messages_are_stored_and_counted_late() {
     let mut p = open(dir.path(), &campus(""));
     let mut s = Summary::default();
     p.handle(line("s1", 1, Utc::now(), 1, 0), &mut s);
-    p.handle(line("s1", 2, Utc::now() - TimeDelta::minutes(5), 1, 0), &mut s);
+    p.handle(
+        line("s1", 2, Utc::now() - TimeDelta::minutes(5), 1, 0),
+        &mut s,
+    );
     assert_eq!((s.accepted, s.late), (2, 1));
     p.flush().await.unwrap();
-    let n: usize = std::fs::read_dir(dir.path().join("counts")).unwrap().count();
+    let n: usize = std::fs::read_dir(dir.path().join("counts"))
+        .unwrap()
+        .count();
     assert!(n >= 1);
 }
 
@@ -164,7 +202,11 @@ async fn retention_deletes_exactly_the_expired_partitions_and_audits_them() {
     let dir = tempfile::tempdir().unwrap();
     let today = Utc::now().date_naive();
     let day = |n: i64| (today - TimeDelta::days(n)).to_string();
-    for (table, ages) in [("counts", [31, 30, 29]), ("zone_counts", [40, 2, 1]), ("occupancy", [61, 60, 59])] {
+    for (table, ages) in [
+        ("counts", [31, 30, 29]),
+        ("zone_counts", [40, 2, 1]),
+        ("occupancy", [61, 60, 59]),
+    ] {
         for a in ages {
             let d = dir.path().join(table).join(format!("date={}", day(a)));
             std::fs::create_dir_all(&d).unwrap();
@@ -182,15 +224,31 @@ async fn retention_deletes_exactly_the_expired_partitions_and_audits_them() {
         v
     };
     // 30 days of raw counts: a partition whose day ended more than 30 days ago is gone.
-    assert_eq!(left("counts"), [format!("date={}", day(30)), format!("date={}", day(29))]);
-    assert_eq!(left("zone_counts"), [format!("date={}", day(2)), format!("date={}", day(1))]);
-    assert_eq!(left("occupancy"), [format!("date={}", day(60)), format!("date={}", day(59))]);
-    let audit = std::fs::read_dir(dir.path().join("audit")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
+    assert_eq!(
+        left("counts"),
+        [format!("date={}", day(30)), format!("date={}", day(29))]
+    );
+    assert_eq!(
+        left("zone_counts"),
+        [format!("date={}", day(2)), format!("date={}", day(1))]
+    );
+    assert_eq!(
+        left("occupancy"),
+        [format!("date={}", day(60)), format!("date={}", day(59))]
+    );
+    let audit = std::fs::read_dir(dir.path().join("audit"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
     let deleted: Vec<serde_json::Value> = audit
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|l| l["event"] == "retention_deleted")
         .collect();
     assert_eq!(deleted.len(), 3, "{audit}");
-    assert!(deleted.iter().any(|l| l["table"] == "counts" && l["date"] == day(31).as_str() && l["files"] == 1));
+    assert!(
+        deleted
+            .iter()
+            .any(|l| l["table"] == "counts" && l["date"] == day(31).as_str() && l["files"] == 1)
+    );
 }

@@ -148,15 +148,12 @@ pub async fn run(
     // Bumped on every CONNACK: the sender restarts from the watermark.
     let (epoch_tx, mut epoch_rx) = watch::channel(0u64);
     let wake = Arc::new(Notify::new());
-    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let since = clock.now();
 
     let poller = {
         let (client, outbox, wake) = (client.clone(), outbox.clone(), wake.clone());
         let (status_topic, ack_topic, sensor) =
             (status_topic.clone(), ack_topic.clone(), cfg.sensor.clone());
-        let (published, acked) = (published.clone(), acked.clone());
         let cfg = cfg.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
@@ -167,9 +164,7 @@ pub async fn run(
                     ev = events.poll() => ev,
                     _ = status_tick.tick(), if connected => {
                         let s = status(&cfg, &lock(&outbox), since, clock.now());
-                        if client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json()).is_ok() {
-                            published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
+                        let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json());
                         continue;
                     }
                 };
@@ -180,12 +175,12 @@ pub async fn run(
                         tracing::info!(%sensor, "Connected to the broker.");
                         let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
                         let s = status(&cfg, &lock(&outbox), since, clock.now());
-                        if client
-                            .try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json())
-                            .is_ok()
-                        {
-                            published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
+                        let _ = client.try_publish(
+                            status_topic.clone(),
+                            QoS::AtLeastOnce,
+                            true,
+                            s.to_json(),
+                        );
                         epoch_tx.send_modify(|e| *e += 1);
                         wake.notify_one();
                     }
@@ -204,9 +199,6 @@ pub async fn run(
                                 tracing::warn!(%sensor, "Ignored a malformed ack from the server.")
                             }
                         }
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     // Our own DISCONNECT went out: stop, do not reconnect.
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
@@ -239,7 +231,6 @@ pub async fn run(
             wake.clone(),
             counts_topic.clone(),
         );
-        let published = published.clone();
         tokio::spawn(async move {
             let mut cursor = 0u64;
             let mut seen_epoch = 0u64;
@@ -280,7 +271,6 @@ pub async fn run(
                     {
                         return;
                     }
-                    published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     lock(&outbox).mark_sent(seq);
                     cursor = seq + 1;
                 }

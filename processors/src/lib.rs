@@ -26,6 +26,7 @@ pub mod hvac;
 pub mod minutes;
 pub mod occupancy;
 pub mod parquet_sink;
+pub mod rebuild;
 pub mod recover;
 pub mod retention;
 pub mod schedule;
@@ -126,6 +127,8 @@ pub struct Processors {
     resets: BTreeMap<String, DateTime<Utc>>,
     tz: chrono_tz::Tz,
     retention_checked: Option<chrono::NaiveDate>,
+    /// The UTC day the engine state was last snapshotted for.
+    snap_day: chrono::NaiveDate,
 }
 
 /// What a run processed, for the demo's summary.
@@ -147,6 +150,10 @@ impl Processors {
         clock: Clock,
         audit: Arc<AuditLog>,
     ) -> Result<Self, ProcessorError> {
+        rebuild::repair(data_dir).map_err(|source| ProcessorError::State {
+            path: data_dir.join(".rebuild"),
+            source,
+        })?;
         let path = state_path(data_dir);
         let saved = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -225,6 +232,7 @@ impl Processors {
             resets,
             tz,
             retention_checked: None,
+            snap_day: now.date_naive(),
         })
     }
 
@@ -324,11 +332,98 @@ impl Processors {
         let out = self.outputs(&rooms, &buildings);
         let rows = self.minutes.roll(now_us);
         self.buffer.occupancy.extend(rows);
+        if now.date_naive() != self.snap_day {
+            // A new UTC day: keep the engine state it starts from, for the rebuild by message
+            // time once the day has ended.
+            self.snap_day = now.date_naive();
+            let path = rebuild::snapshot_path(&self.data_dir, self.snap_day);
+            let text = serde_json::to_vec(&self.engine.state).unwrap_or_default();
+            if let Err(e) = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::write(&path, text))
+            {
+                tracing::error!("Cannot save {}: {e}", path.display());
+            }
+        }
         if self.retention_checked != Some(now.date_naive()) {
             self.retention_checked = Some(now.date_naive());
             self.retention(now);
         }
         out
+    }
+
+    /// Rebuilds the per-minute rows of every finished day that has a start snapshot and whose
+    /// inputs changed since its last rebuild (late files), off the async threads.
+    pub async fn rebuild_due(&mut self) {
+        let now = self.clock.now();
+        let dir = self.data_dir.join("state").join("day-start");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut days: Vec<chrono::NaiveDate> = entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        days.sort();
+        for day in days {
+            let end =
+                day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + chrono::TimeDelta::days(1);
+            if now < end + chrono::TimeDelta::minutes(10) || !self.buffer.counts.is_empty() {
+                continue;
+            }
+            let version = rebuild::inputs_version(&self.data_dir, day);
+            let marker = self
+                .data_dir
+                .join("state")
+                .join("rebuilt")
+                .join(day.to_string());
+            let done: u64 = std::fs::read_to_string(&marker)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            if done >= version && marker.exists() {
+                continue;
+            }
+            let start: occupancy::State =
+                match std::fs::read(rebuild::snapshot_path(&self.data_dir, day)) {
+                    Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+                    Err(_) => continue,
+                };
+            // Rows of that day still buffered would land beside the rebuilt file: write them
+            // first so the swap replaces them too.
+            let pending = std::mem::take(&mut self.buffer);
+            if let Err(e) = self.save(Some(pending)).await {
+                tracing::error!("Flushing before a rebuild failed: {e}");
+                return;
+            }
+            self.flushes += 1;
+            let (data, campus, tz, flush) = (
+                self.data_dir.clone(),
+                self.campus.clone(),
+                self.tz,
+                self.flushes,
+            );
+            let result = tokio::task::spawn_blocking(move || {
+                rebuild::rebuild_and_swap(&data, &campus, tz, day, start, flush)
+            })
+            .await;
+            match result {
+                Ok(Ok(rows)) => {
+                    tracing::info!(%day, rows, "Rebuilt the day's occupancy from its counts by message time.");
+                    let _ = std::fs::create_dir_all(marker.parent().unwrap_or(&self.data_dir));
+                    let _ = std::fs::write(&marker, version.to_string());
+                }
+                Ok(Err(e)) => tracing::error!("{e}"),
+                Err(e) => tracing::error!("The occupancy rebuild of {day} failed: {e}"),
+            }
+        }
     }
 
     /// Deletes expired day partitions and audits each deletion.
@@ -788,6 +883,7 @@ impl Processors {
                     for o in self.housekeeping() {
                         let _ = out.send(o).await;
                     }
+                    self.rebuild_due().await;
                 }
                 ev = events.recv() => match ev {
                     Some(ev) => {

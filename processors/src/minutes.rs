@@ -87,11 +87,18 @@ impl Minutes {
     pub fn set(&mut self, room: &str, value: u64, now_us: i64) {
         if let Some(a) = self.rooms.get_mut(room) {
             let t = now_us.clamp(self.minute, self.minute + MINUTE_US);
-            a.weighted += a.value as f64 * (t - a.since.max(self.minute)) as f64;
+            let elapsed = t - a.since.max(self.minute);
+            a.weighted += a.value as f64 * elapsed as f64;
+            if t == self.minute && a.since <= self.minute {
+                // A change at the very start of the minute: the old value never lasted in it.
+                a.min = value;
+                a.max = value;
+            } else {
+                a.min = a.min.min(value);
+                a.max = a.max.max(value);
+            }
             a.since = t;
             a.value = value;
-            a.min = a.min.min(value);
-            a.max = a.max.max(value);
         }
     }
 

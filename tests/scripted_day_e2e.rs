@@ -59,23 +59,39 @@ lines = [{{ line = "main", into = "r1" }}]
     .unwrap();
 
     let mut opts = MqttOptions::new("s1", "127.0.0.1", server.mqtt_addr().port());
-    opts.set_credentials("s1", S1_SECRET);
+    opts.set_credentials("s1", S1_SECRET)
+        .set_clean_session(false);
     let (client, mut events) = AsyncClient::new(opts, 64);
-    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = events.poll().await {
+                eprintln!("test publisher: {e}; reconnecting");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
 
     // (seconds after midnight UTC, in, out)
-    let script: [(i64, u32, u32); 6] = [
+    // The last one arrives late: it is sent after the day has ended.
+    let script: [(i64, u32, u32); 7] = [
         (630, 5, 0),
         (3030, 0, 2),
         (21630, 4, 0),
         (43230, 0, 1),
         (66630, 0, 3),
         (86370, 1, 0),
+        (50430, 2, 0),
     ];
     let f = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for (seq, (s, i, o)) in script.iter().enumerate() {
         let end = midnight + TimeDelta::seconds(*s);
-        while clock.now() < end {
+        // The late one is sent two minutes after midnight of the next day.
+        let send_at = if seq == 6 {
+            midnight + TimeDelta::seconds(86400 + 120)
+        } else {
+            end
+        };
+        while clock.now() < send_at {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let payload = format!(
@@ -96,12 +112,47 @@ lines = [{{ line = "main", into = "r1" }}]
     }
 
     // The day is rebuilt from its counts by message time some minutes after it ends.
-    let marker = data.join("state/rebuilt").join(DAY);
-    let rebuilt = || {
-        let marker = marker.clone();
-        async move { marker.exists() }
+    let http = server.http_addr();
+    // All seven stored; the one sent after the day ended is counted late (at 7200x a loaded
+    // machine may make another one late too: its minute closes within milliseconds).
+    let stored_all = || async move {
+        let m = http_get(http, "/metrics").await;
+        let late = metric(&m, "tellijn_messages_total{outcome=\"late\"}");
+        late >= 1.0 && late + metric(&m, "tellijn_messages_total{outcome=\"accepted\"}") == 7.0
     };
-    assert!(wait_for(60, rebuilt).await, "the day was never rebuilt");
+    assert!(
+        wait_for(30, stored_all).await,
+        "not all seven messages were stored, the late one counted late"
+    );
+    // Rebuilt after the late message was stored: the marker names a version at least as new as
+    // every counts file of the day.
+    let marker = data.join("state/rebuilt").join(DAY);
+    let counts_dir = data.join("counts").join(format!("date={DAY}"));
+    let rebuilt = || {
+        let (marker, counts_dir) = (marker.clone(), counts_dir.clone());
+        async move {
+            let done: u64 = std::fs::read_to_string(&marker)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            let newest = std::fs::read_dir(&counts_dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| {
+                            let n = e.file_name().to_string_lossy().into_owned();
+                            n.strip_prefix('f')?.split('-').next()?.parse::<u64>().ok()
+                        })
+                        .max()
+                        .unwrap_or(u64::MAX)
+                })
+                .unwrap_or(u64::MAX);
+            done >= newest
+        }
+    };
+    assert!(
+        wait_for(60, rebuilt).await,
+        "the day was never rebuilt after its late message"
+    );
     let h = History::open(&data, None).await.unwrap();
     let csv = h
         .query(
@@ -161,6 +212,15 @@ lines = [{{ line = "main", into = "r1" }}]
             "minute {}: got {row}, want {want}",
             m / 60
         );
+    }
+    // The late message was stored, counted late, and is in its own minute (14:00).
+    assert!(rows[840].starts_with("2,0,3,"), "{}", rows[840]);
+    // One file per table for the finished day.
+    for table in ["counts", "occupancy"] {
+        let n = std::fs::read_dir(data.join(table).join(format!("date={DAY}")))
+            .unwrap()
+            .count();
+        assert_eq!(n, 1, "{table} has {n} files for {DAY}");
     }
     // Spot checks a reader can follow: 3 people at 00:59, none from 01:00 UTC = 03:00 CEST.
     assert_eq!(rows[59], "0,0,3,3.0,3");

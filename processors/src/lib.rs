@@ -332,25 +332,32 @@ impl Processors {
         let out = self.outputs(&rooms, &buildings);
         let rows = self.minutes.roll(now_us);
         self.buffer.occupancy.extend(rows);
-        if now.date_naive() != self.snap_day {
-            // A new UTC day: keep the engine state it starts from, for the rebuild by message
-            // time once the day has ended.
-            self.snap_day = now.date_naive();
-            let path = rebuild::snapshot_path(&self.data_dir, self.snap_day);
-            let text = serde_json::to_vec(&self.engine.state).unwrap_or_default();
-            if let Err(e) = path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| std::fs::write(&path, text))
-            {
-                tracing::error!("Cannot save {}: {e}", path.display());
-            }
-        }
+        self.snapshot_if_new_day(now);
         if self.retention_checked != Some(now.date_naive()) {
             self.retention_checked = Some(now.date_naive());
             self.retention(now);
         }
         out
+    }
+
+    /// Keeps the engine state a new UTC day starts from (for the rebuild by message time once
+    /// the day has ended): taken just before the first message of the day is applied, or when
+    /// the clock passes midnight, whichever comes first.
+    fn snapshot_if_new_day(&mut self, t: DateTime<Utc>) {
+        let day = t.date_naive();
+        if day <= self.snap_day {
+            return;
+        }
+        self.snap_day = day;
+        let path = rebuild::snapshot_path(&self.data_dir, day);
+        let text = serde_json::to_vec(&self.engine.state).unwrap_or_default();
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(&path, text));
+        if let Err(e) = written {
+            tracing::error!("Cannot save {}: {e}", path.display());
+        }
     }
 
     /// Rebuilds the per-minute rows of every finished day that has a start snapshot and whose
@@ -378,6 +385,7 @@ impl Processors {
             if now < end + chrono::TimeDelta::minutes(10) || !self.buffer.counts.is_empty() {
                 continue;
             }
+            // Compaction itself changes the version; mark with the version after it (below).
             let version = rebuild::inputs_version(&self.data_dir, day);
             let marker = self
                 .data_dir
@@ -403,7 +411,7 @@ impl Processors {
                 tracing::error!("Flushing before a rebuild failed: {e}");
                 return;
             }
-            self.flushes += 1;
+            self.flushes += 3;
             let (data, campus, tz, flush) = (
                 self.data_dir.clone(),
                 self.campus.clone(),
@@ -411,12 +419,24 @@ impl Processors {
                 self.flushes,
             );
             let result = tokio::task::spawn_blocking(move || {
+                // One file per table per finished day: compact the raw tables first (their
+                // content is unchanged), then rebuild the occupancy rows from them.
+                for (i, table) in [schema::COUNTS, schema::ZONE_COUNTS]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let n = flush - 2 + i as u64;
+                    if let Some(rows) = rebuild::compact(&data, table, day, n)? {
+                        tracing::info!(table, %day, rows, "Compacted the day into one file.");
+                    }
+                }
                 rebuild::rebuild_and_swap(&data, &campus, tz, day, start, flush)
             })
             .await;
             match result {
                 Ok(Ok(rows)) => {
                     tracing::info!(%day, rows, "Rebuilt the day's occupancy from its counts by message time.");
+                    let version = rebuild::inputs_version(&self.data_dir, day);
                     let _ = std::fs::create_dir_all(marker.parent().unwrap_or(&self.data_dir));
                     let _ = std::fs::write(&marker, version.to_string());
                 }
@@ -627,6 +647,7 @@ impl Processors {
                     .sensor_last_seen
                     .get_or_create(&sensor)
                     .set(received.timestamp());
+                self.snapshot_if_new_day(msg.time());
                 let (mut rooms, mut buildings) = (BTreeSet::new(), BTreeSet::new());
                 let mut touch = |engine: &Engine, place: &str| {
                     if let Some(b) = engine.building_of(place) {

@@ -252,7 +252,7 @@ fn minutes_batch(rows: &[&MinuteRow]) -> Result<RecordBatch, SinkError> {
     Ok(RecordBatch::try_new(schema::occupancy(), cols)?)
 }
 
-fn write_file(
+pub(crate) fn write_file(
     data_dir: &Path,
     table: &str,
     day: NaiveDate,

@@ -287,19 +287,19 @@ pub fn rebuild_day(
     Ok(rows)
 }
 
-/// Puts a finished rebuild in place of the day's `occupancy` partition: the new partition is
-/// built aside (`{data}/.rebuild/`), the old one renamed away, the new one renamed in, the old
-/// one deleted.
-pub fn swap_in(data_dir: &Path, day: NaiveDate, built: &Path) -> std::io::Result<()> {
-    let target = data_dir.join(schema::OCCUPANCY).join(format!("date={day}"));
-    let old = data_dir.join(".rebuild").join(format!("old-{day}"));
+/// Puts a partition built aside (under `{data}/.rebuild/`) in place of `{table}/date={day}`: the
+/// old partition is renamed away, the new one renamed in, the old one deleted. Each rename is
+/// atomic; [`repair`] finishes or undoes a swap a crash interrupted.
+pub fn swap_in(data_dir: &Path, table: &str, day: NaiveDate, built: &Path) -> std::io::Result<()> {
+    let target = data_dir.join(table).join(format!("date={day}"));
+    let old = data_dir.join(".rebuild").join(format!("old-{table}@{day}"));
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
     }
     if target.exists() {
         std::fs::rename(&target, &old)?;
     }
-    std::fs::create_dir_all(data_dir.join(schema::OCCUPANCY))?;
+    std::fs::create_dir_all(data_dir.join(table))?;
     std::fs::rename(built, &target)?;
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
@@ -315,8 +315,8 @@ pub fn repair(data_dir: &Path) -> std::io::Result<()> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(day) = name.strip_prefix("old-") {
-            let target = data_dir.join(schema::OCCUPANCY).join(format!("date={day}"));
+        if let Some((table, day)) = name.strip_prefix("old-").and_then(|r| r.split_once('@')) {
+            let target = data_dir.join(table).join(format!("date={day}"));
             if target.exists() {
                 // The new partition is in place: the old one only waits to be deleted.
                 std::fs::remove_dir_all(e.path())?;
@@ -359,8 +359,74 @@ pub fn rebuild_and_swap(
     buffer.flush(&base, flush).map_err(|e| io(&e))?;
     let built = base.join(schema::OCCUPANCY).join(format!("date={day}"));
     if built.exists() {
-        swap_in(data_dir, day, &built).map_err(|e| io(&e))?;
+        swap_in(data_dir, schema::OCCUPANCY, day, &built).map_err(|e| io(&e))?;
     }
     std::fs::remove_dir_all(&base).map_err(|e| io(&e))?;
     Ok(n)
+}
+
+/// Compacts a finished day's partition of `counts` or `zone_counts` into one file (rows sorted
+/// by sensor and seq), swapped in like a rebuild. Returns the row count, or `None` when the
+/// partition already is one file (or absent).
+pub fn compact(
+    data_dir: &Path,
+    table: &'static str,
+    day: NaiveDate,
+    flush: u64,
+) -> Result<Option<usize>, RebuildError> {
+    let dir = data_dir.join(table).join(format!("date={day}"));
+    let inputs = files(&dir);
+    if inputs.len() <= 1 {
+        return Ok(None);
+    }
+    let err = |path: &Path, e: &dyn std::fmt::Display| RebuildError::Io {
+        day,
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let schema = if table == schema::COUNTS {
+        schema::counts()
+    } else {
+        schema::zone_counts()
+    };
+    let mut batches = Vec::new();
+    for path in &inputs {
+        let file = File::open(path).map_err(|e| err(path, &e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| err(path, &e))?
+            .build()
+            .map_err(|e| err(path, &e))?;
+        for b in reader {
+            batches.push(b.map_err(|e| err(path, &e))?);
+        }
+    }
+    let all = arrow::compute::concat_batches(&schema, &batches).map_err(|e| err(&dir, &e))?;
+    let keys = [
+        arrow::compute::SortColumn {
+            values: all.column(0).clone(),
+            options: None,
+        },
+        arrow::compute::SortColumn {
+            values: all.column(2).clone(),
+            options: None,
+        },
+    ];
+    let order = arrow::compute::lexsort_to_indices(&keys, None).map_err(|e| err(&dir, &e))?;
+    let sorted = arrow::compute::take_record_batch(&all, &order).map_err(|e| err(&dir, &e))?;
+    let rows = sorted.num_rows();
+    let base = data_dir.join(".rebuild").join(format!("new-{table}@{day}"));
+    if base.exists() {
+        std::fs::remove_dir_all(&base).map_err(|e| err(&base, &e))?;
+    }
+    crate::parquet_sink::write_file(&base, table, day, flush, schema, sorted)
+        .map_err(|e| err(&base, &e))?;
+    swap_in(
+        data_dir,
+        table,
+        day,
+        &base.join(table).join(format!("date={day}")),
+    )
+    .map_err(|e| err(&dir, &e))?;
+    std::fs::remove_dir_all(&base).map_err(|e| err(&base, &e))?;
+    Ok(Some(rows))
 }

@@ -970,28 +970,10 @@ fn reset_schedule(
     now: DateTime<Utc>,
     tz: chrono_tz::Tz,
 ) -> BTreeMap<String, DateTime<Utc>> {
-    let mut out: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
-    for r in &campus.rooms {
-        let Some((h, m)) = r
-            .reset
-            .as_deref()
-            .and_then(tellijn_config::campus::parse_reset)
-        else {
-            continue;
-        };
-        let t = schedule::next_local(now, tz, h, m);
-        out.insert(r.id.clone(), t);
-        let entrance = campus
-            .sensors
-            .iter()
-            .flat_map(|s| &s.lines)
-            .any(|l| l.into == r.building || l.from.as_deref() == Some(r.building.as_str()));
-        if entrance {
-            let b = out.entry(r.building.clone()).or_insert(t);
-            *b = (*b).min(t);
-        }
-    }
-    out
+    schedule::reset_times(campus)
+        .into_iter()
+        .map(|(place, (h, m))| (place, schedule::next_local(now, tz, h, m)))
+        .collect()
 }
 
 fn humantime_secs(d: Duration) -> String {

@@ -8,7 +8,6 @@
 //! directories; a crash mid-swap is repaired at the next start ([`repair`]). Raw counts are
 //! never touched here.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -197,24 +196,7 @@ pub fn rebuild_day(
     let t1 = day_start(day + TimeDelta::days(1));
     let mut events = read_events(data_dir, day)?;
     // The nightly resets that fall inside the day, in local time.
-    let mut resets: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-    for r in &campus.rooms {
-        if let Some(hm) = r
-            .reset
-            .as_deref()
-            .and_then(tellijn_config::campus::parse_reset)
-        {
-            resets.insert(r.id.clone(), hm);
-            let entrance =
-                campus.sensors.iter().flat_map(|s| &s.lines).any(|l| {
-                    l.into == r.building || l.from.as_deref() == Some(r.building.as_str())
-                });
-            if entrance {
-                let b = resets.entry(r.building.clone()).or_insert(hm);
-                *b = (*b).min(hm);
-            }
-        }
-    }
+    let resets = schedule::reset_times(campus);
     for (place, (h, m)) in resets {
         let mut t = schedule::next_local(t0 - TimeDelta::microseconds(1), tz, h, m);
         while t < t1 {

@@ -1,7 +1,37 @@
 //! Local-time schedules (the nightly reset), correct across daylight-saving changes.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, LocalResult, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
+use tellijn_config::Campus;
+
+/// The local reset time (hour, minute) of every place that has one: rooms with `reset`, and
+/// buildings with entrance lines at the earliest reset time of their rooms.
+pub fn reset_times(campus: &Campus) -> BTreeMap<String, (u32, u32)> {
+    let mut out = BTreeMap::new();
+    for r in &campus.rooms {
+        let Some(hm) = r
+            .reset
+            .as_deref()
+            .and_then(tellijn_config::campus::parse_reset)
+        else {
+            continue;
+        };
+        out.insert(r.id.clone(), hm);
+        let building = r.building.as_str();
+        let entrance = campus
+            .sensors
+            .iter()
+            .flat_map(|s| &s.lines)
+            .any(|l| l.into == building || l.from.as_deref() == Some(building));
+        if entrance {
+            let b = out.entry(r.building.clone()).or_insert(hm);
+            *b = (*b).min(hm);
+        }
+    }
+    out
+}
 
 /// The first instant after `after` at which the local wall clock in `tz` reads `hh:mm`.
 /// On a spring-forward night a time inside the gap fires at the first valid minute after it;

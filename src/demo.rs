@@ -194,6 +194,7 @@ pub async fn run(
         mqtt: None,
         mqtts: None,
         http: None,
+        postgres: None,
         data_dir: None,
         clock,
         source: "demo".into(),
@@ -211,6 +212,8 @@ pub async fn run(
         "  MQTT       mqtt://{}  (anonymous read: tellijn/v1/rooms/#, tellijn/v1/buildings/#)",
         server.mqtt_addr()
     );
+    println!("  Free places http://{}/", server.http_addr());
+    println!("  API        http://{}/api/v1/rooms  (OpenAPI: /api/v1/openapi.json)", server.http_addr());
     println!("  Metrics    http://{}/metrics", server.http_addr());
     println!("  Health     http://{}/healthz", server.http_addr());
     println!(
@@ -219,8 +222,10 @@ pub async fn run(
         campus_file.display()
     );
     println!(
-        "  PostgreSQL {} is not served yet (planned); SQL user {} / password {}",
-        opts.postgres, DEMO_USER.0, DEMO_USER.1
+        "  PostgreSQL psql \"postgres://{}:{}@{}/tellijn\"  (also HTTP Basic for exact API numbers)",
+        DEMO_USER.0,
+        DEMO_USER.1,
+        server.postgres_addr()
     );
     println!(
         "  Data       {}  (campus config: {})",

@@ -1,4 +1,4 @@
-//! HTTP: `/metrics` in the Prometheus text format and `/healthz`.
+//! HTTP: `/metrics` in the Prometheus text format, `/healthz`, the API and the free-places page.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,14 +13,25 @@ use prometheus_client::registry::Registry;
 #[derive(Clone)]
 pub struct HttpState {
     pub registry: Arc<Mutex<Registry>>,
+    pub api: Arc<crate::api::Api>,
 }
 
 /// The router.
 pub fn router(state: HttpState) -> Router {
+    use crate::api;
+    let api_routes = Router::new()
+        .route("/", get(api::page))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/api/v1/rooms", get(api::rooms))
+        .route("/api/v1/rooms/{id}", get(api::room))
+        .route("/api/v1/rooms/{id}/history", get(api::history))
+        .route("/api/v1/buildings", get(api::buildings))
+        .with_state(state.api.clone());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state)
+        .merge(api_routes)
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {

@@ -4,13 +4,19 @@
 //!
 //! # Layout
 //! - [`server`]: starts the broker, the processors, the bridge that publishes their retained
-//!   topics into the broker, and HTTP; stops them in the order that loses nothing.
-//! - [`http`]: `/metrics` (Prometheus text format) and `/healthz`.
+//!   topics into the broker (and into [`live`]), HTTP and the PostgreSQL wire endpoint; stops
+//!   them in the order that loses nothing.
+//! - [`http`]: the router: `/metrics` (Prometheus text format), `/healthz`, [`api`].
+//! - [`api`]: `/api/v1` (current and historical occupancy, with bands for small numbers), its
+//!   OpenAPI document and the public free-places page at `/`.
+//! - [`live`]: the latest occupancy of every room and building, fed from the retained outputs.
 //! - [`demo`]: a generated campus with simulated agents, each its own MQTT connection with its
 //!   own credential.
 //! - [`secrets`]: argon2id hashing for `hash-secret` and the demo.
 
+pub mod api;
 pub mod demo;
 pub mod http;
+pub mod live;
 pub mod secrets;
 pub mod server;

@@ -168,6 +168,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 mqtt: ports.mqtt,
                 mqtts: ports.mqtts,
                 http: ports.http,
+                postgres: ports.postgres,
                 data_dir: data,
                 clock: Clock::system(),
                 source: config.display().to_string(),
@@ -178,9 +179,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|a| format!(", MQTT over TLS mqtts://{a}"))
                 .unwrap_or_default();
             println!(
-                "Tellijn serving: MQTT mqtt://{}{tls}, HTTP http://{}/",
+                "Tellijn serving: MQTT mqtt://{}{tls}, HTTP http://{}/, PostgreSQL {}",
                 server.mqtt_addr(),
-                server.http_addr()
+                server.http_addr(),
+                server.postgres_addr()
             );
             shutdown_signal().await;
             let s = server.stop().await?;

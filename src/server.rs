@@ -14,6 +14,8 @@ use tellijn_broker::{Broker, BrokerConfig, Policy, TlsListener};
 use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
 use tellijn_processors::{Output, Processors, Summary};
 use tellijn_wire::Clock;
+
+use crate::live::Live;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -29,6 +31,8 @@ pub struct ServerOptions {
     /// MQTT over TLS (used when the config has `[tls]`).
     pub mqtts: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// PostgreSQL wire; `None` uses the config's address.
+    pub postgres: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub clock: Clock,
     /// Where the config came from, for the audit log.
@@ -44,7 +48,10 @@ pub struct Server {
     processors: JoinHandle<Result<Summary, tellijn_processors::ProcessorError>>,
     bridge: JoinHandle<()>,
     http: JoinHandle<()>,
+    pg: tellijn_queries::pg::PgServer,
     audit: Arc<AuditLog>,
+    /// The current occupancy the API serves.
+    pub live: Arc<Live>,
     pub metrics: Metrics,
 }
 
@@ -111,15 +118,21 @@ impl Server {
             clock: opts.clock,
         })
         .await?;
-        for o in initial {
-            broker.publish_retained(&o.topic, o.payload).await?;
+        for o in &initial {
+            broker.publish_retained(&o.topic, o.payload.clone()).await?;
         }
 
+        let live = Arc::new(Live::default());
+        for o in &initial {
+            live.apply(o);
+        }
         let (out_tx, mut out_rx) = mpsc::channel::<Output>(EVENT_QUEUE);
         let bridge = {
             let broker_scx = broker.publisher();
+            let live = live.clone();
             tokio::spawn(async move {
                 while let Some(o) = out_rx.recv().await {
+                    live.apply(&o);
                     if let Err(e) = broker_scx.publish_retained(&o.topic, o.payload).await {
                         tracing::error!(topic = %o.topic, "Publishing a retained topic failed: {e}");
                     }
@@ -132,8 +145,47 @@ impl Server {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
 
+        let history = Arc::new(
+            tellijn_queries::History::open(&data_dir, Some(&campus))
+                .await?
+                .with_pg_catalog()?,
+        );
+        let pg = {
+            let metrics = metrics.clone();
+            let audit = audit.clone();
+            let on_refusal: tellijn_queries::pg::OnRefusal = Arc::new(move |user, why, peer| {
+                let reason = why.as_str();
+                metrics
+                    .auth_failures
+                    .get_or_create(&tellijn_config::metrics::ReasonLabels { reason })
+                    .inc();
+                tracing::warn!(user, reason, %peer, "Refused a PostgreSQL login.");
+                if let Err(e) = audit.record(AuditEvent::AuthFailure {
+                    client: format!("postgres {peer}"),
+                    username: Some(user.to_owned()),
+                    reason,
+                }) {
+                    tracing::error!("Writing the audit log failed: {e}");
+                }
+            });
+            tellijn_queries::pg::PgServer::start(
+                Arc::new(history.context().clone()),
+                &campus.users,
+                opts.postgres.unwrap_or(campus.server.postgres),
+                on_refusal,
+            )
+            .await?
+        };
+        tracing::info!("PostgreSQL listening on {}.", pg.local_addr());
+
         let registry = Arc::new(Mutex::new(registry));
-        let app = crate::http::router(crate::http::HttpState { registry });
+        let api = Arc::new(crate::api::Api::new(
+            campus.clone(),
+            live.clone(),
+            history,
+            opts.clock,
+        ));
+        let app = crate::http::router(crate::http::HttpState { registry, api });
         let http = tokio::spawn(async move {
             if let Err(e) = axum::serve(http_listener, app).await {
                 tracing::error!("HTTP server stopped: {e}");
@@ -148,8 +200,10 @@ impl Server {
             processors,
             bridge,
             http,
+            pg,
             audit,
             metrics,
+            live,
         })
     }
 
@@ -168,6 +222,11 @@ impl Server {
         self.http_addr
     }
 
+    /// The PostgreSQL wire address.
+    pub fn postgres_addr(&self) -> SocketAddr {
+        self.pg.local_addr()
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
@@ -176,6 +235,7 @@ impl Server {
     /// Stops accepting, drains and flushes everything admitted; returns what was processed.
     pub async fn stop(self) -> Result<Summary> {
         self.broker.stop();
+        self.pg.stop();
         let _ = self.stop_tx.send(true);
         let summary = self.processors.await.context("the processors panicked")??;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.bridge).await;

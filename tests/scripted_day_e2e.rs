@@ -51,6 +51,7 @@ lines = [{{ line = "main", into = "r1" }}]
         mqtt: Some("127.0.0.1:0".parse().unwrap()),
         mqtts: None,
         http: Some("127.0.0.1:0".parse().unwrap()),
+        postgres: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(data.clone()),
         clock,
         source: "test".into(),

@@ -12,6 +12,7 @@
 //! Reads only; files appear whole (renamed into place by the processors), so querying while a
 //! server writes is safe. Each query lists the files again, so new files are seen at once.
 
+pub mod pg;
 pub mod retained;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use tellijn_config::Campus;
 use tellijn_processors::schema;
 
@@ -67,7 +68,7 @@ impl History {
         if !data_dir.is_dir() {
             return Err(QueryError::NoData(data_dir.to_path_buf()));
         }
-        let ctx = SessionContext::new();
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
         let privacy = campus.map(|c| c.privacy.clone()).unwrap_or_default();
         for (name, schema, retention) in [
             (schema::COUNTS, schema::counts(), privacy.raw_retention),
@@ -125,6 +126,17 @@ impl History {
     /// The DataFusion session, for endpoints that serve SQL themselves.
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Adds PostgreSQL's `pg_catalog` (for `psql`'s `\d`, DBeaver, Grafana) to the session.
+    pub fn with_pg_catalog(self) -> Result<History, QueryError> {
+        datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+            &self.ctx,
+            "datafusion",
+            datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        )
+        .map_err(|e| QueryError::Internal(e.to_string()))?;
+        Ok(self)
     }
 }
 

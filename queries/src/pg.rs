@@ -1,0 +1,418 @@
+//! SQL for tools over the PostgreSQL wire protocol (`psql`, DBeaver, Metabase, Grafana).
+//!
+//! Built on `datafusion-postgres` (query handling, `pg_catalog`, `information_schema`) and its
+//! `pgwire` re-export, with three things of Tellijn's own:
+//! - [`PasswordStartup`]: password authentication against `[[users]]` (argon2id), never the
+//!   library's no-op startup handler. Only role `steward` may log in; a `viewer` is refused with a
+//!   message saying the HTTP API is theirs.
+//! - [`ReadOnlyHook`]: only queries, `EXPLAIN`, `SHOW`, session `SET`s and transaction no-ops run;
+//!   anything that would write (`INSERT`, `COPY … TO`, `CREATE`, `DROP`, …) or change the shared
+//!   DataFusion settings (`SET datafusion.…`) is refused.
+//! - every refused login is reported to a callback (the server counts and audits it).
+//!
+//! Passwords arrive as PostgreSQL cleartext password messages (the hashes in the config are
+//! argon2id, so SCRAM cannot be offered); the endpoint listens on loopback unless configured
+//! otherwise. Put it behind TLS or an SSH tunnel before opening it to a network.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::auth::{
+    DefaultServerParameterProvider, LoginInfo, StartupHandler, finish_authentication,
+    protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use datafusion_postgres::pgwire::api::cancel::DefaultCancelHandler;
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::startup::Authentication;
+use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion_postgres::{DfSessionService, QueryHook};
+use futures::{Sink, SinkExt};
+use tellijn_config::campus::{Role, User};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Why a login was refused (the label of `tellijn_auth_failures_total` for SQL logins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    UnknownUser,
+    BadPassword,
+    NoSqlRole,
+}
+
+impl LoginRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginRefusal::UnknownUser => "sql_unknown_user",
+            LoginRefusal::BadPassword => "sql_bad_password",
+            LoginRefusal::NoSqlRole => "sql_role_viewer",
+        }
+    }
+}
+
+/// Called for every refused login with the user name given and the reason.
+pub type OnRefusal = Arc<dyn Fn(&str, LoginRefusal, SocketAddr) + Send + Sync>;
+
+/// A running PostgreSQL wire endpoint.
+pub struct PgServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl PgServer {
+    /// Binds `addr` and serves `ctx` to the `[[users]]` with role steward.
+    pub async fn start(
+        ctx: Arc<SessionContext>,
+        users: &[User],
+        addr: SocketAddr,
+        on_refusal: OnRefusal,
+    ) -> std::io::Result<PgServer> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen for PostgreSQL on {addr} ({e}); choose another address with --postgres ADDR"
+                ),
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let handlers = Arc::new(Handlers::new(ctx, users, on_refusal));
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((socket, _)) => {
+                        let h = handlers.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) =
+                                datafusion_postgres::pgwire::tokio::process_socket(socket, None, h)
+                                    .await
+                            {
+                                tracing::debug!("PostgreSQL connection ended: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("PostgreSQL accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        Ok(PgServer { addr, task })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Handlers {
+    session: Arc<DfSessionService>,
+    startup: Arc<PasswordStartup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    fn new(ctx: Arc<SessionContext>, users: &[User], on_refusal: OnRefusal) -> Handlers {
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(ReadOnlyHook),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let manager = Arc::new(ConnectionManager::new());
+        Handlers {
+            session: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+            startup: Arc::new(PasswordStartup {
+                users: users
+                    .iter()
+                    .map(|u| (u.name.clone(), (u.password_hash.clone(), u.role)))
+                    .collect(),
+                params: DefaultServerParameterProvider::default(),
+                keys: RandomPidSecretKeyGenerator::default(),
+                manager: manager.clone(),
+                on_refusal,
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.session.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.session.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl datafusion_postgres::pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Cleartext-password startup checked against argon2id hashes.
+pub struct PasswordStartup {
+    users: HashMap<String, (String, Role)>,
+    params: DefaultServerParameterProvider,
+    keys: RandomPidSecretKeyGenerator,
+    manager: Arc<ConnectionManager>,
+    on_refusal: OnRefusal,
+}
+
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_owned(),
+        code.to_owned(),
+        message,
+    )))
+}
+
+/// Checks a password against an argon2id PHC string.
+pub fn password_matches(hash: &str, password: &str) -> bool {
+    use argon2::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(hash) {
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[async_trait]
+impl StartupHandler for PasswordStartup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
+                let pwd = pwd.into_password()?;
+                let user = LoginInfo::from_client_info(client)
+                    .user()
+                    .unwrap_or_default()
+                    .to_owned();
+                let peer = client.socket_addr();
+                let Some((hash, role)) = self.users.get(&user).cloned() else {
+                    // Spend the same effort as for a known user: no user enumeration by timing.
+                    let _ = tokio::task::spawn_blocking(|| {
+                        password_matches(DUMMY_HASH, "not the password")
+                    })
+                    .await;
+                    (self.on_refusal)(&user, LoginRefusal::UnknownUser, peer);
+                    return Err(PgWireError::InvalidPassword(user));
+                };
+                let password = pwd.password;
+                let ok = tokio::task::spawn_blocking(move || password_matches(&hash, &password))
+                    .await
+                    .unwrap_or(false);
+                if !ok {
+                    (self.on_refusal)(&user, LoginRefusal::BadPassword, peer);
+                    return Err(PgWireError::InvalidPassword(user));
+                }
+                if role != Role::Steward {
+                    (self.on_refusal)(&user, LoginRefusal::NoSqlRole, peer);
+                    return Err(fatal(
+                        "42501",
+                        format!(
+                            "user \"{user}\" has role viewer: the HTTP API (/api/v1) is open to it, SQL only to role steward"
+                        ),
+                    ));
+                }
+                let (pid, secret_key) = self.keys.generate(client);
+                client.set_pid_and_secret_key(pid, secret_key);
+                let (handle, guard) = self.manager.register(pid, client.pid_and_secret_key().1);
+                client.session_extensions().insert(handle);
+                client.session_extensions().insert(guard);
+                finish_authentication(client, &self.params).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// An argon2id hash of a random secret, verified against for unknown users.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$dGVsbGlqbmR1bW15c2FsdA$2oNq0mKxVjzsR4pI6bq0m7U8qVjH8c8J9sQ2n0x3Yqk";
+
+/// Refuses every statement that could write or change shared settings.
+#[derive(Debug)]
+pub struct ReadOnlyHook;
+
+/// Why `statement` may not run, if it may not.
+pub fn refusal(statement: &Statement) -> Option<String> {
+    match statement {
+        Statement::Query(_)
+        | Statement::Explain { .. }
+        | Statement::ExplainTable { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Declare { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. }
+        | Statement::Discard { .. }
+        | Statement::Deallocate { .. } => None,
+        Statement::Set(_) => {
+            let text = statement.to_string().to_lowercase();
+            text.contains("datafusion.").then(|| {
+                "SET of DataFusion settings is not allowed: they are shared by every session"
+                    .to_owned()
+            })
+        }
+        other => {
+            let text = other.to_string();
+            let verb: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            Some(format!(
+                "Tellijn's SQL endpoint is read-only: \"{verb} …\" is not allowed; use SELECT"
+            ))
+        }
+    }
+}
+
+fn refused(message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        "25006".to_owned(), // read_only_sql_transaction
+        message,
+    )))
+}
+
+#[async_trait]
+impl QueryHook for ReadOnlyHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        refusal(statement).map(|m| Err(refused(m)))
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        refusal(statement).map(|m| Err(refused(m)))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        refusal(statement).map(|m| Err(refused(m)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn check(sql: &str) -> Option<String> {
+        let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        refusal(&stmts[0])
+    }
+
+    #[test]
+    fn reads_pass_writes_are_refused() {
+        for ok in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "EXPLAIN SELECT 1",
+            "SHOW timezone",
+            "SET TIME ZONE 'UTC'",
+            "SET extra_float_digits = 3",
+            "BEGIN",
+            "COMMIT",
+        ] {
+            assert_eq!(check(ok), None, "{ok}");
+        }
+        for bad in [
+            "INSERT INTO counts VALUES (1)",
+            "COPY counts TO '/tmp/x.parquet'",
+            "CREATE TABLE x (a INT)",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP TABLE counts",
+            "DELETE FROM counts",
+            "UPDATE counts SET seq = 1",
+            "SET datafusion.execution.batch_size = 1",
+        ] {
+            let why = check(bad).unwrap_or_else(|| panic!("{bad} was allowed"));
+            assert!(why.contains("not allowed"), "{why}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_checked_against_argon2() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
+        let hash = argon2::Argon2::default()
+            .hash_password(b"right", &salt)
+            .unwrap()
+            .to_string();
+        assert!(password_matches(&hash, "right"));
+        assert!(!password_matches(&hash, "wrong"));
+        assert!(!password_matches("not a hash", "right"));
+        // The dummy hash parses, so unknown users cost a real verification.
+        assert!(argon2::PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+}

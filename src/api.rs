@@ -1,0 +1,566 @@
+//! The HTTP API (`/api/v1`), its OpenAPI document and the public free-places page (`/`).
+//!
+//! Who may see what:
+//! - anonymous: the public rooms (never offices) and the buildings; every number below
+//!   `public_min_count` is a band (`occupancy: null`, `fewer_than: N`), never exact;
+//! - `[[users]]` with HTTP Basic credentials: every room; role `viewer` still sees bands,
+//!   role `steward` exact numbers. Wrong credentials are a 401, never a silent anonymous view.
+//!
+//! Current numbers come from [`Live`] (the processors' retained outputs); history from the
+//! `occupancy` table through DataFusion.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float64Type, Int64Type};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tellijn_config::Campus;
+use tellijn_config::campus::{Role, Room};
+use tellijn_queries::History;
+use tellijn_wire::Clock;
+
+use crate::live::Live;
+
+/// The OpenAPI document of `/api/v1`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+/// The free-places page: one file, no external assets.
+pub const PAGE: &str = include_str!("page.html");
+
+/// Most rows one history request may return.
+pub const MAX_HISTORY_ROWS: i64 = 10_000;
+/// How long a verified Basic credential is remembered (argon2 is deliberately slow).
+const CREDENTIAL_TTL: Duration = Duration::from_secs(300);
+
+/// What the API needs.
+pub struct Api {
+    pub campus: Arc<Campus>,
+    pub live: Arc<Live>,
+    pub history: Arc<History>,
+    pub clock: Clock,
+    verified: Mutex<HashMap<String, ([u8; 32], Role, Instant)>>,
+}
+
+impl Api {
+    pub fn new(campus: Arc<Campus>, live: Arc<Live>, history: Arc<History>, clock: Clock) -> Api {
+        Api {
+            campus,
+            live,
+            history,
+            clock,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Anonymous,
+    User(Role),
+}
+
+impl Reader {
+    fn exact(self) -> bool {
+        self == Reader::User(Role::Steward)
+    }
+    fn sees_all_rooms(self) -> bool {
+        matches!(self, Reader::User(_))
+    }
+}
+
+/// An API error: a status and a message that says what to fix.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+    fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tellijn\""),
+            );
+        }
+        r
+    }
+}
+
+/// Checks HTTP Basic credentials, if any, against `[[users]]`.
+pub async fn reader(api: &Api, headers: &HeaderMap) -> Result<Reader, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Reader::Anonymous);
+    };
+    let bad = || ApiError::unauthorized("send HTTP Basic credentials of a [[users]] entry, or none for the public view");
+    let value = value.to_str().map_err(|_| bad())?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .ok_or_else(bad)?
+        .trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (name, password) = text.split_once(':').ok_or_else(bad)?;
+    let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+    {
+        let cache = api.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((d, role, at)) = cache.get(name)
+            && *d == digest
+            && at.elapsed() < CREDENTIAL_TTL
+        {
+            return Ok(Reader::User(*role));
+        }
+    }
+    let wrong = || ApiError::unauthorized("wrong user name or password");
+    let user = api
+        .campus
+        .users
+        .iter()
+        .find(|u| u.name == name)
+        .ok_or_else(wrong)?;
+    let hash = user.password_hash.clone();
+    let pw = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || {
+        tellijn_queries::pg::password_matches(&hash, &pw)
+    })
+    .await
+    .unwrap_or(false);
+    if !ok {
+        return Err(wrong());
+    }
+    let mut cache = api.verified.lock().unwrap_or_else(|p| p.into_inner());
+    cache.insert(name.to_owned(), (digest, user.role, Instant::now()));
+    Ok(Reader::User(user.role))
+}
+
+/// A number as the reader may see it: exact, or `None` below `min` for everyone but stewards.
+pub fn band(n: u64, min: u32, reader: Reader) -> Option<u64> {
+    if reader.exact() || n >= u64::from(min) {
+        Some(n)
+    } else {
+        None
+    }
+}
+
+/// One room now.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct RoomNow {
+    pub id: String,
+    pub name: String,
+    pub building: String,
+    pub kind: String,
+    pub capacity: u32,
+    pub public: bool,
+    /// Exact people present, or null when below `fewer_than`.
+    pub occupancy: Option<u64>,
+    /// Set when `occupancy` is a band: fewer than this many people are present.
+    pub fewer_than: Option<u32>,
+    /// Free places; a lower bound when `occupancy` is a band.
+    pub free: u64,
+    /// `occupied` / `vacant` as sent to HVAC and lighting, once known.
+    pub state: Option<String>,
+    /// When the number was computed.
+    pub updated: Option<String>,
+}
+
+fn room_now(api: &Api, r: &Room, reader: Reader) -> RoomNow {
+    let now = api.live.room(&r.id);
+    let min = api.campus.privacy.public_min_count;
+    let occupancy = band(now.occupancy, min, reader);
+    let shown = occupancy.unwrap_or(u64::from(min.saturating_sub(1)));
+    RoomNow {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        building: r.building.clone(),
+        kind: r.kind.as_str().to_owned(),
+        capacity: r.capacity,
+        public: r.public,
+        occupancy,
+        fewer_than: occupancy.is_none().then_some(min),
+        free: u64::from(r.capacity).saturating_sub(shown),
+        state: now
+            .occupied
+            .map(|o| if o { "occupied" } else { "vacant" }.to_owned()),
+        updated: now.ts,
+    }
+}
+
+/// One building now.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct BuildingNow {
+    pub id: String,
+    pub name: String,
+    /// Sum of the capacities of its rooms.
+    pub capacity: u64,
+    pub occupancy: Option<u64>,
+    pub fewer_than: Option<u32>,
+    pub updated: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoomsQuery {
+    building: Option<String>,
+}
+
+pub async fn rooms(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Query(q): Query<RoomsQuery>,
+) -> Result<Response, ApiError> {
+    let reader = reader(&api, &headers).await?;
+    if let Some(b) = &q.building
+        && !api.campus.buildings.iter().any(|x| &x.id == b)
+    {
+        return Err(ApiError::bad(format!(
+            "unknown building {b:?}; GET /api/v1/buildings lists them"
+        )));
+    }
+    let list: Vec<RoomNow> = api
+        .campus
+        .rooms
+        .iter()
+        .filter(|r| r.public || reader.sees_all_rooms())
+        .filter(|r| q.building.as_ref().is_none_or(|b| &r.building == b))
+        .map(|r| room_now(&api, r, reader))
+        .collect();
+    Ok(no_store(Json(list)))
+}
+
+fn find_room<'a>(api: &'a Api, id: &str, reader: Reader) -> Result<&'a Room, ApiError> {
+    match api.campus.room(id) {
+        Some(r) if r.public || reader.sees_all_rooms() => Ok(r),
+        Some(_) => Err(ApiError::not_found(format!(
+            "room {id:?} is not public; sign in with HTTP Basic credentials of a [[users]] entry to see it"
+        ))),
+        None => Err(ApiError::not_found(format!(
+            "no room {id:?}; GET /api/v1/rooms lists them"
+        ))),
+    }
+}
+
+pub async fn room(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let reader = reader(&api, &headers).await?;
+    let r = find_room(&api, &id, reader)?;
+    Ok(no_store(Json(room_now(&api, r, reader))))
+}
+
+pub async fn buildings(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let reader = reader(&api, &headers).await?;
+    let min = api.campus.privacy.public_min_count;
+    let list: Vec<BuildingNow> = api
+        .campus
+        .buildings
+        .iter()
+        .map(|b| {
+            let now = api.live.building(&b.id);
+            let occupancy = band(now.occupancy, min, reader);
+            BuildingNow {
+                id: b.id.clone(),
+                name: b.name.clone(),
+                capacity: api
+                    .campus
+                    .rooms
+                    .iter()
+                    .filter(|r| r.building == b.id)
+                    .map(|r| u64::from(r.capacity))
+                    .sum(),
+                occupancy,
+                fewer_than: occupancy.is_none().then_some(min),
+                updated: now.ts,
+            }
+        })
+        .collect();
+    Ok(no_store(Json(list)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+}
+
+/// One step of a room's history.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct HistoryRow {
+    pub start: String,
+    pub occupancy_min: Option<u64>,
+    pub occupancy_avg: Option<f64>,
+    pub occupancy_max: Option<u64>,
+    pub people_in: Option<u64>,
+    pub people_out: Option<u64>,
+}
+
+/// A room's history.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct HistoryResponse {
+    pub room: String,
+    pub from: String,
+    pub to: String,
+    pub step_seconds: i64,
+    /// Set for readers who see bands: a null value means fewer than this.
+    pub fewer_than: Option<u32>,
+    pub rows: Vec<HistoryRow>,
+}
+
+/// Validated history parameters.
+#[derive(Debug, PartialEq)]
+pub struct HistoryRange {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub step: i64,
+}
+
+/// Checks `from`, `to` and `step`; every error says what to send instead.
+pub fn history_range(q: &HistoryQuery, now: DateTime<Utc>) -> Result<HistoryRange, ApiError> {
+    let time = |name: &str, v: &str| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ApiError::bad(format!(
+                    "{name}={v:?} is not an RFC 3339 time ({e}); send e.g. {name}=2026-11-22T08:00:00Z"
+                ))
+            })
+    };
+    let to = match &q.to {
+        Some(v) => time("to", v)?,
+        None => now,
+    };
+    let from = match &q.from {
+        Some(v) => time("from", v)?,
+        None => to - TimeDelta::days(1),
+    };
+    if from >= to {
+        return Err(ApiError::bad(format!(
+            "from ({from}) must be before to ({to})"
+        )));
+    }
+    let step_text = q.step.as_deref().unwrap_or("1h");
+    let step = humantime::parse_duration(step_text).map_err(|e| {
+        ApiError::bad(format!(
+            "step={step_text:?} is not a duration ({e}); send e.g. step=15m, step=1h or step=1d"
+        ))
+    })?;
+    let step = step.as_secs() as i64;
+    if step < 60 || step % 60 != 0 || step > 31 * 86_400 {
+        return Err(ApiError::bad(format!(
+            "step={step_text:?} must be whole minutes between 1m and 31d (occupancy is stored per minute)"
+        )));
+    }
+    let rows = (to - from).num_seconds() / step;
+    if rows > MAX_HISTORY_ROWS {
+        return Err(ApiError::bad(format!(
+            "from…to at step {step_text} is {rows} rows, more than {MAX_HISTORY_ROWS}; use a larger step or a shorter range"
+        )));
+    }
+    Ok(HistoryRange { from, to, step })
+}
+
+pub async fn history(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let reader = reader(&api, &headers).await?;
+    let room = find_room(&api, &id, reader)?;
+    let range = history_range(&q, api.clock.now())?;
+    let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+    // Every value in this statement is validated above (the room id exists in the config,
+    // the times were parsed), so formatting it in is safe.
+    let sql = format!(
+        "SELECT CAST(floor(extract(epoch FROM minute) / {step}) AS BIGINT) * {step} AS t, \
+         CAST(min(occupancy_min) AS BIGINT) AS omin, CAST(avg(occupancy_avg) AS DOUBLE) AS oavg, \
+         CAST(max(occupancy_max) AS BIGINT) AS omax, CAST(sum(people_in) AS BIGINT) AS pin, \
+         CAST(sum(people_out) AS BIGINT) AS pout \
+         FROM occupancy WHERE room = '{room}' AND date >= '{d0}' AND date <= '{d1}' \
+         AND minute >= TIMESTAMP '{from}' AND minute < TIMESTAMP '{to}' GROUP BY 1 ORDER BY 1",
+        step = range.step,
+        room = room.id,
+        d0 = day(range.from - TimeDelta::days(1)),
+        d1 = day(range.to + TimeDelta::days(1)),
+        from = fmt(range.from),
+        to = fmt(range.to),
+    );
+    let batches = api.history.batches(&sql).await.map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("reading the history failed: {e}"),
+    })?;
+    let min = api.campus.privacy.public_min_count;
+    let b = |v: i64| band(v.max(0) as u64, min, reader);
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let col = |i: usize| batch.column(i).as_primitive::<Int64Type>();
+        let (t, omin, omax, pin, pout) = (col(0), col(1), col(3), col(4), col(5));
+        let oavg = batch.column(2).as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            if t.is_null(i) {
+                continue;
+            }
+            let start = DateTime::from_timestamp(t.value(i), 0).unwrap_or_default();
+            let avg = oavg.value(i);
+            rows.push(HistoryRow {
+                start: fmt(start),
+                occupancy_min: b(omin.value(i)),
+                occupancy_avg: (reader.exact() || avg >= f64::from(min))
+                    .then_some((avg * 100.0).round() / 100.0),
+                occupancy_max: b(omax.value(i)),
+                people_in: b(pin.value(i)),
+                people_out: b(pout.value(i)),
+            });
+        }
+    }
+    Ok(no_store(Json(HistoryResponse {
+        room: room.id.clone(),
+        from: fmt(range.from),
+        to: fmt(range.to),
+        step_seconds: range.step,
+        fewer_than: (!reader.exact()).then_some(min),
+        rows,
+    })))
+}
+
+fn no_store(j: impl IntoResponse) -> Response {
+    let mut r = j.into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+pub async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        Html(PAGE),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(from: Option<&str>, to: Option<&str>, step: Option<&str>) -> HistoryQuery {
+        HistoryQuery {
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+            step: step.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn bands_hide_small_numbers_from_all_but_stewards() {
+        let anon = Reader::Anonymous;
+        let viewer = Reader::User(Role::Viewer);
+        let steward = Reader::User(Role::Steward);
+        for n in 0..5 {
+            assert_eq!(band(n, 5, anon), None);
+            assert_eq!(band(n, 5, viewer), None);
+            assert_eq!(band(n, 5, steward), Some(n));
+        }
+        assert_eq!(band(5, 5, anon), Some(5));
+        assert_eq!(band(0, 0, anon), Some(0));
+    }
+
+    #[test]
+    fn history_parameters_are_checked() {
+        let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+        let r = history_range(&q(None, None, None), now).unwrap();
+        assert_eq!((r.to - r.from).num_hours(), 24);
+        assert_eq!(r.step, 3600);
+        let r = history_range(
+            &q(Some("2026-11-22T08:00:00Z"), Some("2026-11-22T09:00:00+01:00"), Some("15m")),
+            now,
+        )
+        .unwrap();
+        assert_eq!(r.step, 900);
+        assert_eq!(r.to, "2026-11-22T08:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        for (query, needle) in [
+            (q(Some("yesterday"), None, None), "RFC 3339"),
+            (q(None, Some("2026-13-01T00:00:00Z"), None), "RFC 3339"),
+            (q(Some("2026-11-22T13:00:00Z"), None, None), "before"),
+            (q(None, None, Some("banana")), "duration"),
+            (q(None, None, Some("30s")), "whole minutes"),
+            (q(None, None, Some("90s")), "whole minutes"),
+            (q(Some("2020-01-01T00:00:00Z"), None, Some("1m")), "rows"),
+        ] {
+            let e = history_range(&query, now).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.contains(needle), "{query:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn the_openapi_document_names_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for p in [
+            "/api/v1/rooms",
+            "/api/v1/rooms/{id}",
+            "/api/v1/rooms/{id}/history",
+            "/api/v1/buildings",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing");
+        }
+    }
+
+    #[test]
+    fn the_page_loads_nothing_from_elsewhere() {
+        for needle in ["http://", "https://", "//cdn", "@import"] {
+            assert!(!PAGE.contains(needle), "the page refers to {needle}");
+        }
+    }
+}

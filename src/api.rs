@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -35,6 +36,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// The free-places page: one file, no external assets.
 pub const PAGE: &str = include_str!("page.html");
 
+/// 2000-01-01T00:00:00Z and 2200-01-01T00:00:00Z: history times outside are refused.
+const EARLIEST: i64 = 946_684_800;
+const LATEST: i64 = 7_258_118_400;
+
 /// Most rows one history request may return.
 pub const MAX_HISTORY_ROWS: i64 = 10_000;
 /// How long a verified Basic credential is remembered (argon2 is deliberately slow).
@@ -47,16 +52,18 @@ pub struct Api {
     pub history: Arc<History>,
     pub clock: Clock,
     verified: Mutex<HashMap<String, ([u8; 32], Role, Instant)>>,
+    openapi: String,
 }
 
 impl Api {
     pub fn new(campus: Arc<Campus>, live: Arc<Live>, history: Arc<History>, clock: Clock) -> Api {
         Api {
-            campus,
             live,
             history,
             clock,
             verified: Mutex::new(HashMap::new()),
+            openapi: openapi_for(&campus),
+            campus,
         }
     }
 }
@@ -127,12 +134,13 @@ pub async fn reader(api: &Api, headers: &HeaderMap) -> Result<Reader, ApiError> 
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Reader::Anonymous);
     };
-    let bad = || ApiError::unauthorized("send HTTP Basic credentials of a [[users]] entry, or none for the public view");
+    let bad = || {
+        ApiError::unauthorized(
+            "send HTTP Basic credentials of a [[users]] entry, or none for the public view",
+        )
+    };
     let value = value.to_str().map_err(|_| bad())?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .ok_or_else(bad)?
-        .trim();
+    let encoded = value.strip_prefix("Basic ").ok_or_else(bad)?.trim();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|_| bad())?;
@@ -157,11 +165,9 @@ pub async fn reader(api: &Api, headers: &HeaderMap) -> Result<Reader, ApiError> 
         .ok_or_else(wrong)?;
     let hash = user.password_hash.clone();
     let pw = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || {
-        tellijn_queries::pg::password_matches(&hash, &pw)
-    })
-    .await
-    .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || tellijn_queries::pg::password_matches(&hash, &pw))
+        .await
+        .unwrap_or(false);
     if !ok {
         return Err(wrong());
     }
@@ -242,8 +248,9 @@ pub struct RoomsQuery {
 pub async fn rooms(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Query(q): Query<RoomsQuery>,
+    q: Result<Query<RoomsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let reader = reader(&api, &headers).await?;
     if let Some(b) = &q.building
         && !api.campus.buildings.iter().any(|x| &x.id == b)
@@ -278,8 +285,9 @@ fn find_room<'a>(api: &'a Api, id: &str, reader: Reader) -> Result<&'a Room, Api
 pub async fn room(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(path_error)?;
     let reader = reader(&api, &headers).await?;
     let r = find_room(&api, &id, reader)?;
     Ok(no_store(Json(room_now(&api, r, reader))))
@@ -358,13 +366,19 @@ pub struct HistoryRange {
 /// Checks `from`, `to` and `step`; every error says what to send instead.
 pub fn history_range(q: &HistoryQuery, now: DateTime<Utc>) -> Result<HistoryRange, ApiError> {
     let time = |name: &str, v: &str| {
-        DateTime::parse_from_rfc3339(v)
+        let t = DateTime::parse_from_rfc3339(v)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| {
                 ApiError::bad(format!(
                     "{name}={v:?} is not an RFC 3339 time ({e}); send e.g. {name}=2026-11-22T08:00:00Z"
                 ))
-            })
+            })?;
+        if !(EARLIEST..=LATEST).contains(&t.timestamp()) {
+            return Err(ApiError::bad(format!(
+                "{name}={v:?} is outside the years 2000 to 2199 that the history can hold"
+            )));
+        }
+        Ok(t)
     };
     let to = match &q.to {
         Some(v) => time("to", v)?,
@@ -403,9 +417,11 @@ pub fn history_range(q: &HistoryQuery, now: DateTime<Utc>) -> Result<HistoryRang
 pub async fn history(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(path_error)?;
+    let Query(q) = q.map_err(query_error)?;
     let reader = reader(&api, &headers).await?;
     let room = find_room(&api, &id, reader)?;
     let range = history_range(&q, api.clock.now())?;
@@ -465,6 +481,17 @@ pub async fn history(
     })))
 }
 
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::bad(format!(
+        "bad query string ({}); send each parameter at most once",
+        e.body_text()
+    ))
+}
+
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::bad(format!("bad path ({})", e.body_text()))
+}
+
 fn no_store(j: impl IntoResponse) -> Response {
     let mut r = j.into_response();
     r.headers_mut()
@@ -472,8 +499,31 @@ fn no_store(j: impl IntoResponse) -> Response {
     r
 }
 
-pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+/// The OpenAPI document with this campus's building ids as the `building` filter's values.
+pub fn openapi_for(campus: &Campus) -> String {
+    let mut doc: serde_json::Value = match serde_json::from_str(OPENAPI) {
+        Ok(d) => d,
+        Err(_) => return OPENAPI.to_owned(),
+    };
+    let ids: Vec<&str> = campus.buildings.iter().map(|b| b.id.as_str()).collect();
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1api~1v1~1rooms/get/parameters")
+        .and_then(|p| p.as_array_mut())
+    {
+        for p in params {
+            if p["name"] == "building" && !ids.is_empty() {
+                p["schema"]["enum"] = serde_json::json!(ids);
+            }
+        }
+    }
+    doc.to_string()
+}
+
+pub async fn openapi(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        api.openapi.clone(),
+    )
 }
 
 pub async fn page() -> impl IntoResponse {
@@ -522,17 +572,28 @@ mod tests {
         assert_eq!((r.to - r.from).num_hours(), 24);
         assert_eq!(r.step, 3600);
         let r = history_range(
-            &q(Some("2026-11-22T08:00:00Z"), Some("2026-11-22T09:00:00+01:00"), Some("15m")),
+            &q(
+                Some("2026-11-22T08:00:00Z"),
+                Some("2026-11-22T10:00:00+01:00"),
+                Some("15m"),
+            ),
             now,
         )
         .unwrap();
         assert_eq!(r.step, 900);
-        assert_eq!(r.to, "2026-11-22T08:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            r.to,
+            "2026-11-22T09:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         for (query, needle) in [
             (q(Some("yesterday"), None, None), "RFC 3339"),
             (q(None, Some("2026-13-01T00:00:00Z"), None), "RFC 3339"),
             (q(Some("2026-11-22T13:00:00Z"), None, None), "before"),
             (q(None, None, Some("banana")), "duration"),
+            (
+                q(None, Some("0222-01-20T02:25:06-19:00"), None),
+                "2000 to 2199",
+            ),
             (q(None, None, Some("30s")), "whole minutes"),
             (q(None, None, Some("90s")), "whole minutes"),
             (q(Some("2020-01-01T00:00:00Z"), None, Some("1m")), "rows"),

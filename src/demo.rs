@@ -213,7 +213,10 @@ pub async fn run(
         server.mqtt_addr()
     );
     println!("  Free places http://{}/", server.http_addr());
-    println!("  API        http://{}/api/v1/rooms  (OpenAPI: /api/v1/openapi.json)", server.http_addr());
+    println!(
+        "  API        http://{}/api/v1/rooms  (OpenAPI: /api/v1/openapi.json)",
+        server.http_addr()
+    );
     println!("  Metrics    http://{}/metrics", server.http_addr());
     println!("  Health     http://{}/healthz", server.http_addr());
     println!(

@@ -68,7 +68,8 @@ impl History {
         if !data_dir.is_dir() {
             return Err(QueryError::NoData(data_dir.to_path_buf()));
         }
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+        let ctx =
+            SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
         let privacy = campus.map(|c| c.privacy.clone()).unwrap_or_default();
         for (name, schema, retention) in [
             (schema::COUNTS, schema::counts(), privacy.raw_retention),

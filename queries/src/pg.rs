@@ -214,7 +214,11 @@ pub fn password_matches(hash: &str, password: &str) -> bool {
 
 #[async_trait]
 impl StartupHandler for PasswordStartup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -278,8 +282,7 @@ impl StartupHandler for PasswordStartup {
 }
 
 /// An argon2id hash of a random secret, verified against for unknown users.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$dGVsbGlqbmR1bW15c2FsdA$2oNq0mKxVjzsR4pI6bq0m7U8qVjH8c8J9sQ2n0x3Yqk";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$dGVsbGlqbmR1bW15c2FsdA$2oNq0mKxVjzsR4pI6bq0m7U8qVjH8c8J9sQ2n0x3Yqk";
 
 /// Refuses every statement that could write or change shared settings.
 #[derive(Debug)]
@@ -313,7 +316,11 @@ pub fn refusal(statement: &Statement) -> Option<String> {
         }
         other => {
             let text = other.to_string();
-            let verb: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let verb: String = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             Some(format!(
                 "Tellijn's SQL endpoint is read-only: \"{verb} …\" is not allowed; use SELECT"
             ))

@@ -1,0 +1,673 @@
+//! What people see: SQL over the PostgreSQL wire (real `psql`, `tokio-postgres`), the HTTP
+//! API with bands for small numbers (checked against its OpenAPI document by `schemathesis`),
+//! and the free-places page in headless Chromium.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, TimeDelta, Utc};
+use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tellijn_processors::minutes::MinuteRow;
+use tellijn_processors::parquet_sink::Buffer;
+
+const STEWARD: (&str, &str) = ("ada", "ada-steward-pw");
+const VIEWER: (&str, &str) = ("vic", "vic-viewer-pw");
+
+/// The common campus plus a steward, a viewer and an office (never public).
+fn campus_with_users(data: &Path) -> String {
+    let h = |s: &str| tellijn::secrets::hash_demo(s).unwrap();
+    format!(
+        "{}\n[[rooms]]\nid = \"r3\"\nbuilding = \"b\"\nname = \"Office three\"\nkind = \"office\"\ncapacity = 2\n\n[[users]]\nname = \"{}\"\npassword_hash = \"{}\"\nrole = \"steward\"\n\n[[users]]\nname = \"{}\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
+        campus_text(data, "200ms", ""),
+        STEWARD.0,
+        h(STEWARD.1),
+        VIEWER.0,
+        h(VIEWER.1)
+    )
+}
+
+/// Per-minute occupancy rows for yesterday (UTC), written as the processors write them.
+fn write_occupancy(data: &Path, flush: u64, rooms: &[(&str, u32)]) -> DateTime<Utc> {
+    let day = (Utc::now() - TimeDelta::days(1))
+        .date_naive()
+        .and_hms_opt(9, 0, 0)
+        .unwrap()
+        .and_utc();
+    let mut b = Buffer::default();
+    for (i, (room, peak)) in rooms.iter().enumerate() {
+        for m in 0..30u32 {
+            let n = (peak * (m + 1) / 30).max(1);
+            b.occupancy.push(MinuteRow {
+                room: (*room).into(),
+                building: "b".into(),
+                minute: (day + TimeDelta::minutes(m as i64 + i as i64)).timestamp_micros(),
+                people_in: 1,
+                people_out: 0,
+                occupancy_min: n - 1,
+                occupancy_avg: n as f64 - 0.5,
+                occupancy_max: n,
+                capacity: 10,
+            });
+        }
+    }
+    b.flush(data, flush).unwrap();
+    day
+}
+
+struct Psql {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn psql(addr: SocketAddr, user: (&str, &str), sql: &str) -> Psql {
+    let out = tokio::process::Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            ",",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+            "-U",
+            user.0,
+            "-d",
+            "tellijn",
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", user.1)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", "disable")
+        .output()
+        .await
+        .expect("psql must be installed (apt-get install postgresql-client)");
+    Psql {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn duckdb(data: &Path, sql: &str) -> String {
+    let script = format!(
+        "import duckdb\nfor r in duckdb.sql(\"\"\"{}\"\"\").fetchall(): print(','.join(str(x) for x in r))",
+        sql.replace(
+            "FROM occupancy",
+            &format!(
+                "FROM read_parquet('{}/occupancy/*/*.parquet', hive_partitioning=true)",
+                data.display()
+            )
+        )
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 with duckdb (pip install duckdb)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn psql_serves_every_table_to_stewards_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    write_occupancy(data, 0, &[("r1", 8), ("r2", 40)]);
+    let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
+    let pg = server.postgres_addr();
+
+    // Every contract table answers.
+    for table in [
+        "counts",
+        "zone_counts",
+        "occupancy",
+        "rooms",
+        "buildings",
+        "sensors",
+    ] {
+        let r = psql(pg, STEWARD, &format!("SELECT count(*) FROM {table}")).await;
+        assert!(r.ok, "{table}: {}", r.stderr);
+        let n: u64 = r.stdout.trim().parse().unwrap();
+        let expected = match table {
+            "occupancy" => 60,
+            "rooms" => 3,
+            "buildings" => 1,
+            "sensors" => 2,
+            _ => 0,
+        };
+        assert_eq!(n, expected, "{table}");
+    }
+    // psql's own catalogue commands.
+    let r = psql(pg, STEWARD, "\\dt").await;
+    assert!(r.ok, "{}", r.stderr);
+    for t in ["counts", "occupancy", "rooms", "sensors"] {
+        assert!(r.stdout.contains(t), "\\dt lacks {t}: {}", r.stdout);
+    }
+    let r = psql(pg, STEWARD, "\\d occupancy").await;
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stdout.contains("occupancy_max"), "{}", r.stdout);
+
+    // The same answer as DuckDB over the same files.
+    let sql = "SELECT room, max(occupancy_max) FROM occupancy GROUP BY room ORDER BY room";
+    let r = psql(pg, STEWARD, sql).await;
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout, duckdb(data, sql));
+    assert_eq!(r.stdout, "r1,8\nr2,40\n");
+
+    // What Grafana's PostgreSQL data source sends for a time-series panel
+    // ($__timeGroupAlias(minute, 5m) and $__timeFilter(minute), expanded).
+    let day = (Utc::now() - TimeDelta::days(1)).date_naive();
+    let grafana = format!(
+        "SELECT floor(extract(epoch from minute)/300)*300 AS \"time\", room AS metric, max(occupancy_max) AS value \
+         FROM occupancy WHERE minute BETWEEN '{day}T08:00:00Z' AND '{day}T10:00:00Z' \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    let r = psql(pg, STEWARD, &grafana).await;
+    assert!(r.ok, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 13, "{}", r.stdout); // r1: 09:00…09:25, r2: 09:00…09:30
+    let r = psql(
+        pg,
+        STEWARD,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
+    )
+    .await;
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "buildings\ncounts\noccupancy\nrooms\nsensors\nzone_counts\n"
+    );
+
+    // Read-only.
+    for write in [
+        "COPY counts TO '/tmp/tellijn-steal.parquet'",
+        "CREATE TABLE x (a INT)",
+        "DROP TABLE counts",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let r = psql(pg, STEWARD, write).await;
+        assert!(!r.ok, "{write} ran");
+        assert!(r.stderr.contains("not allowed"), "{write}: {}", r.stderr);
+    }
+
+    // A wrong password, an unknown user and a viewer are refused, counted and audited.
+    let r = psql(pg, (STEWARD.0, "wrong"), "SELECT 1").await;
+    assert!(!r.ok && r.stdout.is_empty(), "{}", r.stderr);
+    let r = psql(pg, ("mallory", "x"), "SELECT 1").await;
+    assert!(!r.ok && r.stdout.is_empty(), "{}", r.stderr);
+    let r = psql(pg, VIEWER, "SELECT count(*) FROM counts").await;
+    assert!(!r.ok && r.stdout.is_empty(), "a viewer ran SQL");
+    assert!(r.stderr.contains("viewer"), "{}", r.stderr);
+    let m = http_get(server.http_addr(), "/metrics").await;
+    for reason in ["sql_bad_password", "sql_unknown_user", "sql_role_viewer"] {
+        assert_eq!(
+            metric(
+                &m,
+                &format!("tellijn_auth_failures_total{{reason=\"{reason}\"}}")
+            ),
+            1.0,
+            "{reason}"
+        );
+    }
+    let audit = audit_lines(data);
+    assert!(audit.iter().any(|l| l["event"] == "auth_failure"
+        && l["reason"] == "sql_role_viewer"
+        && l["username"] == "vic"));
+    assert!(
+        !audit.iter().any(|l| l.to_string().contains("wrong")),
+        "a password reached the audit log"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connected_session_sees_new_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
+    let pg = server.postgres_addr();
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} password={} dbname=tellijn",
+            pg.port(),
+            STEWARD.0,
+            STEWARD.1
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(occupancy_rows(&client).await, 0);
+    write_occupancy(data, 0, &[("r1", 3)]);
+    assert_eq!(occupancy_rows(&client).await, 30);
+    // Prepared statements (the extended protocol DBeaver and Metabase use) work too.
+    let rows = client
+        .query(
+            "SELECT room, max(occupancy_max) AS m FROM occupancy WHERE room = $1 GROUP BY room",
+            &[&"r1"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "r1");
+    drop(client);
+    server.stop().await.unwrap();
+}
+
+async fn occupancy_rows(c: &tokio_postgres::Client) -> u64 {
+    let rows = c
+        .simple_query("SELECT count(*) FROM occupancy")
+        .await
+        .unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// A GET with optional Basic credentials: (status, body).
+async fn get(addr: SocketAddr, path: &str, user: Option<(&str, &str)>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = user
+        .map(|(u, p)| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        })
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn get_json(addr: SocketAddr, path: &str, user: Option<(&str, &str)>) -> (u16, Value) {
+    let (status, body) = get(addr, path, user).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
+}
+
+/// Sends one count message for `s1` (door into r1).
+async fn door(server: &tellijn::server::Server, seq: u64, people_in: u32) {
+    assert!(
+        mosquitto_pub(
+            server.mqtt_addr().port(),
+            Some(("s1", S1_SECRET)),
+            "s1",
+            "tellijn/v1/sensors/s1/counts",
+            Payload::Text(&line_msg(seq, people_in, 0)),
+        )
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_bands_small_numbers_for_all_but_stewards() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let day = write_occupancy(data, 0, &[("r1", 8)]);
+    let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
+    let http = server.http_addr();
+    door(&server, 1, 2).await;
+    assert!(
+        wait_for(20, || async {
+            get_json(http, "/api/v1/rooms/r1", Some(STEWARD)).await.1["occupancy"] == 2
+        })
+        .await
+    );
+    // Two people: the steward sees 2, everyone else a band.
+    let (s, r) = get_json(http, "/api/v1/rooms/r1", Some(STEWARD)).await;
+    assert_eq!(s, 200);
+    assert_eq!(r["occupancy"], 2);
+    assert_eq!(r["fewer_than"], Value::Null);
+    assert_eq!(r["free"], 8);
+    assert_eq!(r["state"], "occupied");
+    for user in [None, Some(VIEWER)] {
+        let (s, r) = get_json(http, "/api/v1/rooms/r1", user).await;
+        assert_eq!(s, 200);
+        assert_eq!(r["occupancy"], Value::Null, "{user:?}: {r}");
+        assert_eq!(r["fewer_than"], 5);
+        assert_eq!(r["free"], 6, "a lower bound: capacity minus 4");
+        assert!(!r.to_string().contains(":2,"), "{r}");
+    }
+    // The building (2 people) is banded as well.
+    let (_, b) = get_json(http, "/api/v1/buildings", None).await;
+    assert_eq!(b[0]["occupancy"], Value::Null);
+    assert_eq!(b[0]["fewer_than"], 5);
+    let (_, b) = get_json(http, "/api/v1/buildings", Some(STEWARD)).await;
+    assert_eq!(b[0]["occupancy"], 2);
+
+    // Anonymous readers see public rooms only; the office never.
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, anon) = get_json(http, "/api/v1/rooms", None).await;
+    assert_eq!(ids(&anon), ["r1"]);
+    let (_, all) = get_json(http, "/api/v1/rooms", Some(VIEWER)).await;
+    assert_eq!(ids(&all), ["r1", "r2", "r3"]);
+    let (s, e) = get_json(http, "/api/v1/rooms/r3", None).await;
+    assert_eq!(s, 404);
+    assert!(e["error"].as_str().unwrap().contains("not public"), "{e}");
+
+    // Enough people: exact for everyone.
+    door(&server, 2, 5).await;
+    assert!(
+        wait_for(20, || async {
+            get_json(http, "/api/v1/rooms/r1", None).await.1["occupancy"] == 7
+        })
+        .await
+    );
+
+    // History: per step from the occupancy table; small numbers banded for the public.
+    let from = day.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = (day + TimeDelta::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let path = format!("/api/v1/rooms/r1/history?from={from}&to={to}&step=15m");
+    let (s, h) = get_json(http, &path, Some(STEWARD)).await;
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(h["step_seconds"], 900);
+    assert_eq!(h["fewer_than"], Value::Null);
+    let rows = h["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{h}");
+    assert_eq!(rows[0]["start"], from);
+    assert_eq!(rows[0]["occupancy_max"], 4); // minutes 0..14 of a ramp to 8 over 30
+    assert_eq!(rows[1]["occupancy_max"], 8);
+    assert_eq!(rows[0]["people_in"], 15);
+    let (_, h) = get_json(http, &path, None).await;
+    assert_eq!(h["fewer_than"], 5);
+    assert_eq!(h["rows"][0]["occupancy_max"], Value::Null);
+    assert_eq!(h["rows"][1]["occupancy_max"], 8);
+
+    // Bad parameters: 400 with a message that says what to fix; bad credentials: 401.
+    for (path, needle) in [
+        ("/api/v1/rooms/r1/history?from=yesterday", "RFC 3339"),
+        ("/api/v1/rooms/r1/history?step=30s", "whole minutes"),
+        (
+            "/api/v1/rooms/r1/history?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "before",
+        ),
+        ("/api/v1/rooms?building=nope", "unknown building"),
+    ] {
+        let (s, e) = get_json(http, path, None).await;
+        assert_eq!(s, 400, "{path}");
+        assert!(e["error"].as_str().unwrap().contains(needle), "{path}: {e}");
+    }
+    let (s, e) = get_json(http, "/api/v1/rooms/nope", None).await;
+    assert_eq!(s, 404, "{e}");
+    let (s, _) = get_json(http, "/api/v1/rooms", Some((STEWARD.0, "wrong"))).await;
+    assert_eq!(s, 401);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_matches_its_openapi_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    write_occupancy(data, 0, &[("r1", 8)]);
+    let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
+    let http = server.http_addr();
+    door(&server, 1, 7).await;
+    let out = tokio::process::Command::new("schemathesis")
+        .args([
+            "run",
+            &format!("http://{http}/api/v1/openapi.json"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "40",
+            "--workers",
+            "1",
+            "--seed",
+            "1",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .await
+        .expect("schemathesis must be installed (pip install schemathesis)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found differences between the API and its document:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It really exercised the four operations.
+    assert!(stdout.contains("Tested: 4"), "{stdout}");
+    server.stop().await.unwrap();
+}
+
+/// A Chrome DevTools Protocol session on one page.
+struct Cdp {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next: u64,
+}
+
+impl Cdp {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let msg = json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                msg.to_string().into(),
+            ))
+            .await
+            .unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("Chromium did not answer")
+                .unwrap()
+                .unwrap();
+            if let Ok(text) = m.to_text() {
+                let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    async fn eval(&mut self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true}),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+}
+
+/// GET from Chromium's DevTools HTTP endpoint, which keeps the connection open: read by length.
+async fn devtools_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    s.get_mut()
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        s.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).await.unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_free_places_page_in_chromium() {
+    tokio::time::timeout(Duration::from_secs(180), free_places_page())
+        .await
+        .expect("the Chromium test took over 3 minutes");
+}
+
+async fn free_places_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
+    let http = server.http_addr();
+    door(&server, 1, 2).await;
+    assert!(
+        wait_for(20, || async {
+            get_json(http, "/api/v1/rooms/r1", Some(STEWARD)).await.1["occupancy"] == 2
+        })
+        .await
+    );
+
+    let profile = tempfile::tempdir().unwrap();
+    let mut chromium = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--window-size=412,915",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromium must be installed (apt-get install chromium)");
+    // Chromium names its DevTools port on stderr.
+    let stderr = chromium.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let port: u16 = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(rest) = l.strip_prefix("DevTools listening on ws://127.0.0.1:") {
+                return rest.split('/').next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("Chromium exited without a DevTools port");
+    })
+    .await
+    .expect("Chromium did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let devtools: SocketAddr = ([127, 0, 0, 1], port).into();
+    let targets: Value = serde_json::from_str(&devtools_get(devtools, "/json/list").await).unwrap();
+    let page_ws = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "page")
+        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+        .unwrap()
+        .to_owned();
+    let (ws, _) = tokio_tungstenite::connect_async(page_ws.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{page_ws}: {e}"));
+    let mut cdp = Cdp { ws, next: 0 };
+    cdp.call("Page.navigate", json!({"url": format!("http://{http}/")}))
+        .await;
+
+    let rooms = "JSON.stringify([...document.querySelectorAll('[data-room]')].map(e => [e.dataset.room, e.querySelector('.people').textContent, e.querySelector('.free').textContent]))";
+    let mut shown = Value::Null;
+    for _ in 0..200 {
+        let v = cdp.eval(rooms).await;
+        shown = serde_json::from_str(v.as_str().unwrap_or("[]")).unwrap();
+        if shown.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Only the public room, and its two people as a band.
+    assert_eq!(
+        shown,
+        json!([["r1", "fewer than 5 people · 10 places", "at least 6 free"]])
+    );
+    let text = cdp.eval("document.body.innerText").await;
+    assert!(!text.as_str().unwrap().contains("Office"), "{text}");
+
+    // A live update without a reload: a marker set now must survive.
+    cdp.eval("window.tellijnMarker = 42").await;
+    door(&server, 2, 5).await;
+    let mut updated = false;
+    for _ in 0..300 {
+        let v = cdp.eval(rooms).await;
+        let now: Value = serde_json::from_str(v.as_str().unwrap_or("[]")).unwrap();
+        if now == json!([["r1", "7 of 10 places taken", "3 free"]]) {
+            updated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(updated, "the page did not show 7 people");
+    assert_eq!(
+        cdp.eval("window.tellijnMarker").await,
+        42,
+        "the page reloaded"
+    );
+
+    let shot = cdp
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let artifact = Path::new(env!("CARGO_TARGET_TMPDIR")).join("free-places.png");
+    std::fs::write(&artifact, &png).unwrap();
+    eprintln!("screenshot: {}", artifact.display());
+    let _ = chromium.kill().await;
+    server.stop().await.unwrap();
+}

@@ -12,11 +12,13 @@
 //! - [`live`]: the latest occupancy of every room and building, fed from the retained outputs.
 //! - [`demo`]: a generated campus with simulated agents, each its own MQTT connection with its
 //!   own credential.
+//! - [`progress`]: the progress line of `tellijn sql` on a terminal.
 //! - [`secrets`]: argon2id hashing for `hash-secret` and the demo.
 
 pub mod api;
 pub mod demo;
 pub mod http;
 pub mod live;
+pub mod progress;
 pub mod secrets;
 pub mod server;

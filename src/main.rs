@@ -204,7 +204,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 OutputFormat::Csv => Format::Csv,
                 OutputFormat::Json => Format::Json,
             };
-            let out = history.query(&sql, format).await?;
+            let out = tellijn::progress::with_progress(history.query(&sql, format)).await?;
             println!("{}", out.trim_end());
         }
         Command::CheckConfig { config } => match Campus::load(&config) {

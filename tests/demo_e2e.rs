@@ -165,3 +165,31 @@ fn hash_secret_prints_an_argon2id_hash() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("$argon2id$"));
 }
+
+#[test]
+fn sql_shows_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let sql = "SELECT count(*) AS n FROM generate_series(1, 50000000)";
+    // Piped: the result alone, no progress line.
+    let out = tellijn(&["sql", "--data", data, "--format", "csv", sql]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n50000000\n");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("running query"),
+        "progress on a pipe"
+    );
+    // On a terminal (util-linux `script` gives it one): the progress line, then the result.
+    let cmd = format!(
+        "{} sql --data {data} --format csv '{sql}'",
+        env!("CARGO_BIN_EXE_tellijn")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux) gives the command a terminal");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("running query"), "{text:?}");
+    assert!(text.trim_end().ends_with("50000000"), "{text:?}");
+}

@@ -16,10 +16,13 @@ use tellijn_wire::Clock;
 use tokio::sync::watch;
 
 use crate::server::{Server, ServerOptions};
+use crate::sim::Simulator;
 
 /// Options of `tellijn demo`.
 pub struct DemoOptions {
     pub sensors: usize,
+    /// `HH:MM`: start the simulated clock at the next such campus time instead of now.
+    pub start: Option<String>,
     pub speed: f64,
     pub duration: Option<Duration>,
     pub data_dir: PathBuf,
@@ -144,6 +147,34 @@ pub fn campus(sensors: usize) -> Result<(Campus, Vec<(String, String)>)> {
     Ok((c, secrets))
 }
 
+/// The next time after `now` that is `hhmm` on the campus's clock.
+pub fn next_local(
+    timezone: &str,
+    hhmm: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    let (h, m) = tellijn_config::campus::parse_reset(hhmm).with_context(|| {
+        format!("--start {hhmm:?} is not a time of day; write e.g. --start 07:30")
+    })?;
+    let tz: chrono_tz::Tz = timezone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown time zone {timezone}"))?;
+    let mut day = now.with_timezone(&tz).date_naive();
+    for _ in 0..3 {
+        let local = day
+            .and_hms_opt(h, m, 0)
+            .context("--start must be a valid time of day")?;
+        if let Some(t) = tz.from_local_datetime(&local).earliest()
+            && t.with_timezone(&chrono::Utc) > now
+        {
+            return Ok(t.with_timezone(&chrono::Utc));
+        }
+        day = day.succ_opt().context("date out of range")?;
+    }
+    anyhow::bail!("--start {hhmm} does not occur on the campus clock in the next days")
+}
+
 fn toml_default() -> Campus {
     // Every section has defaults; an empty document is a valid, empty campus.
     toml::from_str("").unwrap_or_else(|_| unreachable!("an empty campus always parses"))
@@ -187,7 +218,11 @@ pub async fn run(
     std::fs::write(&campus_file, campus.to_toml())
         .with_context(|| format!("cannot write {}", campus_file.display()))?;
 
-    let clock = Clock::accelerated(chrono::Utc::now(), opts.speed);
+    let start = match &opts.start {
+        Some(hhmm) => next_local(&campus.server.timezone, hhmm, chrono::Utc::now())?,
+        None => chrono::Utc::now(),
+    };
+    let clock = Clock::accelerated(start, opts.speed);
     let campus = Arc::new(campus);
     let server = Server::start(ServerOptions {
         campus: campus.clone(),
@@ -202,11 +237,21 @@ pub async fn run(
     .await?;
 
     println!(
-        "Tellijn demo: {} sensors in {} buildings, {} rooms; speed {}x.",
+        "Tellijn demo: {} sensors in {} buildings, {} rooms; speed {}x from {} campus time.",
         campus.sensors.len(),
         campus.buildings.len(),
         campus.rooms.len(),
-        opts.speed
+        opts.speed,
+        clock
+            .now()
+            .with_timezone(
+                &campus
+                    .server
+                    .timezone
+                    .parse::<chrono_tz::Tz>()
+                    .unwrap_or(chrono_tz::UTC)
+            )
+            .format("%a %Y-%m-%d %H:%M")
     );
     println!(
         "  MQTT       mqtt://{}  (anonymous read: tellijn/v1/rooms/#, tellijn/v1/buildings/#)",
@@ -240,10 +285,53 @@ pub async fn run(
     let interval = Duration::from_secs_f64(opts.speed.clamp(1.0, 900.0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
+    let mut feeds = std::collections::HashMap::new();
+    for s in &campus.sensors {
+        let lines: Vec<String> = s.lines.iter().map(|l| l.line.clone()).collect();
+        let zones: Vec<String> = s.zones.iter().map(|z| z.zone.clone()).collect();
+        feeds.insert(
+            s.id.clone(),
+            Arc::new(std::sync::Mutex::new(
+                tellijn_agent::source::StdinAggregator::new(&lines, &zones),
+            )),
+        );
+    }
+    let simulator = {
+        let sim = Arc::new(std::sync::Mutex::new(Simulator::new(
+            &campus,
+            &feeds,
+            clock.now(),
+            rand::rng().random(),
+        )));
+        let live = server.live.clone();
+        let mut stop_rx = stop_rx.clone();
+        let task_sim = sim.clone();
+        // One step per simulated minute; the server's numbers are compared with the truth
+        // once a step.
+        let mut tick = tokio::time::interval(
+            clock
+                .real(Duration::from_secs(60))
+                .max(Duration::from_millis(20)),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop_rx.wait_for(|s| *s) => break,
+                    _ = tick.tick() => {}
+                }
+                let mut s = task_sim.lock().unwrap_or_else(|p| p.into_inner());
+                s.sample(|room| live.room(room).occupancy);
+                s.advance(clock.now());
+            }
+        });
+        sim
+    };
     for (id, secret) in secrets {
         let Some(sensor) = campus.sensor(&id) else {
             continue;
         };
+        let feed = feeds.get(&id).cloned();
         let cfg = AgentConfig {
             sensor: id.clone(),
             broker: format!("mqtt://{}", server.mqtt_addr()),
@@ -266,7 +354,7 @@ pub async fn run(
             let stopped = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
-            tellijn_agent::run(&cfg, &secret, clock, stopped).await
+            tellijn_agent::run_fed(&cfg, &secret, clock, stopped, feed).await
         });
     }
 
@@ -301,6 +389,13 @@ pub async fn run(
         "Done: {} agents sent {} count messages ({} await the server's ack in their outboxes); the server stored {} and dropped {} duplicates.",
         n, sent.messages, sent.unacked, server_summary.accepted, server_summary.duplicates
     );
+    println!(
+        "{}",
+        simulator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary()
+    );
     Ok(DemoSummary {
         agents: n,
         sent,
@@ -311,6 +406,18 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_is_the_next_such_campus_time() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-23T05:00:00Z".parse().unwrap();
+        // 06:00 in Amsterdam: 07:30 is later today, 05:00 tomorrow.
+        let t = next_local("Europe/Amsterdam", "07:30", now).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T06:30:00+00:00");
+        let t = next_local("Europe/Amsterdam", "05:00", now).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-24T04:00:00+00:00");
+        assert!(next_local("Europe/Amsterdam", "25:00", now).is_err());
+        assert!(next_local("Europe/Amsterdam", "morning", now).is_err());
+    }
 
     #[test]
     fn campus_has_the_requested_sensors() {

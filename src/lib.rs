@@ -13,6 +13,7 @@
 //! - [`demo`]: a generated campus with simulated agents, each its own MQTT connection with its
 //!   own credential.
 //! - [`progress`]: the progress line of `tellijn sql` on a terminal.
+//! - [`sim`]: the demo's campus simulator (a timetable, sensors that miss a few crossings).
 //! - [`secrets`]: argon2id hashing for `hash-secret` and the demo.
 
 pub mod api;
@@ -22,3 +23,4 @@ pub mod live;
 pub mod progress;
 pub mod secrets;
 pub mod server;
+pub mod sim;

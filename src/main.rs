@@ -36,6 +36,9 @@ enum Command {
         /// Number of simulated sensors.
         #[arg(long, default_value_t = 370)]
         sensors: usize,
+        /// Start the simulated clock at the next HH:MM campus time (e.g. 07:30) instead of now.
+        #[arg(long)]
+        start: Option<String>,
         /// Where history is written.
         #[arg(long, default_value = "./data")]
         data: PathBuf,
@@ -139,6 +142,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             duration,
             speed,
             sensors,
+            start,
             data,
             ports,
         } => {
@@ -148,6 +152,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             let opts = DemoOptions {
                 sensors,
+                start,
                 speed,
                 duration,
                 data_dir: data,

@@ -114,6 +114,18 @@ pub async fn run(
     clock: Clock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Totals, AgentError> {
+    run_fed(cfg, secret, clock, shutdown, None).await
+}
+
+/// As [`run`], but the readings come from `feed` (filled by the caller, e.g. the demo's campus
+/// simulator) instead of the configured source.
+pub async fn run_fed(
+    cfg: &AgentConfig,
+    secret: &str,
+    clock: Clock,
+    shutdown: impl Future<Output = ()>,
+    feed: Option<Arc<Mutex<source::StdinAggregator>>>,
+) -> Result<Totals, AgentError> {
     cfg.check().map_err(AgentError::Config)?;
     let addr = cfg.broker_addr().map_err(AgentError::Config)?;
     let max = config::parse_size(&cfg.outbox_max).unwrap_or(100 << 20);
@@ -279,6 +291,7 @@ pub async fn run(
     };
 
     let stdin = match cfg.source.kind {
+        _ if feed.is_some() => feed,
         config::SourceKind::Stdin => {
             let agg = Arc::new(Mutex::new(source::StdinAggregator::new(
                 &cfg.source.lines,

@@ -133,6 +133,21 @@ impl StdinAggregator {
         Ok(())
     }
 
+    /// Adds crossings of line `line` (its index in the config) to the current interval.
+    pub fn add_crossings(&mut self, line: usize, people_in: u32, people_out: u32) {
+        if let Some(c) = self.pending.lines.get_mut(line) {
+            c.0 = c.0.saturating_add(people_in).min(10_000);
+            c.1 = c.1.saturating_add(people_out).min(10_000);
+        }
+    }
+
+    /// Sets the latest reading of zone `zone` (its index in the config).
+    pub fn set_zone(&mut self, zone: usize, count: u32) {
+        if let Some(z) = self.pending.zones.get_mut(zone) {
+            *z = Some(count.min(10_000));
+        }
+    }
+
     /// Ends the interval: returns its aggregate and starts a new one.
     pub fn take(&mut self) -> Reading {
         let fresh = Reading {

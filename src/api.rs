@@ -45,13 +45,16 @@ pub const MAX_HISTORY_ROWS: i64 = 10_000;
 /// How long a verified Basic credential is remembered (argon2 is deliberately slow).
 const CREDENTIAL_TTL: Duration = Duration::from_secs(300);
 
+/// A credential checked recently: SHA-256 of the password, the role, when.
+type Verified = ([u8; 32], Role, Instant);
+
 /// What the API needs.
 pub struct Api {
     pub campus: Arc<Campus>,
     pub live: Arc<Live>,
     pub history: Arc<History>,
     pub clock: Clock,
-    verified: Mutex<HashMap<String, ([u8; 32], Role, Instant)>>,
+    verified: Mutex<HashMap<String, Verified>>,
     openapi: String,
 }
 

@@ -63,7 +63,12 @@ pub struct Simulator {
     err_n: u64,
     crossings: u64,
     missed: u64,
+    /// Minutes stepped; samples start after [`WARM_UP`] of them.
+    steps: u32,
 }
+
+/// Simulated minutes before accuracy samples count: agents are still connecting.
+pub const WARM_UP: u32 = 5;
 
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -208,6 +213,7 @@ impl Simulator {
             err_n: 0,
             crossings: 0,
             missed: 0,
+            steps: 0,
         };
         // Start from the timetable, not from an empty campus: the server starts at zero, so
         // the first minute's arrivals would otherwise all be one burst. Reported as arrivals.
@@ -228,6 +234,7 @@ impl Simulator {
     }
 
     fn step_minute(&mut self) {
+        self.steps += 1;
         let local = self.at.with_timezone(&self.tz).naive_local();
         let mut entering = vec![(0u32, 0u32); self.buildings.len()];
         for i in 0..self.rooms.len() {
@@ -291,6 +298,9 @@ impl Simulator {
     /// room counts as exact when its number lies within the truth of the last three steps (the
     /// server hears of a minute's crossings up to a reporting interval later).
     pub fn sample(&mut self, served: impl Fn(&str) -> u64) {
+        if self.steps <= WARM_UP {
+            return;
+        }
         for (i, r) in self.rooms.iter().enumerate() {
             let (lo, hi) = self
                 .recent
@@ -330,7 +340,7 @@ impl Simulator {
             100.0 * self.missed as f64 / self.crossings as f64
         };
         format!(
-            "Accuracy: mean absolute error {mae:.2} people per room vs the simulator's truth ({} samples over {} rooms; sensors missed {missed:.1} % of {} people counted; nightly resets correct the drift).",
+            "Accuracy: mean absolute error {mae:.2} people per room vs the simulator's truth ({} samples over {} rooms after a {WARM_UP}-minute warm-up; sensors missed {missed:.1} % of {} people counted; nightly resets correct the drift).",
             self.err_n,
             self.rooms.len(),
             self.crossings

@@ -20,6 +20,8 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
         "20s",
         "--speed",
         "60",
+        "--start",
+        "09:50",
         "--data",
         data_s,
         "--mqtt",
@@ -37,6 +39,22 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
     );
     assert!(stdout.contains("370 sensors"), "{stdout}");
     assert!(stdout.contains("Done: 370 agents"), "{stdout}");
+    // 20 minutes of a campus morning, from 09:50: lectures fill, and the accuracy is printed.
+    let mae: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Accuracy: mean absolute error "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy line: {stdout}"));
+    assert!(mae < 5.0, "occupancy is far from the truth: {stdout}");
+    eprintln!("{}", stdout.lines().last().unwrap_or_default());
+    let people: u64 = stdout
+        .split(" % of ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(people > 1000, "the campus stayed empty: {stdout}");
 
     let out = tellijn(&[
         "sql",

@@ -34,17 +34,30 @@ pub fn router(state: HttpState) -> Router {
         .merge(api_routes)
 }
 
-async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+/// OpenMetrics for scrapers that ask for it (Prometheus does), else the Prometheus text format.
+async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     let mut body = String::new();
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
     let registry = s.registry.lock().unwrap_or_else(|p| p.into_inner());
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
-        Ok(()) => (
+        Ok(()) if openmetrics => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             body,
+        ),
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            tellijn_config::metrics::to_prometheus_text(&body),
         ),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

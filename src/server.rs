@@ -81,6 +81,7 @@ impl Server {
 
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
+        Metrics::register_process(&mut registry, &data_dir);
         metrics.seed(&campus);
 
         let mut processors = Processors::open(

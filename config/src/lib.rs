@@ -7,11 +7,13 @@
 //! - [`campus`]: `campus.toml`, parsed and validated in one pass that reports every error with
 //!   its file and key.
 //! - [`metrics`]: every Prometheus metric name and label set, typed, in one place.
+//! - [`process`]: process metrics (RSS, CPU, open fds) and data-disk space, read per scrape.
 //! - [`audit`]: the audit log (JSON lines under `{data}/audit/`), never carrying a payload.
 
 pub mod audit;
 pub mod campus;
 pub mod metrics;
+pub mod process;
 
 pub use audit::{AuditEvent, AuditLog};
 pub use campus::{Campus, ConfigError, ConfigErrors};

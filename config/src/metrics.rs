@@ -32,6 +32,29 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoomInfoLabels {
+    pub room: String,
+    pub building: String,
+    pub kind: String,
+    pub public: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
+/// The stages whose queues are measured, for `tellijn_queue_depth{stage}`.
+pub mod stage {
+    /// Admitted by the gate, waiting for the processors.
+    pub const PROCESSORS_IN: &str = "processors_in";
+    /// Retained outputs waiting to be published into the broker.
+    pub const RETAINED_OUT: &str = "retained_out";
+    /// Rows buffered for the next Parquet flush.
+    pub const PARQUET_BUFFER: &str = "parquet_buffer";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -56,6 +79,9 @@ pub mod auth_reason {
     pub const CLIENT_ID_MISMATCH: &str = "client_id_mismatch";
     pub const NO_CREDENTIALS: &str = "no_credentials";
     pub const BAD_WILL: &str = "bad_will";
+    pub const SQL_UNKNOWN_USER: &str = "sql_unknown_user";
+    pub const SQL_BAD_PASSWORD: &str = "sql_bad_password";
+    pub const SQL_ROLE_VIEWER: &str = "sql_role_viewer";
 }
 
 /// All metric handles. Cloning is cheap (handles share their values).
@@ -78,6 +104,11 @@ pub struct Metrics {
     pub rows_written: Family<TableLabels, Counter>,
     pub flush_failures: Family<TableLabels, Counter>,
     pub processor_queue: Gauge,
+    pub queue_depth: Family<StageLabels, Gauge>,
+    pub flush_duration: Histogram,
+    pub room_vacant: Family<RoomLabels, Gauge>,
+    pub sensor_queue: Family<SensorLabels, Gauge>,
+    pub room_info: Family<RoomInfoLabels, Gauge>,
 }
 
 impl Metrics {
@@ -103,6 +134,13 @@ impl Metrics {
             rows_written: Family::default(),
             flush_failures: Family::default(),
             processor_queue: Gauge::default(),
+            queue_depth: Family::default(),
+            flush_duration: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            room_vacant: Family::default(),
+            sensor_queue: Family::default(),
+            room_info: Family::default(),
         };
         let r = registry;
         r.register(
@@ -137,7 +175,7 @@ impl Metrics {
         );
         r.register(
             "tellijn_auth_failures",
-            "MQTT connections refused, by reason",
+            "Connections refused (MQTT, and SQL logins: sql_*), by reason",
             m.auth_failures.clone(),
         );
         r.register(
@@ -190,7 +228,39 @@ impl Metrics {
             "Accepted messages waiting for the processors",
             m.processor_queue.clone(),
         );
+        r.register(
+            "tellijn_queue_depth",
+            "Items waiting between pipeline stages, by stage",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "tellijn_flush_duration_seconds",
+            "Time to write one flush (Parquet files and state)",
+            m.flush_duration.clone(),
+        );
+        r.register(
+            "tellijn_room_vacant",
+            "1 while a room's HVAC/lighting state is vacant, 0 while occupied",
+            m.room_vacant.clone(),
+        );
+        r.register(
+            "tellijn_sensor_queue",
+            "Count messages waiting in a sensor's outbox, as its last status reported",
+            m.sensor_queue.clone(),
+        );
+        r.register(
+            "tellijn_room_info",
+            "1 per room, with its kind and whether it is public (from the config), for joins",
+            m.room_info.clone(),
+        );
         m
+    }
+
+    /// Adds process metrics (RSS, CPU, open fds) and the data directory's disk space.
+    pub fn register_process(registry: &mut Registry, data_dir: &std::path::Path) {
+        registry.register_collector(Box::new(crate::process::ProcessCollector {
+            data_dir: data_dir.to_path_buf(),
+        }));
     }
 
     /// Pre-creates every labelled series the config implies, so dashboards see zeros, not gaps.
@@ -202,6 +272,15 @@ impl Metrics {
             };
             self.room_capacity.get_or_create(&l).set(r.capacity as i64);
             let _ = self.room_occupancy.get_or_create(&l);
+            let _ = self.room_vacant.get_or_create(&l);
+            self.room_info
+                .get_or_create(&RoomInfoLabels {
+                    room: r.id.clone(),
+                    building: r.building.clone(),
+                    kind: r.kind.as_str().to_owned(),
+                    public: r.public.to_string(),
+                })
+                .set(1);
             let _ = self.occupancy_clamped.get_or_create(&l);
         }
         for b in &campus.buildings {
@@ -215,6 +294,7 @@ impl Metrics {
             };
             let _ = self.sensor_online.get_or_create(&l);
             let _ = self.sensor_seq_gaps.get_or_create(&l);
+            let _ = self.sensor_queue.get_or_create(&l);
         }
         for o in [
             outcome::ACCEPTED,
@@ -235,10 +315,24 @@ impl Metrics {
             auth_reason::CLIENT_ID_MISMATCH,
             auth_reason::NO_CREDENTIALS,
             auth_reason::BAD_WILL,
+            auth_reason::SQL_UNKNOWN_USER,
+            auth_reason::SQL_BAD_PASSWORD,
+            auth_reason::SQL_ROLE_VIEWER,
         ] {
             let _ = self
                 .auth_failures
                 .get_or_create(&ReasonLabels { reason: r });
+        }
+        for stage in [
+            stage::PROCESSORS_IN,
+            stage::RETAINED_OUT,
+            stage::PARQUET_BUFFER,
+        ] {
+            let _ = self.queue_depth.get_or_create(&StageLabels { stage });
+        }
+        for table in ["counts", "zone_counts", "occupancy"] {
+            let _ = self.flush_failures.get_or_create(&TableLabels { table });
+            let _ = self.rows_written.get_or_create(&TableLabels { table });
         }
     }
 
@@ -261,5 +355,56 @@ impl Metrics {
         self.messages
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+}
+
+/// Turns OpenMetrics text (what the encoder writes) into the Prometheus text format 0.0.4, for
+/// scrapers and tools that do not ask for OpenMetrics (`promtool check metrics`, curl): counter
+/// families get their `_total` name on `# HELP`/`# TYPE`, `# UNIT` and `# EOF` go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for l in openmetrics.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ")
+            && let Some((name, "counter")) = rest.split_once(' ')
+        {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for l in openmetrics.lines() {
+        if l == "# EOF" || l.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = l
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| l.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{kind}{name}_total {tail}"));
+                } else {
+                    out.push_str(l);
+                }
+            }
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn counters_get_their_total_names() {
+        let om = "# HELP a_things Things.\n# TYPE a_things counter\na_things_total{x=\"1\"} 3\n# HELP b Gauge.\n# TYPE b gauge\n# UNIT b seconds\nb 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_things_total Things.\n# TYPE a_things_total counter\na_things_total{x=\"1\"} 3\n# HELP b Gauge.\n# TYPE b gauge\nb 1\n"
+        );
     }
 }

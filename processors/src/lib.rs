@@ -41,7 +41,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tellijn_config::metrics::{BuildingLabels, RoomLabels, SensorLabels, TableLabels, outcome};
+use tellijn_config::metrics::{
+    BuildingLabels, RoomLabels, SensorLabels, StageLabels, TableLabels, outcome, stage,
+};
 use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
 use tellijn_wire::count::rfc3339;
 use tellijn_wire::{Clock, CountMessage, SensorEvent, StatusMessage, topic};
@@ -537,12 +539,16 @@ impl Processors {
                 .vacancy
                 .entry(room.clone())
                 .or_insert_with(|| hvac::Vacancy::new(n));
-            state.update(n, instant, delay);
+            let occupied = state.update(n, instant, delay);
             let state = state.payload();
             let labels = RoomLabels {
                 room: r.id.clone(),
                 building: r.building.clone(),
             };
+            self.metrics
+                .room_vacant
+                .get_or_create(&labels)
+                .set(i64::from(!occupied));
             self.metrics
                 .room_occupancy
                 .get_or_create(&labels)
@@ -725,6 +731,22 @@ impl Processors {
         }
     }
 
+    /// Publishes the depths of the Parquet buffer and of the retained-output channel.
+    fn queue_depths(&self, out: &tokio::sync::mpsc::Sender<Output>) {
+        let set = |stage, n: usize| {
+            self.metrics
+                .queue_depth
+                .get_or_create(&StageLabels { stage })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        set(stage::PARQUET_BUFFER, self.buffer.len());
+        set(
+            stage::PROCESSORS_IN,
+            usize::try_from(self.metrics.processor_queue.get()).unwrap_or(0),
+        );
+        set(stage::RETAINED_OUT, out.max_capacity() - out.capacity());
+    }
+
     /// Records what a sensor reports about itself. A change of its privacy-relevant settings
     /// (what it sends, its config hash, its version) is audited, and the latest report of every
     /// sensor is kept in `{data}/state/sensors.json`, so an auditor can see each device's
@@ -732,6 +754,14 @@ impl Processors {
     fn sensor_status(&mut self, sensor: String, status: StatusMessage) {
         if !status.online {
             return;
+        }
+        if let Some(q) = status.queue {
+            self.metrics
+                .sensor_queue
+                .get_or_create(&SensorLabels {
+                    sensor: sensor.clone(),
+                })
+                .set(i64::try_from(q).unwrap_or(i64::MAX));
         }
         let settings =
             |s: &StatusMessage| (s.sends.clone(), s.config_hash.clone(), s.version.clone());
@@ -816,6 +846,7 @@ impl Processors {
         })
         .unwrap_or_default();
         let mut buffer = buffer.unwrap_or_default();
+        let started = std::time::Instant::now();
         let (buffer, result) = tokio::task::spawn_blocking(move || {
             let r = buffer
                 .flush(&dir, flush)
@@ -837,6 +868,9 @@ impl Processors {
                 }),
             )
         });
+        self.metrics
+            .flush_duration
+            .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(w) => {
                 self.flushes = flush;
@@ -911,6 +945,7 @@ impl Processors {
                         for o in self.handle(ev, &mut summary) {
                             let _ = out.send(o).await;
                         }
+                        self.queue_depths(&out);
                     }
                     None => break,
                 },
@@ -919,6 +954,7 @@ impl Processors {
                         for o in acks {
                             let _ = out.send(o).await;
                         }
+                        self.queue_depths(&out);
                     }
                     Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
                 }

@@ -336,6 +336,17 @@ async fn door(server: &tellijn::server::Server, seq: u64, people_in: u32) {
     );
 }
 
+/// Waits until the API (as a steward) shows `n` people in r1.
+async fn steward_sees_r1(http: SocketAddr, n: u64) {
+    assert!(
+        wait_for(20, || async {
+            get_json(http, "/api/v1/rooms/r1", Some(STEWARD)).await.1["occupancy"] == n
+        })
+        .await,
+        "r1 never showed {n} people"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_bands_small_numbers_for_all_but_stewards() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,12 +355,7 @@ async fn the_api_bands_small_numbers_for_all_but_stewards() {
     let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
     let http = server.http_addr();
     door(&server, 1, 2).await;
-    assert!(
-        wait_for(20, || async {
-            get_json(http, "/api/v1/rooms/r1", Some(STEWARD)).await.1["occupancy"] == 2
-        })
-        .await
-    );
+    steward_sees_r1(http, 2).await;
     // Two people: the steward sees 2, everyone else a band.
     let (s, r) = get_json(http, "/api/v1/rooms/r1", Some(STEWARD)).await;
     assert_eq!(s, 200);
@@ -561,12 +567,7 @@ async fn free_places_page() {
     let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
     let http = server.http_addr();
     door(&server, 1, 2).await;
-    assert!(
-        wait_for(20, || async {
-            get_json(http, "/api/v1/rooms/r1", Some(STEWARD)).await.1["occupancy"] == 2
-        })
-        .await
-    );
+    steward_sees_r1(http, 2).await;
 
     let profile = tempfile::tempdir().unwrap();
     let mut chromium = tokio::process::Command::new("chromium")

@@ -72,6 +72,21 @@ enum Command {
     CheckConfig { config: PathBuf },
     /// Read a secret on stdin; print its argon2id hash for the config.
     HashSecret,
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; names the first broken line.
+    Verify {
+        /// The data directory.
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -168,6 +183,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ports,
         } => {
             let campus = load_campus(&config)?;
+            let demo = tellijn::secrets::demo_credentials(&campus);
+            anyhow::ensure!(
+                demo.is_empty(),
+                "{}: {} use the demo password; give each its own secret (`tellijn hash-secret`) before serving",
+                config.display(),
+                demo.join(", ")
+            );
             let server = Server::start(ServerOptions {
                 campus: Arc::new(campus),
                 mqtt: ports.mqtt,
@@ -224,6 +246,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Err(errors) => {
                 eprintln!("{errors}");
                 eprintln!("{} error(s).", errors.0.len());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Audit {
+            command: AuditCommand::Verify { data },
+        } => match tellijn_config::audit::verify(&data) {
+            Ok(r) => println!(
+                "OK: the audit log in {} is intact ({} lines in {} files); latest hash {}",
+                data.join("audit").display(),
+                r.lines,
+                r.files,
+                r.head
+            ),
+            Err(e) => {
+                eprintln!("BROKEN: {e}");
                 return Ok(ExitCode::FAILURE);
             }
         },

@@ -23,3 +23,26 @@ pub fn hash_demo(secret: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?
         .to_string())
 }
+
+/// The config keys whose secret is the demo's password (`demo`): `serve` refuses to start with
+/// any, so no deployment runs on a default password.
+pub fn demo_credentials(campus: &tellijn_config::Campus) -> Vec<String> {
+    let demo = crate::demo::DEMO_USER.1;
+    let mut found = Vec::new();
+    for (i, u) in campus.users.iter().enumerate() {
+        if tellijn_queries::pg::password_matches(&u.password_hash, demo) {
+            found.push(format!("users[{i}] ({})", u.name));
+        }
+    }
+    for (i, r) in campus.mqtt_readers.iter().enumerate() {
+        if tellijn_queries::pg::password_matches(&r.password_hash, demo) {
+            found.push(format!("mqtt_readers[{i}] ({})", r.name));
+        }
+    }
+    for (i, s) in campus.sensors.iter().enumerate() {
+        if tellijn_queries::pg::password_matches(&s.secret_hash, demo) {
+            found.push(format!("sensors[{i}] ({})", s.id));
+        }
+    }
+    found
+}

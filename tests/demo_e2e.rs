@@ -211,3 +211,38 @@ fn sql_shows_progress_on_a_terminal_only() {
     assert!(text.contains("running query"), "{text:?}");
     assert!(text.trim_end().ends_with("50000000"), "{text:?}");
 }
+
+#[test]
+fn serve_refuses_the_demo_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = tellijn::secrets::hash_demo("demo").unwrap();
+    let config = dir.path().join("campus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = \"{}\"\n\n[[buildings]]\nid = \"b\"\nname = \"B\"\n\n[[users]]\nname = \"demo\"\npassword_hash = \"{hash}\"\nrole = \"steward\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = tellijn(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--mqtt",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--postgres",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "serve started with the demo password"
+    );
+    assert!(
+        stderr.contains("users[0] (demo)") && stderr.contains("demo password"),
+        "{stderr}"
+    );
+}

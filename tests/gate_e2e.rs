@@ -232,6 +232,38 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         .await
         .unwrap();
     assert_eq!(csv, "seq,people_in,people_out\n1,3,1\n2,1,0\n");
+
+    // The refusals above form an intact hash chain; `tellijn audit verify` says so, and names
+    // the line once one is changed.
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tellijn"))
+            .args(["audit", "verify", "--data"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.starts_with("OK"), "{stdout}");
+    let file = std::fs::read_dir(dir.path().join("audit"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen("publish_refused", "publish_allowed", 1),
+    )
+    .unwrap();
+    let out = verify();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a changed line passed");
+    assert!(
+        stderr.starts_with("BROKEN: ") && stderr.contains(".jsonl:") && stderr.contains("changed"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

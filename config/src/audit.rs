@@ -4,6 +4,13 @@
 //!
 //! Lines are written and flushed to the OS as they happen; `sync` (called on shutdown) makes
 //! them durable.
+//!
+//! Tamper evidence: every line carries `prev`, the hash of the line before it (across daily
+//! files and restarts; the very first line has [`GENESIS`]), and ends with `hash`, the SHA-256
+//! of the line's text up to that field. [`verify`] recomputes both and names the first line
+//! where they disagree, so a changed, deleted or inserted line is found. (Whoever can rewrite
+//! every later line can hide a change; the latest hash, printed by `tellijn audit verify`,
+//! should be kept elsewhere to guard against that.)
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -84,6 +91,138 @@ struct Line<'a> {
     ts: String,
     #[serde(flatten)]
     event: &'a AuditEvent,
+    prev: &'a str,
+}
+
+/// The `prev` of the first line ever written.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// `,"hash":"` + 64 hex digits + `"}`.
+const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+
+/// Seals a line's JSON text (an object without `hash`): returns the line and its hash.
+fn seal(body: &str) -> (String, String) {
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let open = body.strip_suffix('}').unwrap_or(body);
+    (format!("{open},\"hash\":\"{hash}\"}}"), hash)
+}
+
+/// Splits a sealed line into (the text its hash covers, the hash it claims).
+fn unseal(line: &str) -> Option<(String, &str)> {
+    if line.len() < HASH_SUFFIX_LEN || !line.is_char_boundary(line.len() - HASH_SUFFIX_LEN) {
+        return None;
+    }
+    let (head, suffix) = line.split_at(line.len() - HASH_SUFFIX_LEN);
+    let hash = suffix.strip_prefix(",\"hash\":\"")?.strip_suffix("\"}")?;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((format!("{head}}}"), hash))
+}
+
+/// The audit files of a directory, oldest first.
+fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Where the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("{file}:{line}: {why}")]
+    Broken {
+        file: String,
+        line: usize,
+        why: String,
+    },
+    #[error("cannot read the audit log in {dir}: {message}")]
+    Io { dir: PathBuf, message: String },
+}
+
+/// An intact chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub files: usize,
+    pub lines: usize,
+    /// The hash of the last line (keep it elsewhere to detect a rewrite of the whole tail).
+    pub head: String,
+}
+
+/// Checks the hash chain of every audit file under `{data}/audit/`, oldest first.
+pub fn verify(data_dir: &Path) -> Result<ChainReport, ChainError> {
+    let dir = data_dir.join("audit");
+    let io = |e: std::io::Error| ChainError::Io {
+        dir: dir.clone(),
+        message: e.to_string(),
+    };
+    let mut expected = GENESIS.to_owned();
+    let mut lines = 0;
+    let files = files(&dir).map_err(io)?;
+    for path in &files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = std::fs::read(path).map_err(io)?;
+        let text = String::from_utf8_lossy(&bytes);
+        for (i, line) in text.lines().enumerate() {
+            let broken = |why: String| ChainError::Broken {
+                file: name.clone(),
+                line: i + 1,
+                why,
+            };
+            let (body, hash) = unseal(line)
+                .ok_or_else(|| broken("the line has no hash: it was changed".into()))?;
+            if hex::encode(Sha256::digest(body.as_bytes())) != hash {
+                return Err(broken(
+                    "the line does not match its hash: it was changed".into(),
+                ));
+            }
+            let prev = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("prev").and_then(|p| p.as_str()).map(str::to_owned))
+                .ok_or_else(|| broken("the line has no prev hash: it was changed".into()))?;
+            if prev != expected {
+                return Err(broken(
+                    "the line does not follow the one before it: a line before it was deleted, or this one was inserted"
+                        .into(),
+                ));
+            }
+            expected = hash.to_owned();
+            lines += 1;
+        }
+    }
+    Ok(ChainReport {
+        files: files.len(),
+        lines,
+        head: expected,
+    })
+}
+
+/// The hash of the last line of the newest file, to continue the chain after a restart.
+fn last_hash(dir: &Path) -> String {
+    let Ok(files) = files(dir) else {
+        return GENESIS.to_owned();
+    };
+    for path in files.iter().rev() {
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+            // An unsealed last line (torn by a crash) is chained over by its content hash, so
+            // `verify` reports it instead of the chain silently restarting.
+            return match unseal(line) {
+                Some((_, h)) => h.to_owned(),
+                None => hex::encode(Sha256::digest(line.as_bytes())),
+            };
+        }
+    }
+    GENESIS.to_owned()
 }
 
 /// Errors opening or writing the audit log.
@@ -103,10 +242,16 @@ struct Open {
     file: File,
 }
 
-/// An append-only audit log, safe to share between tasks.
+struct State {
+    open: Option<Open>,
+    /// The hash of the last line written.
+    last: String,
+}
+
+/// An append-only, hash-chained audit log, safe to share between tasks.
 pub struct AuditLog {
     dir: PathBuf,
-    open: Mutex<Option<Open>>,
+    state: Mutex<State>,
 }
 
 impl AuditLog {
@@ -117,9 +262,10 @@ impl AuditLog {
             dir: dir.clone(),
             source,
         })?;
+        let last = last_hash(&dir);
         Ok(AuditLog {
             dir,
-            open: Mutex::new(None),
+            state: Mutex::new(State { open: None, last }),
         })
     }
 
@@ -132,37 +278,40 @@ impl AuditLog {
     /// returned so a caller that must not go on without an audit trail can stop.
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let now = Utc::now();
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let line = Line {
             ts: now.to_rfc3339_opts(SecondsFormat::Micros, true),
             event: &event,
+            prev: &guard.last,
         };
-        let mut text = serde_json::to_string(&line).unwrap_or_default();
+        let body = serde_json::to_string(&line).unwrap_or_default();
+        let (mut text, hash) = seal(&body);
         text.push('\n');
-        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let io = |source| AuditError::Io {
             dir: self.dir.clone(),
             source,
         };
         let today = now.date_naive();
-        if guard.as_ref().map(|o| o.date) != Some(today) {
+        if guard.open.as_ref().map(|o| o.date) != Some(today) {
             let path = self.dir.join(format!("{today}.jsonl"));
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(io)?;
-            *guard = Some(Open { date: today, file });
+            guard.open = Some(Open { date: today, file });
         }
-        if let Some(o) = guard.as_mut() {
+        if let Some(o) = guard.open.as_mut() {
             o.file.write_all(text.as_bytes()).map_err(io)?;
         }
+        guard.last = hash;
         Ok(())
     }
 
     /// Makes every written line durable.
     pub fn sync(&self) -> Result<(), AuditError> {
-        let guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(o) = guard.as_ref() {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = guard.open.as_ref() {
             o.file.sync_all().map_err(|source| AuditError::Io {
                 dir: self.dir.clone(),
                 source,
@@ -197,5 +346,109 @@ mod tests {
         assert_eq!(v["reason"], "not_json");
         assert_eq!(v["payload_bytes"], 22);
         assert_eq!(v["payload_sha256"], hex::encode(Sha256::digest(secret)));
+    }
+
+    fn event(n: usize) -> AuditEvent {
+        AuditEvent::ConfigLoaded {
+            config_sha256: format!("{n:064}"),
+            source: format!("test {n}"),
+        }
+    }
+
+    /// A log of `n` lines over two files (yesterday's and today's) written by two opens.
+    fn chained(n: usize) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        for i in 0..n / 2 {
+            log.record(event(i)).unwrap();
+        }
+        drop(log);
+        // Yesterday's file: the same lines as if written a day earlier.
+        let today = dir
+            .path()
+            .join(format!("audit/{}.jsonl", Utc::now().date_naive()));
+        let yesterday = dir.path().join(format!(
+            "audit/{}.jsonl",
+            Utc::now().date_naive().pred_opt().unwrap()
+        ));
+        std::fs::rename(&today, &yesterday).unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        for i in n / 2..n {
+            log.record(event(i)).unwrap();
+        }
+        (dir, today)
+    }
+
+    fn edit(path: &Path, f: impl FnOnce(&mut Vec<String>)) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        f(&mut lines);
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn the_chain_runs_across_files_and_restarts() {
+        let (dir, _) = chained(6);
+        let r = verify(dir.path()).unwrap();
+        assert_eq!((r.files, r.lines), (2, 6));
+        assert_ne!(r.head, GENESIS);
+        // The first line starts the chain.
+        let files = files(&dir.path().join("audit")).unwrap();
+        let first = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(first.lines().next().unwrap().contains(GENESIS));
+        // An empty log is an intact chain.
+        let empty = tempfile::tempdir().unwrap();
+        AuditLog::open(empty.path()).unwrap();
+        assert_eq!(verify(empty.path()).unwrap().lines, 0);
+    }
+
+    fn broken_at(dir: &Path) -> (String, usize, String) {
+        match verify(dir) {
+            Err(ChainError::Broken { file, line, why }) => (file, line, why),
+            other => panic!("not broken: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_changed_line_is_named() {
+        let (dir, today) = chained(6);
+        edit(&today, |l| l[1] = l[1].replace("test 4", "test 9"));
+        let (file, line, why) = broken_at(dir.path());
+        assert!(file.ends_with(".jsonl") && today.ends_with(&file));
+        assert_eq!(line, 2);
+        assert!(why.contains("changed"), "{why}");
+    }
+
+    #[test]
+    fn a_deleted_line_is_named() {
+        let (dir, today) = chained(6);
+        edit(&today, |l| {
+            l.remove(0);
+        });
+        let (_, line, why) = broken_at(dir.path());
+        assert_eq!(line, 1);
+        assert!(why.contains("deleted"), "{why}");
+    }
+
+    #[test]
+    fn an_inserted_line_is_named() {
+        let (dir, today) = chained(6);
+        // A well-formed line copied from elsewhere, sealed and all.
+        edit(&today, |l| {
+            let copy = l[0].clone();
+            l.insert(2, copy);
+        });
+        let (_, line, why) = broken_at(dir.path());
+        assert_eq!(line, 3);
+        assert!(why.contains("inserted"), "{why}");
+        // A forged line with a correct hash but the wrong predecessor is found as well.
+        let (dir, today) = chained(4);
+        edit(&today, |l| {
+            let (forged, _) = seal(&format!(
+                "{{\"ts\":\"2026-01-01T00:00:00Z\",\"event\":\"config_loaded\",\"prev\":\"{GENESIS}\"}}"
+            ));
+            l.insert(1, forged);
+        });
+        assert_eq!(broken_at(dir.path()).1, 2);
     }
 }

@@ -246,3 +246,23 @@ fn serve_refuses_the_demo_password() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_demo_binds_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tellijn(&[
+        "demo",
+        "--duration",
+        "1s",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--http",
+        "0.0.0.0:0",
+    ]);
+    assert!(!out.status.success(), "the demo listened beyond loopback");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -345,6 +345,51 @@ mod tests {
         assert_eq!(csv, "n\n0\n");
     }
 
+    /// What history and campus tables can hold: counts, times, ids from the config — no column
+    /// for an image, a face, a device address or a secret.
+    #[tokio::test]
+    async fn tables_hold_only_these_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let campus = tellijn_config::Campus::parse(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/campus.toml"
+            ))
+            .unwrap(),
+            "examples/campus.toml",
+        )
+        .unwrap();
+        let h = History::open(dir.path(), Some(&campus)).await.unwrap();
+        for (table, columns) in [
+            (
+                "counts",
+                "sensor,line,seq,start,end,people_in,people_out,received,date",
+            ),
+            ("zone_counts", "sensor,zone,seq,at,people,received,date"),
+            (
+                "occupancy",
+                "room,building,minute,people_in,people_out,occupancy_min,occupancy_avg,occupancy_max,capacity,date",
+            ),
+            ("rooms", "id,name,building,kind,capacity,public"),
+            ("buildings", "id,name"),
+            ("sensors", "id,lines,zones"),
+        ] {
+            let df = h.context().table(table).await.unwrap();
+            let names: Vec<String> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(names.join(","), columns, "{table}");
+        }
+        let csv = h.query("SELECT * FROM sensors", Format::Csv).await.unwrap();
+        assert!(
+            !csv.contains("argon2"),
+            "a secret hash in the sensors table: {csv}"
+        );
+    }
+
     #[tokio::test]
     async fn bad_sql_is_a_readable_error() {
         let dir = tempfile::tempdir().unwrap();

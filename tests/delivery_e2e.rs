@@ -190,6 +190,8 @@ fn spawn_server(config: &std::path::Path, mqtt: u16, http: u16) -> Child {
             &format!("127.0.0.1:{mqtt}"),
             "--http",
             &format!("127.0.0.1:{http}"),
+            "--postgres",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

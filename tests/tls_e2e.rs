@@ -104,6 +104,8 @@ fn start_server(ca: &Ca) -> Setup {
             &format!("127.0.0.1:{mqtt}"),
             "--http",
             &format!("127.0.0.1:{http}"),
+            "--postgres",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -54,13 +54,21 @@ pub struct Api {
     pub live: Arc<Live>,
     pub history: Arc<History>,
     pub clock: Clock,
+    pub data_dir: std::path::PathBuf,
     verified: Mutex<HashMap<String, Verified>>,
     openapi: String,
 }
 
 impl Api {
-    pub fn new(campus: Arc<Campus>, live: Arc<Live>, history: Arc<History>, clock: Clock) -> Api {
+    pub fn new(
+        campus: Arc<Campus>,
+        live: Arc<Live>,
+        history: Arc<History>,
+        clock: Clock,
+        data_dir: std::path::PathBuf,
+    ) -> Api {
         Api {
+            data_dir,
             live,
             history,
             clock,
@@ -526,6 +534,14 @@ pub async fn openapi(State(api): State<Arc<Api>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
         api.openapi.clone(),
+    )
+}
+
+pub async fn transparency(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    let md = crate::transparency::report(&api.campus, &api.data_dir, api.clock.now());
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(crate::transparency::page(&md)),
     )
 }
 

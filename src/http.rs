@@ -21,6 +21,7 @@ pub fn router(state: HttpState) -> Router {
     use crate::api;
     let api_routes = Router::new()
         .route("/", get(api::page))
+        .route("/transparency", get(api::transparency))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/rooms", get(api::rooms))
         .route("/api/v1/rooms/{id}", get(api::room))

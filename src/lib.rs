@@ -14,6 +14,7 @@
 //!   own credential.
 //! - [`progress`]: the progress line of `tellijn sql` on a terminal.
 //! - [`sim`]: the demo's campus simulator (a timetable, sensors that miss a few crossings).
+//! - [`transparency`]: the transparency report (`tellijn transparency`, `/transparency`).
 //! - [`secrets`]: argon2id hashing for `hash-secret` and the demo.
 
 pub mod api;
@@ -24,3 +25,4 @@ pub mod progress;
 pub mod secrets;
 pub mod server;
 pub mod sim;
+pub mod transparency;

@@ -72,6 +72,15 @@ enum Command {
     CheckConfig { config: PathBuf },
     /// Read a secret on stdin; print its argon2id hash for the config.
     HashSecret,
+    /// Print, from the config, what is collected, where it goes, who may read it and how long
+    /// it is kept (Markdown).
+    Transparency {
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory (default: the config's), for sensor reports and refusals.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -249,6 +258,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
+        Command::Transparency { config, data } => {
+            let campus = load_campus(&config)?;
+            let data = data.unwrap_or_else(|| campus.server.data_dir.clone());
+            print!(
+                "{}",
+                tellijn::transparency::report(&campus, &data, chrono::Utc::now())
+            );
+        }
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => match tellijn_config::audit::verify(&data) {

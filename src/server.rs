@@ -185,6 +185,7 @@ impl Server {
             live.clone(),
             history,
             opts.clock,
+            data_dir.clone(),
         ));
         let app = crate::http::router(crate::http::HttpState { registry, api });
         let http = tokio::spawn(async move {

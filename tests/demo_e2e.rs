@@ -266,3 +266,29 @@ fn the_demo_binds_loopback_only() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn transparency_prints_the_report_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/campus.toml");
+    let out = tellijn(&[
+        "transparency",
+        "--config",
+        config,
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("# Tellijn transparency report"), "{text}");
+    assert!(
+        text.contains("| lib-2-door-a | line main → lib-2-study |"),
+        "{text}"
+    );
+    assert!(text.contains("Count messages: 30 days"), "{text}");
+    assert!(!text.contains("$argon2"), "a secret hash in the report");
+}

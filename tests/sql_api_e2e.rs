@@ -436,6 +436,22 @@ async fn the_api_bands_small_numbers_for_all_but_stewards() {
         assert_eq!(s, 400, "{path}");
         assert!(e["error"].as_str().unwrap().contains(needle), "{path}: {e}");
     }
+    // The transparency page, from the running config.
+    let (s, t) = get(http, "/transparency", None).await;
+    assert_eq!(s, 200);
+    for needle in [
+        "Tellijn transparency report",
+        "| s1 | line main → r1 |",
+        "User `ada` — steward",
+        "User `vic` — viewer",
+        "fewer than 5 people are shown as a band",
+    ] {
+        assert!(t.contains(needle), "{needle} missing:\n{t}");
+    }
+    assert!(
+        !t.contains("$argon2"),
+        "a password hash on the transparency page"
+    );
     let (s, e) = get_json(http, "/api/v1/rooms/nope", None).await;
     assert_eq!(s, 404, "{e}");
     let (s, _) = get_json(http, "/api/v1/rooms", Some((STEWARD.0, "wrong"))).await;

@@ -1,0 +1,338 @@
+//! The transparency report: from the running config (and what the server recorded), what is
+//! collected, where it is kept, who may read it, for how long, which sensors exist, and how many
+//! messages and logins were refused in the last 30 days. `tellijn transparency` prints it as
+//! Markdown; `/transparency` serves the same text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use tellijn_config::Campus;
+use tellijn_config::campus::{Role, RoomKind};
+
+/// Refusals per (event, reason) in the audit files of the last `days` days.
+pub fn refusals(data_dir: &Path, now: DateTime<Utc>, days: i64) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    let since = (now - TimeDelta::days(days)).date_naive();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("audit")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let date = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
+        if date.is_none_or(|d| d < since) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let event = v["event"].as_str().unwrap_or_default();
+            if matches!(
+                event,
+                "publish_refused" | "auth_failure" | "subscribe_refused"
+            ) {
+                let reason = v["reason"].as_str().unwrap_or("-").to_owned();
+                *out.entry((event.to_owned(), reason)).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+/// "30 days" for whole days, else humantime's form.
+fn duration_text(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && secs.is_multiple_of(86_400) {
+        format!("{} days", secs / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+fn kind_text(kind: RoomKind) -> &'static str {
+    match kind {
+        RoomKind::LectureHall => "lecture halls",
+        RoomKind::Study => "study halls",
+        RoomKind::Office => "offices",
+        RoomKind::Meeting => "meeting rooms",
+        RoomKind::Hall => "halls",
+    }
+}
+
+/// The report, in Markdown.
+pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
+    let mut s = String::new();
+    let p = &campus.privacy;
+    let _ = writeln!(s, "# Tellijn transparency report");
+    let _ = writeln!(
+        s,
+        "\nGenerated {} from the configuration this server runs (config SHA-256 `{}`).",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        campus.hash()
+    );
+
+    let _ = writeln!(s, "\n## What is collected\n");
+    let _ = writeln!(
+        s,
+        "Only counts. A camera's own counter turns what it sees into numbers on the device; the sensor agent sends those numbers and nothing else, and the broker refuses anything that is not a valid count message. No image, video, face, name, card or device identifier of a person is received or stored.\n"
+    );
+    let mut kinds: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for r in &campus.rooms {
+        let lines = campus
+            .sensors
+            .iter()
+            .flat_map(|x| &x.lines)
+            .filter(|l| l.into == r.id || l.from.as_deref() == Some(r.id.as_str()))
+            .count();
+        let zones = campus
+            .sensors
+            .iter()
+            .flat_map(|x| &x.zones)
+            .filter(|z| z.room == r.id)
+            .count();
+        let e = kinds.entry(kind_text(r.kind)).or_default();
+        e.0 += 1;
+        e.1 += lines;
+        e.2 += zones;
+    }
+    let _ = writeln!(
+        s,
+        "| rooms | how many | door lines (people in / out per interval) | overhead zones (people present per reading) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|");
+    for (k, (n, l, z)) in &kinds {
+        let _ = writeln!(s, "| {k} | {n} | {l} | {z} |");
+    }
+    let entrances = campus
+        .sensors
+        .iter()
+        .flat_map(|x| &x.lines)
+        .filter(|l| campus.buildings.iter().any(|b| b.id == l.into))
+        .count();
+    let _ = writeln!(
+        s,
+        "\nBuilding entrances: {entrances} counting lines. From these counts the server derives the number of people per room and building, and per room and minute."
+    );
+
+    let _ = writeln!(s, "\n## Where it is kept\n");
+    let dir = data_dir.display();
+    let _ = writeln!(
+        s,
+        "- Count messages: `{dir}/counts/` and `{dir}/zone_counts/` (Parquet files, one folder per day)."
+    );
+    let _ = writeln!(s, "- People per room and minute: `{dir}/occupancy/`.");
+    let _ = writeln!(
+        s,
+        "- Audit log (refusals, logins, configuration, deletions; never a payload): `{dir}/audit/`, hash-chained (`tellijn audit verify`)."
+    );
+    let _ = writeln!(
+        s,
+        "- Current numbers: in the server's memory and as retained MQTT topics for building automation."
+    );
+    let _ = writeln!(
+        s,
+        "- On this server only: MQTT {}, HTTP {}, SQL {}.",
+        campus.server.mqtt, campus.server.http, campus.server.postgres
+    );
+
+    let _ = writeln!(s, "\n## How long it is kept\n");
+    let _ = writeln!(
+        s,
+        "- Count messages: {}; then the day's files are deleted and the deletion is audited.",
+        duration_text(p.raw_retention)
+    );
+    let _ = writeln!(
+        s,
+        "- People per room and minute: {}.",
+        duration_text(p.aggregate_retention)
+    );
+    let _ = writeln!(s, "- Audit log: kept (it holds no counts of people).");
+
+    let _ = writeln!(s, "\n## Who may read it\n");
+    let _ = writeln!(
+        s,
+        "- Everyone: the free-places page (`/`) and the anonymous API, for public rooms only (never offices); fewer than {} people are shown as a band, never as a number.",
+        p.public_min_count
+    );
+    if campus.server.anonymous_read.is_empty() {
+        let _ = writeln!(s, "- Anonymous MQTT: nobody.");
+    } else {
+        let _ = writeln!(
+            s,
+            "- Anonymous MQTT clients may read: {}.",
+            campus
+                .server
+                .anonymous_read
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for r in &campus.mqtt_readers {
+        let _ = writeln!(
+            s,
+            "- MQTT reader `{}` may read: {}.",
+            r.name,
+            r.topics
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if campus.users.is_empty() {
+        let _ = writeln!(s, "- SQL and the signed-in API: nobody (no `[[users]]`).");
+    }
+    for u in &campus.users {
+        let what = match u.role {
+            Role::Steward => "steward: SQL (read-only) and the API with exact numbers",
+            Role::Viewer => "viewer: the API for every room, small numbers as bands; no SQL",
+        };
+        let _ = writeln!(s, "- User `{}` — {what}.", u.name);
+    }
+
+    let _ = writeln!(s, "\n## Sensors\n");
+    let statuses: BTreeMap<String, serde_json::Value> =
+        std::fs::read(data_dir.join("state/sensors.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "| sensor | counts | reports it sends | reported config hash | last status (online since) | agent version |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for x in &campus.sensors {
+        let counts: Vec<String> = x
+            .lines
+            .iter()
+            .map(|l| format!("line {} → {}", l.line, l.into))
+            .chain(
+                x.zones
+                    .iter()
+                    .map(|z| format!("zone {} over {}", z.zone, z.room)),
+            )
+            .collect();
+        let st = statuses.get(&x.id);
+        let field = |k: &str| {
+            st.and_then(|v| v.get(k))
+                .map(|v| match v {
+                    serde_json::Value::String(t) => t.clone(),
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .filter_map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    serde_json::Value::Null => "—".into(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "—".into())
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            x.id,
+            counts.join("; "),
+            field("sends"),
+            field("config_hash"),
+            field("since"),
+            field("version")
+        );
+    }
+
+    let _ = writeln!(s, "\n## Refused in the last 30 days\n");
+    let refused = refusals(data_dir, now, 30);
+    if refused.is_empty() {
+        let _ = writeln!(s, "Nothing was refused.");
+    } else {
+        let _ = writeln!(s, "| what | reason | how often |");
+        let _ = writeln!(s, "|---|---|---|");
+        for ((event, reason), n) in &refused {
+            let what = match event.as_str() {
+                "publish_refused" => "message refused by the broker",
+                "auth_failure" => "login refused",
+                _ => "subscription refused",
+            };
+            let _ = writeln!(s, "| {what} | {reason} | {n} |");
+        }
+    }
+    s
+}
+
+/// The report as a self-contained HTML page (the Markdown, escaped, in a `<pre>`).
+pub fn page(markdown: &str) -> String {
+    let escaped = markdown
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Tellijn transparency report</title><style>body{{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:0 auto;padding:1rem}}pre{{white-space:pre-wrap}}</style></head><body><pre>{escaped}</pre></body></html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_follows_the_config_and_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/campus.toml"))
+                .unwrap();
+        let campus = Campus::parse(&text, "examples/campus.toml").unwrap();
+        let log = tellijn_config::AuditLog::open(dir.path()).unwrap();
+        for _ in 0..3 {
+            log.record(tellijn_config::AuditEvent::publish_refused(
+                "x",
+                "t",
+                "not_json",
+                b"secret-payload",
+            ))
+            .unwrap();
+        }
+        log.record(tellijn_config::AuditEvent::AuthFailure {
+            client: "c".into(),
+            username: None,
+            reason: "bad_secret",
+        })
+        .unwrap();
+        let r = report(&campus, dir.path(), Utc::now());
+        for needle in [
+            "## What is collected",
+            "## Who may read it",
+            "## How long it is kept",
+            "Count messages: 30 days",
+            "People per room and minute: 730 days",
+            &campus.hash(),
+            "| message refused by the broker | not_json | 3 |",
+            "| login refused | bad_secret | 1 |",
+        ] {
+            assert!(r.contains(needle), "{needle} missing:\n{r}");
+        }
+        for s in &campus.sensors {
+            assert!(r.contains(&format!("| {} |", s.id)), "{}", s.id);
+        }
+        for u in &campus.users {
+            assert!(r.contains(&format!("User `{}`", u.name)));
+            assert!(
+                !r.contains(&u.password_hash),
+                "a password hash in the report"
+            );
+        }
+        assert!(!r.contains("secret-payload"));
+        // Older than 30 days: not counted.
+        let later = Utc::now() + TimeDelta::days(40);
+        assert!(report(&campus, dir.path(), later).contains("Nothing was refused."));
+        assert!(page("<b>&").contains("&lt;b&gt;&amp;"));
+    }
+}

@@ -120,20 +120,9 @@ pub fn truth(n: u64) -> (u64, u64) {
     })
 }
 
-/// Starts a server on 127.0.0.1:0 for MQTT and HTTP.
+/// Starts a server with the common campus, every listener on an ephemeral loopback port.
 pub async fn start(data: &Path) -> Server {
-    Server::start(ServerOptions {
-        campus: Arc::new(campus(data)),
-        mqtt: Some("127.0.0.1:0".parse().unwrap()),
-        mqtts: Some("127.0.0.1:0".parse().unwrap()),
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        postgres: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: Some(data.to_path_buf()),
-        clock: Clock::system(),
-        source: "test".into(),
-    })
-    .await
-    .unwrap()
+    start_text(data, &campus_text(data, "1h", ""), "127.0.0.1:0").await
 }
 
 /// A valid line message from `s1` with this seq, timed now.

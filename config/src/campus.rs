@@ -69,6 +69,8 @@ pub struct Campus {
     #[serde(default)]
     pub integrations: Integrations,
     #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
     pub users: Vec<User>,
     #[serde(default)]
     pub mqtt_readers: Vec<MqttReader>,
@@ -211,6 +213,46 @@ impl Default for Privacy {
             raw_retention: default_raw(),
             aggregate_retention: default_agg(),
             public_min_count: default_min_count(),
+        }
+    }
+}
+
+/// `[limits]`: what one client, one address or everyone together may cost the server.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// MQTT connections open at once (plain and TLS together); more are closed at accept.
+    pub max_connections: usize,
+    /// Connections that have not yet sent a complete CONNECT, in all.
+    pub max_pending: usize,
+    /// Connections that have not yet sent a complete CONNECT, per source address.
+    pub max_pending_per_ip: usize,
+    /// From TCP accept to a complete CONNECT (the TLS handshake included); slower is closed.
+    #[serde(deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    pub connect_timeout: Duration,
+    /// Publishes per second one client may make on average; faster ones wait (nothing is dropped).
+    pub publish_rate: u32,
+    /// Publishes one client may make at once before `publish_rate` applies.
+    pub publish_burst: u32,
+    /// An HTTP connection with no request for this long is closed.
+    #[serde(deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    pub http_idle_timeout: Duration,
+    /// A PostgreSQL-wire connection with no message for this long is closed.
+    #[serde(deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    pub sql_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 30_000,
+            max_pending: 4_096,
+            max_pending_per_ip: 256,
+            connect_timeout: Duration::from_secs(10),
+            publish_rate: 50,
+            publish_burst: 500,
+            http_idle_timeout: Duration::from_secs(60),
+            sql_idle_timeout: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -401,6 +443,33 @@ impl Campus {
                 "server.flush_interval".into(),
                 "must be longer than 0s (found 0s).".into(),
             );
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("max_connections", l.max_connections as u64),
+            ("max_pending", l.max_pending as u64),
+            ("max_pending_per_ip", l.max_pending_per_ip as u64),
+            ("publish_rate", u64::from(l.publish_rate)),
+            ("publish_burst", u64::from(l.publish_burst)),
+        ] {
+            if value == 0 {
+                err(
+                    format!("limits.{key}"),
+                    "must be at least 1 (found 0); leave it out for the default.".into(),
+                );
+            }
+        }
+        for (key, value) in [
+            ("connect_timeout", l.connect_timeout),
+            ("http_idle_timeout", l.http_idle_timeout),
+            ("sql_idle_timeout", l.sql_idle_timeout),
+        ] {
+            if value.is_zero() {
+                err(
+                    format!("limits.{key}"),
+                    "must be longer than 0s (found 0s); leave it out for the default.".into(),
+                );
+            }
         }
         if self.server.timezone.parse::<chrono_tz::Tz>().is_err() {
             err(
@@ -797,6 +866,20 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
         let e = Campus::parse(&text, "campus.toml").unwrap_err();
         assert_eq!(e.0[0].key, "privacy.raw_retention", "{e}");
         assert!(e.to_string().contains("must be a duration"), "{e}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_zero() {
+        let c = Campus::parse(&example(), "campus.toml").unwrap();
+        assert_eq!(c.limits, Limits::default());
+        let text = format!("{}\n[limits]\npublish_rate = 0\nconnect_timeout = \"0s\"\n", example());
+        let e = Campus::parse(&text, "campus.toml").unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["limits.publish_rate", "limits.connect_timeout"], "{e}");
+        let text = format!("{}\n[limits]\nmax_pending_per_ip = 3\n", example());
+        let c = Campus::parse(&text, "campus.toml").unwrap();
+        assert_eq!(c.limits.max_pending_per_ip, 3);
+        assert_eq!(c.limits.publish_rate, Limits::default().publish_rate);
     }
 
     #[test]

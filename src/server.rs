@@ -117,6 +117,7 @@ impl Server {
             audit: audit.clone(),
             events: events_tx,
             clock: opts.clock,
+            limits: campus.limits.clone(),
         })
         .await?;
         for o in &initial {

@@ -84,11 +84,18 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     // Refused publishes, each for its reason.
     let blob = dir.path().join("image.jpg");
     let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0];
-    jpeg.extend((0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    jpeg.extend((0..2_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
     std::fs::write(&blob, &jpeg).unwrap();
+    // A whole photo is larger than any MQTT packet the broker takes (4 KiB): the codec
+    // closes the connection before the gate, counted as a protocol error.
+    let photo = dir.path().join("photo.jpg");
+    let mut big = jpeg.clone();
+    big.resize(100_000, 0x5a);
+    std::fs::write(&photo, &big).unwrap();
     let other_sensor = line_msg(3, 1, 0).replace("\"s1\"", "\"s2\"");
     mosquitto_pub(port, s1, "s1", counts, Payload::Text("hello-garbage")).await;
     mosquitto_pub(port, s1, "s1", counts, Payload::File(&blob)).await;
+    mosquitto_pub(port, s1, "s1", counts, Payload::File(&photo)).await;
     mosquitto_pub(port, s1, "s1", counts, Payload::Text(&other_sensor)).await;
     mosquitto_pub(
         port,
@@ -170,6 +177,10 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         ("tellijn_messages_total{outcome=\"accepted\"}", 2.0),
         ("tellijn_messages_total{outcome=\"duplicate\"}", 1.0),
         ("tellijn_auth_failures_total{reason=\"bad_secret\"}", 1.0),
+        (
+            "tellijn_mqtt_refused_connections_total{reason=\"protocol_error\"}",
+            1.0,
+        ),
         ("tellijn_auth_failures_total{reason=\"unknown_user\"}", 1.0),
         ("tellijn_room_occupancy{room=\"r1\",building=\"b\"}", 3.0),
     ] {

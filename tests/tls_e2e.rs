@@ -192,7 +192,7 @@ async fn wrong_ca_is_refused_on_both_sides() {
     );
     expect_line(
         &s.server_log,
-        &["TLS accept error"],
+        &["MQTT TLS handshake failed"],
         "server seeing the refused handshake",
     );
     stop(a);
@@ -212,7 +212,7 @@ async fn expired_client_certificate_is_refused_on_both_sides() {
     );
     let server_line = expect_line(
         &s.server_log,
-        &["TLS accept error"],
+        &["MQTT TLS handshake failed"],
         "server refusing the expired certificate",
     );
     assert!(

@@ -19,7 +19,9 @@ use rmqtt::codec::types::MQTT_LEVEL_5;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
-use rmqtt::types::{AuthResult, ConnectInfo, LastWill, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{
+    AuthResult, ConnectInfo, LastWill, PublishAclResult, Reason, SubscribeAclResult,
+};
 use tellijn_config::metrics::ReasonLabels;
 use tellijn_config::{AuditEvent, AuditLog, Metrics};
 use tellijn_wire::{Clock, SensorEvent};
@@ -34,6 +36,36 @@ pub(crate) struct GateHooks {
     pub audit: Arc<AuditLog>,
     pub events: mpsc::Sender<SensorEvent>,
     pub clock: Clock,
+    /// Per-client publish rate (`[limits] publish_rate`, `publish_burst`).
+    pub rate: governor::DefaultKeyedRateLimiter<String>,
+}
+
+/// The keyed rate limiter for `[limits]`.
+pub(crate) fn rate_limiter(
+    limits: &tellijn_config::campus::Limits,
+) -> governor::DefaultKeyedRateLimiter<String> {
+    let per_second =
+        std::num::NonZeroU32::new(limits.publish_rate).unwrap_or(std::num::NonZeroU32::MIN);
+    let burst =
+        std::num::NonZeroU32::new(limits.publish_burst).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst))
+}
+
+/// The protocol error behind a disconnect, if it was one: not a close, a timeout, a kick or
+/// the gate's own refusal (`MqttError`, already counted and audited by [`GateHooks::publish`]).
+/// rmqtt reports codec failures as `Error("utf8 error")`, `Error("Invalid topic name")`,
+/// `Error("Max size exceeded: …")`; its two internal queue errors are not the client's doing.
+fn protocol_error(reason: &Reason) -> Option<String> {
+    const INTERNAL: [&str; 2] = [
+        "Message delivery queue is closed",
+        "No message received from the Rx",
+    ];
+    match reason {
+        Reason::ProtocolError(e) => Some(e.to_string()),
+        Reason::Error(e) if !INTERNAL.contains(&&**e) => Some(e.to_string()),
+        Reason::Reasons(all) => all.iter().find_map(protocol_error),
+        _ => None,
+    }
 }
 
 impl GateHooks {
@@ -101,6 +133,13 @@ impl GateHooks {
     }
 
     async fn publish(&self, s: &Session, p: &rmqtt::types::Publish) -> ReturnType {
+        // Over its rate, a client waits here (its PUBACK too): it slows down, loses nothing,
+        // and the other clients' sessions never wait for it.
+        let key = s.id.client_id.to_string();
+        if self.rate.check_key(&key).is_err() {
+            self.metrics.publish_throttled.inc();
+            self.rate.until_key_ready(&key).await;
+        }
         let at = Instant::now();
         let who = self.identity(s);
         let received = self.clock.now();
@@ -164,6 +203,24 @@ impl GateHooks {
         (false, Some(HookResult::SubscribeAclResult(no)))
     }
 
+    fn disconnected(&self, s: &Session, reason: &Reason) {
+        let Some(error) = protocol_error(reason) else {
+            return;
+        };
+        self.metrics
+            .refused_connections
+            .get_or_create(&ReasonLabels {
+                reason: crate::door::refusal::PROTOCOL_ERROR,
+            })
+            .inc();
+        let client = s.id.client_id.to_string();
+        tracing::warn!(client = %client, %error, "Disconnected an MQTT client for a protocol error.");
+        self.audit(AuditEvent::ProtocolError {
+            client,
+            error: error.chars().take(200).collect(),
+        });
+    }
+
     async fn connection(&self, s: &Session, up: bool) {
         if up {
             self.metrics.mqtt_connections.inc();
@@ -195,7 +252,8 @@ impl Handler for Hook {
                 self.0.connection(s, true).await;
                 (true, acc)
             }
-            Parameter::ClientDisconnected(s, _) => {
+            Parameter::ClientDisconnected(s, reason) => {
+                self.0.disconnected(s, reason);
                 self.0.connection(s, false).await;
                 (true, acc)
             }

@@ -11,11 +11,15 @@
 //!   `MessagePublishCheckAcl` hooks, counts and audits every refusal, and hands admitted
 //!   messages to the processors through a bounded channel.
 //! - [`retain`]: the retained-message store rmqtt 0.24 leaves to the embedder.
-//! - [`Broker`]: binds the listener, starts rmqtt, and publishes derived topics in process.
+//! - [`door`]: our own accept loop in front of rmqtt: connection limits, a deadline for the TLS
+//!   handshake and the CONNECT, the first packet checked; then bytes are copied to rmqtt on
+//!   loopback.
+//! - [`Broker`]: binds the listeners, starts rmqtt, and publishes derived topics in process.
 //!
 //! State: sessions and retained messages live in memory only. Retained derived topics are
 //! republished by the processors at start, so a restart loses nothing durable here.
 
+pub mod door;
 pub mod gate;
 mod hooks;
 pub mod retain;
@@ -41,8 +45,9 @@ pub use gate::Policy;
 
 /// Largest MQTT packet accepted. Larger than any valid message (≤ 512 bytes) on purpose: an
 /// oversized payload up to this size reaches the gate, so it is refused as `too_large`, counted
-/// and audited; a larger one is dropped by the codec with the connection.
-pub const MAX_PACKET: u32 = 256 * 1024;
+/// and audited; a larger packet closes the connection (counted as `protocol_error` and audited
+/// with the sender, never the bytes).
+pub const MAX_PACKET: u32 = 4096;
 
 /// Errors starting the broker.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +89,8 @@ pub struct BrokerConfig {
     /// Admitted sensor events go here (bounded: a full channel slows publishers).
     pub events: mpsc::Sender<SensorEvent>,
     pub clock: Clock,
+    /// Connection limits, the CONNECT deadline and the per-client publish rate.
+    pub limits: tellijn_config::campus::Limits,
 }
 
 /// A running broker.
@@ -92,6 +99,7 @@ pub struct Broker {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     task: JoinHandle<()>,
+    doors: Vec<JoinHandle<()>>,
 }
 
 fn listener_builder(name: &str, addr: SocketAddr) -> Builder {
@@ -118,6 +126,7 @@ impl Broker {
             audit: cfg.audit,
             events: cfg.events,
             clock: cfg.clock,
+            rate: hooks::rate_limiter(&cfg.limits),
         });
         let register = scx.extends.hook_mgr().register();
         for typ in [
@@ -137,32 +146,36 @@ impl Broker {
             addr: cfg.mqtt,
             source,
         };
-        let listener = listener_builder("tellijn/tcp", cfg.mqtt)
+        // rmqtt listens on loopback only; clients reach it through the door.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let inner = listener_builder("tellijn/inner", loopback)
             .bind()
             .map_err(bind_err)?
             .tcp()
             .map_err(bind_err)?;
-        let addr = listener.local_addr().map_err(bind_err)?;
-        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
+        let inner_addr = inner.local_addr().map_err(bind_err)?;
+        let server = MqttServer::new(scx.clone())
+            .listener_by_id(inner, 1)
+            .build();
+        let door = door::Door::new((&cfg.limits).into(), hooks.metrics.clone(), inner_addr);
+        let plain = tokio::net::TcpListener::bind(cfg.mqtt)
+            .await
+            .map_err(|e| bind_err(e.into()))?;
+        let addr = plain.local_addr().map_err(|e| bind_err(e.into()))?;
+        let mut doors = vec![tokio::spawn(door.clone().serve(plain, None))];
         let mut tls_addr = None;
         if let Some(t) = &cfg.tls {
             let tls_err = |source| BrokerError::BindTls {
                 addr: t.addr,
                 source,
             };
-            let mut b = listener_builder("tellijn/tls", t.addr)
-                .tls_cert(Some(t.cert.display().to_string()))
-                .tls_key(Some(t.key.display().to_string()));
-            if let Some(ca) = &t.client_ca {
-                b = b
-                    .tls_client_ca_certs(Some(ca.display().to_string()))
-                    .tls_cross_certificate(true);
-            }
-            let l = b.bind().map_err(tls_err)?.tls().map_err(tls_err)?;
-            tls_addr = Some(l.local_addr().map_err(tls_err)?);
-            server = server.listener_by_id(l, 2);
+            let acceptor = tls_acceptor(t).map_err(tls_err)?;
+            let l = tokio::net::TcpListener::bind(t.addr)
+                .await
+                .map_err(|e| tls_err(e.into()))?;
+            tls_addr = Some(l.local_addr().map_err(|e| tls_err(e.into()))?);
+            doors.push(tokio::spawn(door.serve(l, Some(acceptor))));
         }
-        let server = server.build();
         let task = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!("The MQTT broker stopped: {e}");
@@ -177,6 +190,7 @@ impl Broker {
             addr,
             tls_addr,
             task,
+            doors,
         })
     }
 
@@ -204,14 +218,57 @@ impl Broker {
 
     /// Stops accepting connections.
     pub fn stop(&self) {
+        for d in &self.doors {
+            d.abort();
+        }
         self.task.abort();
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
+}
+
+/// The server side of MQTT over TLS: our certificate, and when `client_ca` is set, a client
+/// certificate signed by that CA is required.
+fn tls_acceptor(t: &TlsListener) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&t.cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read the certificate chain {}", t.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&t.key)
+        .with_context(|| format!("cannot read the private key {}", t.key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = match &t.client_ca {
+        None => rustls::server::WebPkiClientVerifier::no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("cannot read the client CA {}", ca.display()))?
+            {
+                let c = c.with_context(|| format!("cannot read the client CA {}", ca.display()))?;
+                roots
+                    .add(c)
+                    .context("the client CA is not a usable certificate")?;
+            }
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.into(),
+                provider.clone(),
+            )
+            .build()
+            .context("cannot use the client CA")?
+        }
+    };
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .context("the certificate does not match the key")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Publishes derived topics into the broker from inside the process.

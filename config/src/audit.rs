@@ -41,6 +41,9 @@ pub enum AuditEvent {
     },
     /// A subscription was refused.
     SubscribeRefused { client: String, filter: String },
+    /// A logged-in MQTT client was disconnected for a packet the protocol does not allow
+    /// (too large, invalid UTF-8, an empty topic); the packet itself is not kept.
+    ProtocolError { client: String, error: String },
     /// A gap in a sensor's seqs was given up as lost after the gap horizon.
     SeqGapLost {
         sensor: String,

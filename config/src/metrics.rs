@@ -95,6 +95,10 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabels, Counter>,
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub subscribe_refused: Counter,
+    /// MQTT connections closed before or outside the gate (limits, timeouts, malformed packets).
+    pub refused_connections: Family<ReasonLabels, Counter>,
+    /// Publishes that waited for the per-client rate limit.
+    pub publish_throttled: Counter,
     pub sensor_last_seen: Family<SensorLabels, Gauge>,
     pub sensor_online: Family<SensorLabels, Gauge>,
     pub sensor_seq_gaps: Family<SensorLabels, Counter>,
@@ -123,6 +127,8 @@ impl Metrics {
             rejected: Family::default(),
             auth_failures: Family::default(),
             subscribe_refused: Counter::default(),
+            refused_connections: Family::default(),
+            publish_throttled: Counter::default(),
             sensor_last_seen: Family::default(),
             sensor_online: Family::default(),
             sensor_seq_gaps: Family::default(),
@@ -182,6 +188,16 @@ impl Metrics {
             "tellijn_subscribe_refused",
             "MQTT subscriptions refused by the ACL",
             m.subscribe_refused.clone(),
+        );
+        r.register(
+            "tellijn_mqtt_refused_connections",
+            "MQTT connections closed by the door or for a protocol error, by reason",
+            m.refused_connections.clone(),
+        );
+        r.register(
+            "tellijn_mqtt_publish_throttled",
+            "Publishes that waited for their client's rate limit",
+            m.publish_throttled.clone(),
         );
         r.register(
             "tellijn_sensor_last_seen_timestamp_seconds",

@@ -6,6 +6,11 @@
 //! - `[[users]]` with HTTP Basic credentials: every room; role `viewer` still sees bands,
 //!   role `steward` exact numbers. Wrong credentials are a 401, never a silent anonymous view.
 //!
+//! Every request of a named user (steward or viewer) to `/api/v1/rooms…` and
+//! `/api/v1/buildings` is audited (`read`: user, resource, tables) before anything is read; when
+//! the audit log cannot be written the request fails. Anonymous requests name nobody and are
+//! not audited; neither are the public page, the transparency report and the OpenAPI document.
+//!
 //! Current numbers come from [`Live`] (the processors' retained outputs); history from the
 //! `occupancy` table through DataFusion.
 
@@ -24,8 +29,8 @@ use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tellijn_config::Campus;
 use tellijn_config::campus::{Role, Room};
+use tellijn_config::{AuditEvent, AuditLog, Campus};
 use tellijn_queries::History;
 use tellijn_wire::Clock;
 
@@ -55,6 +60,7 @@ pub struct Api {
     pub history: Arc<History>,
     pub clock: Clock,
     pub data_dir: std::path::PathBuf,
+    audit: Arc<AuditLog>,
     verified: Mutex<HashMap<String, Verified>>,
     openapi: String,
 }
@@ -66,9 +72,11 @@ impl Api {
         history: Arc<History>,
         clock: Clock,
         data_dir: std::path::PathBuf,
+        audit: Arc<AuditLog>,
     ) -> Api {
         Api {
             data_dir,
+            audit,
             live,
             history,
             clock,
@@ -141,9 +149,10 @@ impl IntoResponse for ApiError {
 }
 
 /// Checks HTTP Basic credentials, if any, against `[[users]]`.
-pub async fn reader(api: &Api, headers: &HeaderMap) -> Result<Reader, ApiError> {
+/// The named user and role, or `None` for an anonymous request.
+async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Option<(String, Role)>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(Reader::Anonymous);
+        return Ok(None);
     };
     let bad = || {
         ApiError::unauthorized(
@@ -164,7 +173,7 @@ pub async fn reader(api: &Api, headers: &HeaderMap) -> Result<Reader, ApiError> 
             && *d == digest
             && at.elapsed() < CREDENTIAL_TTL
         {
-            return Ok(Reader::User(*role));
+            return Ok(Some((name.to_owned(), *role)));
         }
     }
     let wrong = || ApiError::unauthorized("wrong user name or password");
@@ -184,7 +193,33 @@ pub async fn reader(api: &Api, headers: &HeaderMap) -> Result<Reader, ApiError> 
     }
     let mut cache = api.verified.lock().unwrap_or_else(|p| p.into_inner());
     cache.insert(name.to_owned(), (digest, user.role, Instant::now()));
-    Ok(Reader::User(user.role))
+    Ok(Some((user.name.clone(), user.role)))
+}
+
+/// Checks HTTP Basic credentials, if any, against `[[users]]`; a named user's request for
+/// `resource` (the path under `/api/v1/`), reading `tables`, is audited before anything is
+/// read (`live` is the current occupancy held in memory).
+pub async fn reader(
+    api: &Api,
+    headers: &HeaderMap,
+    resource: &str,
+    tables: &[&str],
+) -> Result<Reader, ApiError> {
+    let Some((name, role)) = authenticate(api, headers).await? else {
+        return Ok(Reader::Anonymous);
+    };
+    if let Err(e) = api
+        .audit
+        .record(AuditEvent::api_read(&name, resource, tables))
+    {
+        tracing::error!("Writing the audit log failed, refusing an API read: {e}");
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the audit log cannot be written, so no data is read; tell the administrator"
+                .to_owned(),
+        });
+    }
+    Ok(Reader::User(role))
 }
 
 /// A number as the reader may see it: exact, or `None` below `min` for everyone but stewards.
@@ -262,7 +297,7 @@ pub async fn rooms(
     q: Result<Query<RoomsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    let reader = reader(&api, &headers).await?;
+    let reader = reader(&api, &headers, "rooms", &["live", "rooms"]).await?;
     if let Some(b) = &q.building
         && !api.campus.buildings.iter().any(|x| &x.id == b)
     {
@@ -299,7 +334,7 @@ pub async fn room(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(path_error)?;
-    let reader = reader(&api, &headers).await?;
+    let reader = reader(&api, &headers, &format!("rooms/{id}"), &["live", "rooms"]).await?;
     let r = find_room(&api, &id, reader)?;
     Ok(no_store(Json(room_now(&api, r, reader))))
 }
@@ -308,7 +343,7 @@ pub async fn buildings(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let reader = reader(&api, &headers).await?;
+    let reader = reader(&api, &headers, "buildings", &["buildings", "live", "rooms"]).await?;
     let min = api.campus.privacy.public_min_count;
     let list: Vec<BuildingNow> = api
         .campus
@@ -433,7 +468,13 @@ pub async fn history(
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(path_error)?;
     let Query(q) = q.map_err(query_error)?;
-    let reader = reader(&api, &headers).await?;
+    let reader = reader(
+        &api,
+        &headers,
+        &format!("rooms/{id}/history"),
+        &["occupancy", "rooms"],
+    )
+    .await?;
     let room = find_room(&api, &id, reader)?;
     let range = history_range(&q, api.clock.now())?;
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -642,5 +683,49 @@ mod tests {
         for needle in ["http://", "https://", "//cdn", "@import"] {
             assert!(!PAGE.contains(needle), "the page refers to {needle}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_named_read_that_cannot_be_audited_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = crate::secrets::hash_demo("ada-pw").unwrap();
+        let campus = Campus::parse(
+            &format!(
+                "[server]\ndata_dir = \"{}\"\n\n[[users]]\nname = \"ada\"\npassword_hash = \"{hash}\"\nrole = \"steward\"\n",
+                dir.path().display()
+            ),
+            "test campus",
+        )
+        .unwrap();
+        let audit = Arc::new(AuditLog::open(dir.path()).unwrap());
+        // Today's audit file cannot be opened: a directory stands in its place.
+        std::fs::create_dir(
+            dir.path()
+                .join(format!("audit/{}.jsonl", Utc::now().date_naive())),
+        )
+        .unwrap();
+        let history = Arc::new(History::open(dir.path(), Some(&campus)).await.unwrap());
+        let api = Api::new(
+            Arc::new(campus),
+            Arc::new(Live::default()),
+            history,
+            Clock::system(),
+            dir.path().to_path_buf(),
+            audit,
+        );
+        let mut headers = HeaderMap::new();
+        let basic = base64::engine::general_purpose::STANDARD.encode("ada:ada-pw");
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {basic}")).unwrap(),
+        );
+        let e = reader(&api, &headers, "rooms", &["live", "rooms"])
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.message.contains("audit log"), "{}", e.message);
+        // An anonymous request names nobody: no audit line, no refusal.
+        let anonymous = reader(&api, &HeaderMap::new(), "rooms", &["live", "rooms"]).await;
+        assert_eq!(anonymous.unwrap(), Reader::Anonymous);
     }
 }

@@ -1,6 +1,12 @@
 //! HTTP: `/metrics` in the Prometheus text format, `/healthz`, the API and the free-places page.
+//!
+//! Served by hyper's HTTP/1.1 connection directly rather than `axum::serve`, for its header read
+//! timeout: a connection that has not sent a complete request header `[limits]
+//! http_idle_timeout` after it opened, or after its last response, is closed. That closes idle
+//! keep-alive connections and slow ("slowloris") headers alike.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -65,6 +71,34 @@ async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> 
             [(header::CONTENT_TYPE, "text/plain")],
             e.to_string(),
         ),
+    }
+}
+
+/// Serves `app` on `listener` until the task is aborted, closing connections idle for `idle`.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, idle: Duration) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!("HTTP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut conn = hyper::server::conn::http1::Builder::new();
+            conn.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(idle);
+            if let Err(e) = conn
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("HTTP connection ended: {e}");
+            }
+        });
     }
 }
 

@@ -152,6 +152,7 @@ impl Server {
                 .await?
                 .with_pg_catalog()?,
         );
+        let sql_audit = audit.clone();
         let pg = {
             let metrics = metrics.clone();
             let audit = audit.clone();
@@ -175,6 +176,8 @@ impl Server {
                 &campus.users,
                 opts.postgres.unwrap_or(campus.server.postgres),
                 on_refusal,
+                sql_audit,
+                campus.limits.sql_idle_timeout,
             )
             .await?
         };
@@ -187,13 +190,14 @@ impl Server {
             history,
             opts.clock,
             data_dir.clone(),
+            audit.clone(),
         ));
         let app = crate::http::router(crate::http::HttpState { registry, api });
-        let http = tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app).await {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        });
+        let http = tokio::spawn(crate::http::serve(
+            http_listener,
+            app,
+            campus.limits.http_idle_timeout,
+        ));
         tracing::info!("HTTP listening on http://{http_addr}/.");
         Ok(Server {
             broker,

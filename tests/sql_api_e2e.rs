@@ -688,3 +688,155 @@ async fn free_places_page() {
     let _ = chromium.kill().await;
     server.stop().await.unwrap();
 }
+
+/// Audit lines of `event = "read"`, and every audit line's text without its hashes (which are
+/// hex and could hold any digits by chance).
+fn reads_and_text(data: &Path) -> (Vec<Value>, String) {
+    let lines = audit_lines(data);
+    let text = lines
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            let o = l.as_object_mut().unwrap();
+            o.remove("prev");
+            o.remove("hash");
+            l.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let reads = lines.into_iter().filter(|l| l["event"] == "read").collect();
+    (reads, text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_by_named_users_are_audited_without_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // A distinctive peak that no audit line may hold.
+    let day = write_occupancy(data, 0, &[("r1", 8), ("r2", 9371)]);
+    let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
+    let (pg, http) = (server.postgres_addr(), server.http_addr());
+
+    // SQL, simple protocol (psql): a query, a campus table, psql's catalogue command.
+    let r = psql(
+        pg,
+        STEWARD,
+        "SELECT max(occupancy_max) FROM occupancy WHERE room = 'r2'",
+    )
+    .await;
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout, "9371\n");
+    let r = psql(pg, STEWARD, "SELECT name FROM rooms WHERE kind = 'office'").await;
+    assert_eq!(r.stdout, "Office three\n", "{}", r.stderr);
+    let r = psql(pg, STEWARD, "\\dt").await;
+    assert!(r.ok, "{}", r.stderr);
+
+    // SQL, extended protocol: one prepared statement executed twice is two reads.
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} password={} dbname=tellijn",
+            pg.port(),
+            STEWARD.0,
+            STEWARD.1
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let stmt = client
+        .prepare(
+            "WITH peak AS (SELECT room, max(occupancy_max) AS m FROM occupancy GROUP BY room) \
+             SELECT CAST(m AS BIGINT) FROM peak WHERE room = $1",
+        )
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let rows = client.query(&stmt, &[&"r2"]).await.unwrap();
+        assert_eq!(rows[0].get::<_, i64>(0), 9371);
+    }
+    // Session settings read nothing and are not audited.
+    client.simple_query("SET TIME ZONE 'UTC'").await.unwrap();
+    drop(client);
+
+    // The API: a steward's history, a viewer's room list; an anonymous list is no named read.
+    let from = day.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to = (day + TimeDelta::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (s, h) = get_json(
+        http,
+        &format!("/api/v1/rooms/r2/history?from={from}&to={to}&step=1h"),
+        Some(STEWARD),
+    )
+    .await;
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(h["rows"][0]["occupancy_max"], 9371);
+    let (s, rooms) = get_json(http, "/api/v1/rooms", Some(VIEWER)).await;
+    assert_eq!(s, 200);
+    assert!(rooms.to_string().contains("Office three"));
+    let (s, _) = get_json(http, "/api/v1/rooms", None).await;
+    assert_eq!(s, 200);
+    let (s, _) = get_json(http, "/api/v1/buildings", None).await;
+    assert_eq!(s, 200);
+    server.stop().await.unwrap();
+
+    let (reads, text) = reads_and_text(data);
+    let summary = |l: &Value| {
+        format!(
+            "{} {} {} {}",
+            l["user"].as_str().unwrap(),
+            l["via"].as_str().unwrap(),
+            l["statement"]
+                .as_str()
+                .or(l["resource"].as_str())
+                .unwrap_or("-"),
+            l["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let all: Vec<String> = reads.iter().map(summary).collect();
+    let count = |s: &str| all.iter().filter(|x| *x == s).count();
+    // psql's query and the two executes of the prepared statement (its CTE is no table).
+    assert_eq!(count("ada sql query occupancy"), 3, "{all:#?}");
+    assert_eq!(count("ada sql query rooms"), 1, "{all:#?}");
+    // \dt reads the catalogue, and is audited with the catalogue's tables.
+    assert!(
+        all.iter()
+            .any(|x| x.starts_with("ada sql query ") && x.contains("pg_catalog.pg_class")),
+        "{all:#?}"
+    );
+    assert_eq!(
+        count("ada api rooms/r2/history occupancy,rooms"),
+        1,
+        "{all:#?}"
+    );
+    assert_eq!(count("vic api rooms live,rooms"), 1, "{all:#?}");
+    // Only named users: every read names ada or vic, and there are no other API reads.
+    assert!(
+        all.iter()
+            .all(|x| x.starts_with("ada ") || x.starts_with("vic "))
+    );
+    assert_eq!(
+        all.iter().filter(|x| x.contains(" api ")).count(),
+        2,
+        "{all:#?}"
+    );
+    // Nothing but a read touches no table: no SET or transaction statement was audited.
+    assert!(reads.iter().all(|l| l["statement"] != "set"));
+    // When: every line has its time.
+    for l in &reads {
+        DateTime::parse_from_rfc3339(l["ts"].as_str().unwrap()).unwrap();
+    }
+    // Never the results: not the peak, not a room's name, not the SQL text.
+    for needle in ["9371", "Office three", "Room two", "max(", "WHERE", "kind"] {
+        assert!(
+            !text.contains(needle),
+            "{needle} is in the audit log:\n{text}"
+        );
+    }
+    tellijn_config::audit::verify(data).unwrap();
+}

@@ -69,6 +69,19 @@ pub enum AuditEvent {
         config_sha256: String,
         source: String,
     },
+    /// A named user (`[[users]]`) read: who, through what, which tables — never the results.
+    /// `via` is `sql` (PostgreSQL wire; `statement` is the kind, e.g. `query`) or `api` (HTTP
+    /// with Basic credentials; `resource` is the path under `/api/v1/`). `tables` are the SQL
+    /// tables read, plus `live` for the current occupancy the API holds in memory.
+    Read {
+        user: String,
+        via: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        statement: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resource: Option<String>,
+        tables: Vec<String>,
+    },
 }
 
 impl AuditEvent {
@@ -87,6 +100,38 @@ impl AuditEvent {
             payload_sha256: hex::encode(Sha256::digest(payload)),
         }
     }
+
+    /// A SQL statement of kind `statement` run by `user`, reading `tables`.
+    pub fn sql_read(user: &str, statement: &'static str, tables: &[String]) -> AuditEvent {
+        AuditEvent::Read {
+            user: user.chars().take(128).collect(),
+            via: "sql",
+            statement: Some(statement),
+            resource: None,
+            tables: bounded(tables),
+        }
+    }
+
+    /// An API request of `user` for `resource` (the path under `/api/v1/`), reading `tables`.
+    pub fn api_read(user: &str, resource: &str, tables: &[&str]) -> AuditEvent {
+        let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+        AuditEvent::Read {
+            user: user.chars().take(128).collect(),
+            via: "api",
+            statement: None,
+            resource: Some(resource.chars().take(256).collect()),
+            tables: bounded(&tables),
+        }
+    }
+}
+
+/// At most 64 table names of at most 128 characters each: a statement cannot bloat the log.
+fn bounded(tables: &[String]) -> Vec<String> {
+    tables
+        .iter()
+        .take(64)
+        .map(|t| t.chars().take(128).collect())
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -349,6 +394,64 @@ mod tests {
         assert_eq!(v["reason"], "not_json");
         assert_eq!(v["payload_bytes"], 22);
         assert_eq!(v["payload_sha256"], hex::encode(Sha256::digest(secret)));
+    }
+
+    #[test]
+    fn a_read_names_who_when_and_which_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        log.record(AuditEvent::sql_read(
+            "ada",
+            "query",
+            &["occupancy".to_owned(), "rooms".to_owned()],
+        ))
+        .unwrap();
+        log.record(AuditEvent::api_read(
+            "vic",
+            "rooms/r1/history",
+            &["occupancy"],
+        ))
+        .unwrap();
+        let text = std::fs::read_to_string(
+            dir.path()
+                .join(format!("audit/{}.jsonl", Utc::now().date_naive())),
+        )
+        .unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k.join(",")
+        };
+        assert_eq!(
+            keys(&lines[0]),
+            "event,hash,prev,statement,tables,ts,user,via"
+        );
+        assert_eq!(
+            keys(&lines[1]),
+            "event,hash,prev,resource,tables,ts,user,via"
+        );
+        assert_eq!(lines[0]["event"], "read");
+        assert_eq!(lines[0]["via"], "sql");
+        assert_eq!(
+            lines[0]["tables"],
+            serde_json::json!(["occupancy", "rooms"])
+        );
+        assert_eq!(lines[1]["via"], "api");
+        assert_eq!(lines[1]["resource"], "rooms/r1/history");
+        assert!(verify(dir.path()).is_ok());
+        // A statement naming thousands of tables cannot bloat the log.
+        let many: Vec<String> = (0..1000)
+            .map(|i| format!("t{i}{}", "x".repeat(500)))
+            .collect();
+        let AuditEvent::Read { tables, .. } = AuditEvent::sql_read("ada", "query", &many) else {
+            unreachable!()
+        };
+        assert_eq!(tables.len(), 64);
+        assert!(tables.iter().all(|t| t.chars().count() == 128));
     }
 
     fn event(n: usize) -> AuditEvent {

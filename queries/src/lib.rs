@@ -12,6 +12,7 @@
 //! Reads only; files appear whole (renamed into place by the processors), so querying while a
 //! server writes is safe. Each query lists the files again, so new files are seen at once.
 
+pub mod access;
 pub mod pg;
 pub mod retained;
 

@@ -9,6 +9,16 @@
 //!   anything that would write (`INSERT`, `COPY … TO`, `CREATE`, `DROP`, …) or change the shared
 //!   DataFusion settings (`SET datafusion.…`) is refused.
 //! - every refused login is reported to a callback (the server counts and audits it).
+//! - [`AuditHook`]: every statement a logged-in user runs that reads (queries, `EXPLAIN`,
+//!   `SHOW TABLES`/`COLUMNS`, `DECLARE … CURSOR`) is written to the audit log — who, the kind of
+//!   statement and the tables it reads ([`crate::access`]), never its text or its results —
+//!   before it runs. Simple-protocol statements are audited as they arrive, prepared statements
+//!   at each execute (a parse or describe reads no data); catalogue queries (`psql`'s `\d`,
+//!   `pg_catalog`, `information_schema`) are audited like any other, with their tables. When the
+//!   audit log cannot be written, the statement is refused.
+//! - a connection that sends no message for the idle timeout (`[limits] sql_idle_timeout`) is
+//!   closed, with PostgreSQL's `idle_session_timeout` error when it is logged in; a statement
+//!   that runs long is not idleness.
 //!
 //! Passwords arrive as PostgreSQL cleartext password messages (the hashes in the config are
 //! argon2id, so SCRAM cannot be offered); the endpoint listens on loopback unless configured
@@ -39,14 +49,18 @@ use datafusion_postgres::pgwire::api::{
     ClientInfo, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
     PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
+use datafusion_postgres::pgwire::api::{ErrorHandler, METADATA_USER};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::startup::Authentication;
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion_postgres::pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use datafusion_postgres::{DfSessionService, QueryHook};
-use futures::{Sink, SinkExt};
+use futures::{Sink, SinkExt, StreamExt};
 use tellijn_config::campus::{Role, User};
-use tokio::net::TcpListener;
+use tellijn_config::{AuditEvent, AuditLog};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant};
 
 /// Why a login was refused (the label of `tellijn_auth_failures_total` for SQL logins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +90,15 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// Binds `addr` and serves `ctx` to the `[[users]]` with role steward.
+    /// Binds `addr` and serves `ctx` to the `[[users]]` with role steward, auditing their reads
+    /// in `audit` and closing connections silent for `idle`.
     pub async fn start(
         ctx: Arc<SessionContext>,
         users: &[User],
         addr: SocketAddr,
         on_refusal: OnRefusal,
+        audit: Arc<AuditLog>,
+        idle: Duration,
     ) -> std::io::Result<PgServer> {
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(
@@ -92,17 +109,14 @@ impl PgServer {
             )
         })?;
         let addr = listener.local_addr()?;
-        let handlers = Arc::new(Handlers::new(ctx, users, on_refusal));
+        let handlers = Arc::new(Handlers::new(ctx, users, on_refusal, audit));
         let task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((socket, _)) => {
                         let h = handlers.clone();
                         tokio::spawn(async move {
-                            if let Err(e) =
-                                datafusion_postgres::pgwire::tokio::process_socket(socket, None, h)
-                                    .await
-                            {
+                            if let Err(e) = serve_connection(socket, h, idle).await {
                                 tracing::debug!("PostgreSQL connection ended: {e}");
                             }
                         });
@@ -134,6 +148,100 @@ impl Drop for PgServer {
     }
 }
 
+/// How long a client has to finish startup and authentication (pgwire's own limit).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One client connection: pgwire's message loop (`process_socket`) with an idle timeout on
+/// every read. The timer runs only while waiting for the client, never while a statement runs.
+async fn serve_connection(
+    socket: TcpStream,
+    handlers: Arc<Handlers>,
+    idle: Duration,
+) -> std::io::Result<()> {
+    let startup_deadline = Instant::now() + STARTUP_TIMEOUT;
+    let Ok(negotiated) =
+        tokio::time::timeout_at(startup_deadline.min(Instant::now() + idle), async {
+            negotiate_tls(socket, None).await
+        })
+        .await
+    else {
+        return Ok(());
+    };
+    let Some(mut socket) = negotiated? else {
+        // A direct TLS handshake, and no TLS here.
+        return Ok(());
+    };
+    let startup = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    let errors = handlers.error_handler();
+    loop {
+        let starting = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        let deadline = if starting {
+            startup_deadline.min(Instant::now() + idle)
+        } else {
+            Instant::now() + idle
+        };
+        let msg = match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(msg))) => msg,
+            Ok(_) => break,
+            Err(_) => {
+                if !starting {
+                    tracing::debug!(peer = %socket.socket_addr(), "Closing an idle PostgreSQL connection.");
+                    let bye = ErrorInfo::new(
+                        "FATAL".to_owned(),
+                        "57P05".to_owned(), // idle_session_timeout
+                        format!(
+                            "terminating connection due to idle-session timeout ({} without a message; [limits] sql_idle_timeout)",
+                            secs(idle)
+                        ),
+                    );
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        socket.send(PgWireBackendMessage::ErrorResponse(bye.into())),
+                    )
+                    .await;
+                }
+                break;
+            }
+        };
+        // A Terminate means the client is leaving: drop the socket (as pgwire does).
+        if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
+            break;
+        }
+        let is_extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => msg.is_extended_query(),
+        };
+        if let Err(mut e) = process_message(
+            msg,
+            &mut socket,
+            startup.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
+            errors.on_error(&socket, &mut e);
+            process_error(&mut socket, e, is_extended_query).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A duration in whole seconds, for messages.
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
 struct Handlers {
     session: Arc<DfSessionService>,
     startup: Arc<PasswordStartup>,
@@ -141,9 +249,17 @@ struct Handlers {
 }
 
 impl Handlers {
-    fn new(ctx: Arc<SessionContext>, users: &[User], on_refusal: OnRefusal) -> Handlers {
+    fn new(
+        ctx: Arc<SessionContext>,
+        users: &[User],
+        on_refusal: OnRefusal,
+        audit: Arc<AuditLog>,
+    ) -> Handlers {
+        // Refused statements never reach the audit hook; every other one passes it before the
+        // hooks and the session that answer it.
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(ReadOnlyHook),
+            Arc::new(AuditHook { audit }),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -368,6 +484,81 @@ impl QueryHook for ReadOnlyHook {
     }
 }
 
+/// Writes an audit line for every statement that reads, before it runs (see the module docs).
+pub struct AuditHook {
+    audit: Arc<AuditLog>,
+}
+
+impl AuditHook {
+    /// Audits `statement` run by `user`; an error when the line cannot be written.
+    async fn audit(
+        &self,
+        statement: &Statement,
+        plan: Option<&LogicalPlan>,
+        ctx: &SessionContext,
+        user: &str,
+    ) -> Option<PgWireResult<Response>> {
+        let kind = crate::access::read_kind(statement)?;
+        let tables = crate::access::tables_read(statement, plan, ctx).await;
+        match self.audit.record(AuditEvent::sql_read(user, kind, &tables)) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!("Writing the audit log failed, refusing a SQL read: {e}");
+                Some(Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "ERROR".to_owned(),
+                    "58030".to_owned(), // io_error
+                    "the audit log cannot be written, so no data is read; tell the administrator"
+                        .to_owned(),
+                )))))
+            }
+        }
+    }
+}
+
+/// The user a client logged in as: statements run only after [`PasswordStartup`] let it in
+/// under this name.
+fn user_of(client: &dyn HookClient) -> String {
+    client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl QueryHook for AuditHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        self.audit(statement, None, ctx, &user_of(client)).await
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        _statement: &Statement,
+        _ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        // Parsing reads no data; each execute is audited.
+        None
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        plan: &LogicalPlan,
+        _params: &ParamValues,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        self.audit(statement, Some(plan), ctx, &user_of(client))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +597,55 @@ mod tests {
             let why = check(bad).unwrap_or_else(|| panic!("{bad} was allowed"));
             assert!(why.contains("not allowed"), "{why}");
         }
+    }
+
+    #[tokio::test]
+    async fn reads_are_audited_and_refused_when_they_cannot_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = crate::History::open(dir.path(), None).await.unwrap();
+        let hook = AuditHook {
+            audit: Arc::new(AuditLog::open(dir.path()).unwrap()),
+        };
+        let stmt = |sql: &str| {
+            Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0)
+        };
+        let ctx = history.context();
+        let select = stmt("SELECT count(*) FROM counts");
+        assert!(hook.audit(&select, None, ctx, "ada").await.is_none());
+        assert!(
+            hook.audit(&stmt("SET TIME ZONE 'UTC'"), None, ctx, "ada")
+                .await
+                .is_none()
+        );
+        let text = std::fs::read_to_string(
+            dir.path()
+                .join(format!("audit/{}.jsonl", chrono::Utc::now().date_naive())),
+        )
+        .unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(r#""user":"ada","via":"sql","statement":"query","tables":["counts"]"#),
+            "{text}"
+        );
+        // A log that cannot be written: today's file is a directory.
+        let broken = tempfile::tempdir().unwrap();
+        let hook = AuditHook {
+            audit: Arc::new(AuditLog::open(broken.path()).unwrap()),
+        };
+        std::fs::create_dir(
+            broken
+                .path()
+                .join(format!("audit/{}.jsonl", chrono::Utc::now().date_naive())),
+        )
+        .unwrap();
+        match hook.audit(&select, None, ctx, "ada").await {
+            Some(Err(PgWireError::UserError(e))) => assert_eq!(e.code, "58030"),
+            other => panic!("a read ran without an audit line: {other:?}"),
+        }
+        // Statements that read nothing need no line, so they still run.
+        assert!(hook.audit(&stmt("BEGIN"), None, ctx, "ada").await.is_none());
     }
 
     #[test]

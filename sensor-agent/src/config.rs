@@ -175,6 +175,18 @@ impl AgentConfig {
                 ));
             }
         }
+        for (what, ids) in [("lines", &self.source.lines), ("zones", &self.source.zones)] {
+            if let Some((i, id)) = ids
+                .iter()
+                .enumerate()
+                .find(|(i, id)| ids[..*i].contains(id))
+            {
+                return Err(format!(
+                    "source {what} lists {id:?} twice (entries {} and {i}); list each once.",
+                    ids.iter().position(|x| x == id).unwrap_or(0)
+                ));
+            }
+        }
         let addr = self.broker_addr()?;
         if addr.tls && self.ca.is_none() {
             return Err("broker is mqtts:// but no ca is set; give the CA file that signed the broker's certificate.".into());
@@ -265,5 +277,26 @@ mod tests {
         assert_eq!(parse_size("1 TB"), None);
         c.broker = "mqtt://h:99999".into();
         assert!(c.check().unwrap_err().contains("port"));
+    }
+
+    #[test]
+    fn a_line_listed_twice_is_refused() {
+        let mut c: AgentConfig = toml::from_str(
+            "sensor = \"a\"\nbroker = \"mqtt://h\"\nsecret_file = \"s\"\noutbox = \"o\"\n[source]\nkind = \"stdin\"\nlines = [\"main\", \"side\", \"main\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.check().unwrap_err(),
+            "source lines lists \"main\" twice (entries 0 and 2); list each once."
+        );
+        c.source.lines.pop();
+        c.source.zones = vec!["main".into(), "main".into()];
+        assert!(
+            c.check()
+                .unwrap_err()
+                .starts_with("source zones lists \"main\" twice")
+        );
+        c.source.zones.pop();
+        assert_eq!(c.check(), Ok(()));
     }
 }

@@ -150,9 +150,10 @@ impl StdinAggregator {
 
     /// Ends the interval: returns its aggregate and starts a new one.
     pub fn take(&mut self) -> Reading {
+        // One entry per configured name, as in `new` (the maps hold a name listed twice once).
         let fresh = Reading {
-            lines: vec![(0, 0); self.lines.len()],
-            zones: vec![None; self.zones.len()],
+            lines: vec![(0, 0); self.pending.lines.len()],
+            zones: vec![None; self.pending.zones.len()],
         };
         std::mem::replace(&mut self.pending, fresh)
     }
@@ -250,6 +251,17 @@ mod tests {
                 zones: vec![None]
             }
         );
+    }
+
+    #[test]
+    fn a_name_listed_twice_keeps_one_entry_per_configured_name() {
+        // Found by fuzz/fuzz_targets/agent_stdin.rs: `take` sized the next reading by the
+        // distinct names, so the next crossing indexed past its end.
+        let mut a = StdinAggregator::new(&["main".into(), "main".into()], &[]);
+        for _ in 0..3 {
+            a.feed(r#"{"line":"main","dir":"in"}"#).unwrap();
+            assert_eq!(a.take().lines, [(0, 0), (1, 0)]);
+        }
     }
 
     proptest! {

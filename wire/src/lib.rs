@@ -12,6 +12,7 @@
 //! - [`reason`]: the closed set of rejection reasons, used as metric labels and audit fields.
 //! - [`event`]: what the broker hands the processors once a message passed the gate.
 //! - [`clock`]: the clock all timestamps are read from (real, or accelerated in the demo).
+//! - [`query`]: the HTTP API's query parameters (`?building=`, `?from=&to=&step=`), checked.
 //!
 //! This crate has no heavy dependencies: the sensor agent links it.
 
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod count;
 pub mod event;
 mod fields;
+pub mod query;
 pub mod reason;
 pub mod status;
 pub mod topic;

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# SQL over history: DAYS days (default a year) of per-minute occupancy for ROOMS rooms
+# (default 370: ≈ 194 M rows), written in Tellijn's layout (occupancy/date=YYYY-MM-DD/*.parquet,
+# zstd, sorted by room and minute, row groups of ROW_GROUP rows) by DuckDB; five steward
+# queries with `tellijn sql` and with DuckDB (PyPI) on the same files. Median of 3 runs each,
+# `tellijn sql` a fresh process each run (its start-up counted), DuckDB a fresh connection in
+# one Python process (interpreter start-up not counted). Prints Markdown rows.
+source "$(dirname "$0")/common.sh"
+DAYS=${DAYS:-365}
+ROOMS=${ROOMS:-370}
+ROW_GROUP=${ROW_GROUP:-122880}
+python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install -q duckdb
+work=${SQL_BENCH_DIR:-$TARGET/bench-sql}
+data=$work/data-$DAYS-$ROOMS
+mkdir -p "$work"
+campus "$work/campus.toml" "$data" 1 "$ROOMS"
+if [ ! -d "$data/occupancy" ]; then
+  gen0=$(date +%s); mkdir -p "$data"
+  python3 - "$data" "$DAYS" "$ROOMS" "$ROW_GROUP" <<'PY'
+import sys, duckdb
+data, days, rooms, row_group = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+con = duckdb.connect()
+con.sql("SET preserve_insertion_order = true")
+# Ends yesterday (UTC), so nothing is past the default retention.
+con.sql(f"""
+CREATE TEMP TABLE minutes AS
+SELECT CAST(current_date - INTERVAL {days} DAY AS TIMESTAMP) + to_minutes(m) AS minute
+FROM range(0, {days} * 1440) t(m)""")
+con.sql(f"""
+CREATE TEMP TABLE rooms AS
+SELECT r, 'room-' || r AS room, 'b-' || (r // 10) AS building,
+       CASE r % 3 WHEN 0 THEN 200 ELSE 40 END AS capacity
+FROM range(0, {rooms}) t(r)""")
+# People follow the working day: busy 8-18 on weekdays, nobody at night, per room and hour.
+con.sql(f"""
+COPY (
+  SELECT room, building, minute,
+    CAST(occ % 3 AS INTEGER) AS people_in, CAST(occ % 2 AS INTEGER) AS people_out,
+    CAST(greatest(occ - 1, 0) AS INTEGER) AS occupancy_min, CAST(occ AS DOUBLE) AS occupancy_avg,
+    CAST(occ + (occ > 0)::INT AS INTEGER) AS occupancy_max, CAST(capacity AS INTEGER) AS capacity,
+    strftime(minute, '%Y-%m-%d') AS date
+  FROM (
+    SELECT room, building, minute, capacity,
+      CASE WHEN isodow(minute) <= 5 AND hour(minute) BETWEEN 8 AND 17 AND hash(r, date_trunc('hour', minute)) % 5 > 0
+           THEN hash(r, minute) % (capacity * 3 // 4) ELSE 0 END AS occ
+    FROM rooms, minutes
+  )
+  ORDER BY date, room, minute
+) TO '{data}/occupancy' (FORMAT PARQUET, COMPRESSION ZSTD, PARTITION_BY (date), ROW_GROUP_SIZE {row_group}, OVERWRITE_OR_IGNORE)""")
+PY
+  echo "generated $(du -sh "$data/occupancy" | cut -f1) in $(( $(date +%s) - gen0 )) s" >&2
+fi
+rows=$(python3 -c "import duckdb,sys; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('$data/occupancy/*/*.parquet')\").fetchall()[0][0])")
+day=$(python3 -c "import datetime; print(datetime.date.today() - datetime.timedelta(days=30))")
+
+q1="SELECT room, extract(dow FROM minute) AS dow, extract(hour FROM minute) AS hour, avg(occupancy_avg / capacity) AS utilisation FROM occupancy GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+q2="SELECT building, day, max(people) AS peak FROM (SELECT building, date_trunc('day', minute) AS day, minute, sum(occupancy_max) AS people FROM occupancy GROUP BY 1, 2, 3) t GROUP BY 1, 2 ORDER BY 1, 2"
+q3="SELECT room FROM occupancy GROUP BY room HAVING max(occupancy_max) <= 0.3 * max(capacity) ORDER BY room"
+q4="SELECT count(*) AS empty_hours FROM (SELECT o.room, date_trunc('hour', o.minute) AS h FROM occupancy o JOIN rooms r ON r.id = o.room WHERE r.kind = 'lecture-hall' AND extract(hour FROM o.minute) BETWEEN 9 AND 16 GROUP BY 1, 2 HAVING max(o.occupancy_max) = 0) t"
+q5="SELECT minute, occupancy_avg FROM occupancy WHERE room = 'room-17' AND date = '$day' ORDER BY minute"
+names=("utilisation per room per hour of week" "peak per building per day" "rooms never above 30 % of capacity" "empty lecture-hall hours 9–17" "one room's day")
+
+"$BIN" sql --data "$data" --config "$work/campus.toml" --format csv "SELECT id, kind FROM rooms" >"$work/rooms.csv"
+# DuckDB times itself inside one Python process (a fresh connection per run, the interpreter
+# and `import duckdb` not counted): median of 3 after a warm-up.
+duck_median3() {
+  python3 - "$data" "$work/rooms.csv" "$1" <<'PY'
+import sys, time, duckdb
+data, rooms, q = sys.argv[1:4]
+def run():
+    t = time.monotonic()
+    con = duckdb.connect()
+    con.sql(f"CREATE VIEW occupancy AS SELECT * FROM read_parquet('{data}/occupancy/*/*.parquet', hive_partitioning = true)")
+    con.sql(f"CREATE VIEW rooms AS SELECT * FROM read_csv('{rooms}')")
+    con.sql(q).fetchall()
+    con.close()
+    return time.monotonic() - t
+run()
+print(sorted(run() for _ in range(3))[1])
+PY
+}
+tell() { "$BIN" sql --data "$data" --config "$work/campus.toml" --format csv "$1" >/dev/null; }
+median3() {  # median3 CMD ARG: seconds, median of 3 runs after one warm-up
+  local t=() i s
+  "$1" "$2"
+  for i in 1 2 3; do
+    s=$(date +%s.%N); "$1" "$2"; t+=("$(python3 -c "print($(date +%s.%N) - $s)")")
+  done
+  printf '%s\n' "${t[@]}" | sort -g | sed -n 2p
+}
+echo "<!-- sql: $rows rows, $DAYS days × $ROOMS rooms, row groups of $ROW_GROUP -->"
+i=0
+for q in "$q1" "$q2" "$q3" "$q4" "$q5"; do
+  a=$(median3 tell "$q"); b=$(duck_median3 "$q")
+  printf '| SQL: %s (%s rows) | tellijn sql %.2f s | DuckDB %.2f s | %s | ≤ 1.0 |\n' "${names[$i]}" "$rows" "$a" "$b" "$(ratio "$a" "$b")"
+  i=$((i + 1))
+done

@@ -517,6 +517,15 @@ fn tls_setup(dir: &std::path::Path) -> (String, Arc<rustls::ClientConfig>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_and_their_descriptors_come_back() {
+    // Client and server share this process: about 1 100 descriptors at the peak.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if limit.current.is_some_and(|c| c < 4096) {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum.map(|m| m.min(4096)),
+            maximum: limit.maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let (tls_section, client_tls) = tls_setup(dir.path());
     let text = format!(

@@ -92,6 +92,18 @@ async fn logged_in(mqtt: SocketAddr) -> TcpStream {
     s
 }
 
+/// Waits until the server holds no MQTT session (a new login with the same client id would
+/// otherwise race the old session's teardown).
+async fn no_sessions(http: SocketAddr) {
+    let idle = || async {
+        metric(
+            &http_get(http, "/metrics").await,
+            "tellijn_mqtt_connections",
+        ) == 0.0
+    };
+    assert!(wait_for(10, idle).await, "MQTT sessions stayed open");
+}
+
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = status
@@ -194,6 +206,7 @@ async fn malformed_packets_are_refused_counted_and_harm_nobody() {
         ("a PUBLISH declaring ~256 MB", too_big),
     ];
     for (what, bytes) in &after_connect {
+        no_sessions(server.http_addr()).await;
         let mut s = logged_in(mqtt).await;
         s.write_all(bytes).await.unwrap();
         assert!(closed_within(&mut s, 10).await, "{what}: still open");
@@ -333,6 +346,7 @@ async fn a_stolen_sensor_secret_works_only_as_that_sensor() {
         "tellijn/v1/rooms/r1/occupancy",
         "tellijn/v1/buildings/b/occupancy",
     ] {
+        no_sessions(server.http_addr()).await;
         let (c, seen) = rumqtt_session(mqtt, "s1", stolen, None).await;
         assert!(
             wait_for(10, || has(&seen, "connack Success")).await,
@@ -347,6 +361,7 @@ async fn a_stolen_sensor_secret_works_only_as_that_sensor() {
         );
         assert!(!seen.lock().unwrap().iter().any(|l| l.starts_with("puback")));
     }
+    no_sessions(server.http_addr()).await;
     let (c, seen) = rumqtt_session(mqtt, "s1", stolen, None).await;
     c.subscribe("tellijn/v1/sensors/s2/ack", QoS::AtLeastOnce)
         .await

@@ -188,7 +188,10 @@ impl Door {
             let door = self.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(reason) = door.clone().handle(stream, peer, tls, place).await {
+                let mut stream = stream;
+                if let Err(reason) = door.handle(&mut stream, peer, tls, place).await {
+                    // Counted while the socket is still open: whoever sees it close can
+                    // already see it counted.
                     door.refuse(reason);
                     tracing::debug!(%peer, reason, "Closed an MQTT connection at the door.");
                 }
@@ -197,8 +200,8 @@ impl Door {
     }
 
     async fn handle(
-        self: Arc<Door>,
-        stream: TcpStream,
+        &self,
+        stream: &mut TcpStream,
         peer: SocketAddr,
         tls: Option<TlsAcceptor>,
         mut place: Place,

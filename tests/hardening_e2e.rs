@@ -92,6 +92,12 @@ async fn logged_in(mqtt: SocketAddr) -> TcpStream {
     s
 }
 
+/// The test campus with a `[limits]` table (TOML lines), started on ephemeral ports.
+async fn with_limits(dir: &std::path::Path, limits: &str) -> tellijn::server::Server {
+    let text = format!("{}\n[limits]\n{limits}", campus_text(dir, "1h", ""));
+    start_text(dir, &text, "127.0.0.1:0").await
+}
+
 /// Waits until the server holds no MQTT session (a new login with the same client id would
 /// otherwise race the old session's teardown).
 async fn no_sessions(http: SocketAddr) {
@@ -130,11 +136,7 @@ fn refused(m: &str, reason: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_packets_are_refused_counted_and_harm_nobody() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "{}\n[limits]\nconnect_timeout = \"2s\"\n",
-        campus_text(dir.path(), "1h", "")
-    );
-    let server = start_text(dir.path(), &text, "127.0.0.1:0").await;
+    let server = with_limits(dir.path(), "connect_timeout = \"2s\"\n").await;
     let mqtt = server.mqtt_addr();
     let rss_before = rss_bytes();
 
@@ -427,11 +429,7 @@ async fn a_stolen_sensor_secret_works_only_as_that_sensor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_sensor_is_slowed_down_and_the_others_are_not() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "{}\n[limits]\npublish_rate = 20\npublish_burst = 10\n",
-        campus_text(dir.path(), "1h", "")
-    );
-    let server = start_text(dir.path(), &text, "127.0.0.1:0").await;
+    let server = with_limits(dir.path(), "publish_rate = 20\npublish_burst = 10\n").await;
     let mqtt = server.mqtt_addr();
 
     // s1 floods 100 valid messages as fast as its client can send them.
@@ -543,11 +541,10 @@ async fn silent_connections_are_closed_and_their_descriptors_come_back() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (tls_section, client_tls) = tls_setup(dir.path());
-    let text = format!(
-        "{}\n[limits]\nconnect_timeout = \"2s\"\nmax_pending_per_ip = 1000\nmax_pending = 1000\n{tls_section}",
-        campus_text(dir.path(), "1h", "")
+    let limits = format!(
+        "connect_timeout = \"2s\"\nmax_pending_per_ip = 1000\nmax_pending = 1000\n{tls_section}"
     );
-    let server = start_text(dir.path(), &text, "127.0.0.1:0").await;
+    let server = with_limits(dir.path(), &limits).await;
     let (mqtt, mqtts) = (server.mqtt_addr(), server.mqtts_addr().unwrap());
     let baseline = open_fds();
 
@@ -617,11 +614,7 @@ async fn silent_connections_are_closed_and_their_descriptors_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_take_every_pending_place() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "{}\n[limits]\nmax_pending_per_ip = 5\n",
-        campus_text(dir.path(), "1h", "")
-    );
-    let server = start_text(dir.path(), &text, "127.0.0.1:0").await;
+    let server = with_limits(dir.path(), "max_pending_per_ip = 5\n").await;
     let mqtt = server.mqtt_addr();
     let from = |ip: [u8; 4]| async move {
         let socket = TcpSocket::new_v4().unwrap();

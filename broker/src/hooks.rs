@@ -38,6 +38,15 @@ pub(crate) struct GateHooks {
     pub clock: Clock,
     /// Per-client publish rate (`[limits] publish_rate`, `publish_burst`).
     pub rate: governor::DefaultKeyedRateLimiter<String>,
+    /// argon2id verifications running at once. Each holds its memory cost (a MiB or more) on a
+    /// blocking thread; unbounded, a connect storm of N sensors would start N threads at once,
+    /// and their allocator arenas keep that memory afterwards.
+    pub verifications: tokio::sync::Semaphore,
+}
+
+/// How many argon2id verifications may run at once: one per core.
+pub(crate) fn verification_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The keyed rate limiter for `[limits]`.
@@ -93,7 +102,8 @@ impl GateHooks {
         });
         let policy = self.policy.clone();
         let (cid, user) = (client_id.clone(), username.clone());
-        // argon2id is deliberately slow: keep it off the async worker threads.
+        // argon2id is deliberately slow: keep it off the async worker threads, a few at a time.
+        let _slot = self.verifications.acquire().await;
         let decided = tokio::task::spawn_blocking(move || {
             let will = will
                 .as_ref()

@@ -127,6 +127,7 @@ impl Broker {
             events: cfg.events,
             clock: cfg.clock,
             rate: hooks::rate_limiter(&cfg.limits),
+            verifications: tokio::sync::Semaphore::new(hooks::verification_slots()),
         });
         let register = scx.extends.hook_mgr().register();
         for typ in [

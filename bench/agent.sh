@@ -4,8 +4,8 @@
 # CPU and peak RSS, until the server has accepted all of them.
 source "$(dirname "$0")/common.sh"
 N=${N:-100000}
-AGENT=$TARGET/release/tellijn-agent
-FILL=$TARGET/release/examples/fill_outbox
+AGENT=$(realpath "${AGENT_BIN:-$TARGET/release/tellijn-agent}")
+FILL=${FILL_OUTBOX:-$TARGET/release/examples/fill_outbox}
 tmp=$(mktemp -d); trap 'stop_server; kill $apid 2>/dev/null; rm -rf "$tmp"' EXIT
 apid=
 cp "$AGENT" "$tmp/agent-stripped"; strip "$tmp/agent-stripped"

@@ -11,6 +11,8 @@
 //! - [`parquet_sink`]: buffers accepted messages and writes them every `flush_interval` and on
 //!   shutdown, in the tables of [`schema`].
 //!
+//! - flushes run on a blocking thread beside the event loop, one at a time, so a message that
+//!   arrives while files are written and synced is still handled at once.
 //! - acks: after each successful flush, every sensor's watermark (the end of its first run of
 //!   stored seqs; a gap overdue longer than `gap_horizon` is declared lost, counted and
 //!   audited) is published retained on `tellijn/v1/sensors/{sensor}/ack`.
@@ -245,7 +247,9 @@ impl Processors {
         let buildings: BTreeSet<String> =
             self.campus.buildings.iter().map(|b| b.id.clone()).collect();
         let mut out = self.outputs(&rooms, &buildings);
-        out.extend(self.acks(false));
+        for o in self.acks(false) {
+            self.push_raw_if_changed(&mut out, o.topic, o.payload);
+        }
         if self.campus.integrations.home_assistant {
             out.extend(self.home_assistant());
         }
@@ -480,8 +484,8 @@ impl Processors {
         }
     }
 
-    /// Ack outputs for every sensor whose watermark moved; with `give_up`, gaps overdue past
-    /// the horizon are declared lost first.
+    /// Ack outputs for every sensor's watermark (changed or not: the caller publishes those
+    /// that changed); with `give_up`, gaps overdue past the horizon are declared lost first.
     fn acks(&mut self, give_up: bool) -> Vec<Output> {
         let now = self.clock.now().timestamp_micros();
         let horizon = if give_up {
@@ -514,13 +518,13 @@ impl Processors {
                 tracing::error!("{e}");
             }
         }
-        let mut out = Vec::new();
-        for (sensor, seq) in marks {
-            let payload = format!("{{\"seq\":{seq}}}").into_bytes();
-            let topic = topic::sensor(&sensor, topic::SensorTopic::Ack);
-            self.push_raw_if_changed(&mut out, topic, payload);
-        }
-        out
+        marks
+            .into_iter()
+            .map(|(sensor, seq)| Output {
+                topic: topic::sensor(&sensor, topic::SensorTopic::Ack),
+                payload: format!("{{\"seq\":{seq}}}").into_bytes(),
+            })
+            .collect()
     }
 
     fn outputs(&mut self, rooms: &BTreeSet<String>, buildings: &BTreeSet<String>) -> Vec<Output> {
@@ -808,23 +812,50 @@ impl Processors {
     /// Writes buffered messages to Parquet, saves the state, and returns the acks that became
     /// true. On failure the messages stay buffered for the next attempt and nothing is acked.
     pub async fn flush(&mut self) -> Result<Vec<Output>, ProcessorError> {
-        // Give up overdue gaps first, so the saved state and the acks agree.
-        let before = self.published.clone();
-        let acks = self.acks(true);
-        if self.buffer.is_empty() {
-            if !acks.is_empty() {
-                // Gaps were given up: persist that, then ack.
-                self.save(None)
-                    .await
-                    .inspect_err(|_| self.published = before)?;
+        match self.begin_flush() {
+            Some(mut pending) => {
+                let joined = (&mut pending.task).await;
+                self.finish_flush(pending, joined)
             }
-            return Ok(acks);
+            None => Ok(Vec::new()),
         }
+    }
+
+    /// Starts writing the buffer and the state on a blocking thread; events keep being handled
+    /// meanwhile (into a new buffer). `None` when there is nothing to write. The acks are
+    /// computed now, from the dedup state the written files include, and published only by
+    /// [`Self::finish_flush`] after the write succeeded.
+    fn begin_flush(&mut self) -> Option<PendingFlush> {
+        // Give up overdue gaps first, so the saved state and the acks agree.
+        let acks = self.acks(true);
+        let acks_changed = acks
+            .iter()
+            .any(|o| self.published.get(&o.topic) != Some(&o.payload));
+        if self.buffer.is_empty() && !acks_changed {
+            return None;
+        }
+        // With an empty buffer this persists given-up gaps before they are acked.
         let buffer = std::mem::take(&mut self.buffer);
-        match self.save(Some(buffer)).await {
-            Ok(()) => Ok(acks),
+        Some(self.begin_save(buffer, acks))
+    }
+
+    /// Completes a flush begun by [`Self::begin_flush`]: on success the acks that changed, on
+    /// failure the unwritten messages go back ahead of newer ones and the error is returned.
+    fn finish_flush(
+        &mut self,
+        mut pending: PendingFlush,
+        joined: Result<SaveResult, tokio::task::JoinError>,
+    ) -> Result<Vec<Output>, ProcessorError> {
+        let acks = std::mem::take(&mut pending.acks);
+        match self.finish_save(pending, joined) {
+            Ok(()) => {
+                let mut out = Vec::new();
+                for o in acks {
+                    self.push_raw_if_changed(&mut out, o.topic, o.payload);
+                }
+                Ok(out)
+            }
             Err(e) => {
-                self.published = before;
                 self.metrics
                     .flush_failures
                     .get_or_create(&TableLabels {
@@ -836,7 +867,14 @@ impl Processors {
         }
     }
 
+    /// Writes `buffer` and the state and waits for it (no acks).
     async fn save(&mut self, buffer: Option<Buffer>) -> Result<(), ProcessorError> {
+        let mut pending = self.begin_save(buffer.unwrap_or_default(), Vec::new());
+        let joined = (&mut pending.task).await;
+        self.finish_save(pending, joined)
+    }
+
+    fn begin_save(&mut self, mut buffer: Buffer, acks: Vec<Output>) -> PendingFlush {
         let dir = self.data_dir.clone();
         let flush = self.flushes + 1;
         let saved = serde_json::to_vec(&Saved {
@@ -845,20 +883,39 @@ impl Processors {
             flushes: flush,
         })
         .unwrap_or_default();
-        let mut buffer = buffer.unwrap_or_default();
         let started = std::time::Instant::now();
-        let (buffer, result) = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let r = buffer
                 .flush(&dir, flush)
                 .map_err(ProcessorError::from)
-                .and_then(|w| {
-                    save_state(&dir, &saved)?;
-                    Ok(w)
+                .and_then(|w| match save_state(&dir, &saved) {
+                    Ok(()) => Ok(w),
+                    Err(e) => {
+                        // Nothing is acked; the rows stay buffered and are written again.
+                        w.remove_files();
+                        Err(e)
+                    }
                 });
+            if r.is_ok() {
+                // Written and recorded in the state: nothing to put back on failure.
+                buffer = Buffer::default();
+            }
             (buffer, r)
-        })
-        .await
-        .unwrap_or_else(|e| {
+        });
+        PendingFlush {
+            flush,
+            started,
+            task,
+            acks,
+        }
+    }
+
+    fn finish_save(
+        &mut self,
+        pending: PendingFlush,
+        joined: Result<SaveResult, tokio::task::JoinError>,
+    ) -> Result<(), ProcessorError> {
+        let (buffer, result) = joined.unwrap_or_else(|e| {
             let path = state_path(&self.data_dir);
             (
                 Buffer::default(),
@@ -870,28 +927,20 @@ impl Processors {
         });
         self.metrics
             .flush_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe(pending.started.elapsed().as_secs_f64());
         match result {
             Ok(w) => {
-                self.flushes = flush;
-                self.metrics
-                    .rows_written
-                    .get_or_create(&TableLabels {
-                        table: schema::COUNTS,
-                    })
-                    .inc_by(w.counts as u64);
-                self.metrics
-                    .rows_written
-                    .get_or_create(&TableLabels {
-                        table: schema::ZONE_COUNTS,
-                    })
-                    .inc_by(w.zones as u64);
-                self.metrics
-                    .rows_written
-                    .get_or_create(&TableLabels {
-                        table: schema::OCCUPANCY,
-                    })
-                    .inc_by(w.minutes as u64);
+                self.flushes = pending.flush;
+                for (table, n) in [
+                    (schema::COUNTS, w.counts),
+                    (schema::ZONE_COUNTS, w.zones),
+                    (schema::OCCUPANCY, w.minutes),
+                ] {
+                    self.metrics
+                        .rows_written
+                        .get_or_create(&TableLabels { table })
+                        .inc_by(n as u64);
+                }
                 tracing::debug!(
                     counts = w.counts,
                     zones = w.zones,
@@ -911,6 +960,10 @@ impl Processors {
     }
 
     /// Runs until `shutdown` resolves or the event channel closes, then drains and flushes.
+    ///
+    /// A flush runs beside the event loop: messages arriving while the files are written and
+    /// synced are handled (and their occupancy published) at once, into the next buffer. One
+    /// flush is in flight at a time; a tick that finds one still running is skipped.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<SensorEvent>,
@@ -929,16 +982,32 @@ impl Processors {
             .clamp(Duration::from_millis(20), Duration::from_secs(1));
         let mut house = tokio::time::interval(house_every);
         house.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending: Option<PendingFlush> = None;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                joined = wait_flush(&mut pending) => {
+                    let Some(p) = pending.take() else { continue };
+                    match self.finish_flush(p, joined) {
+                        Ok(acks) => {
+                            for o in acks {
+                                let _ = out.send(o).await;
+                            }
+                        }
+                        Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
+                    }
+                    self.queue_depths(&out);
+                }
                 _ = house.tick() => {
                     for o in self.housekeeping() {
                         let _ = out.send(o).await;
                     }
-                    self.rebuild_due().await;
+                    // A rebuild writes files and bumps the flush number itself.
+                    if pending.is_none() {
+                        self.rebuild_due().await;
+                    }
                 }
                 ev = events.recv() => match ev {
                     Some(ev) => {
@@ -949,19 +1018,24 @@ impl Processors {
                     }
                     None => break,
                 },
-                _ = tick.tick() => match self.flush().await {
-                    Ok(acks) => {
-                        for o in acks {
-                            let _ = out.send(o).await;
-                        }
-                        self.queue_depths(&out);
-                    }
-                    Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
+                _ = tick.tick(), if pending.is_none() => {
+                    pending = self.begin_flush();
                 }
             }
         }
-        // Refuse new publishes (the broker then withholds their PUBACK), drain what was
-        // already admitted, and write it all.
+        // Finish the flush in flight, refuse new publishes (the broker then withholds their
+        // PUBACK), drain what was already admitted, and write it all.
+        if let Some(mut p) = pending.take() {
+            let joined = (&mut p.task).await;
+            match self.finish_flush(p, joined) {
+                Ok(acks) => {
+                    for o in acks {
+                        let _ = out.send(o).await;
+                    }
+                }
+                Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
+            }
+        }
         events.close();
         while let Some(ev) = events.recv().await {
             for o in self.handle(ev, &mut summary) {
@@ -972,6 +1046,28 @@ impl Processors {
             let _ = out.send(o).await;
         }
         Ok(summary)
+    }
+}
+
+type SaveResult = (Buffer, Result<parquet_sink::Written, ProcessorError>);
+
+/// A flush whose files and state are being written on a blocking thread.
+struct PendingFlush {
+    /// The flush number it writes.
+    flush: u64,
+    started: std::time::Instant,
+    task: tokio::task::JoinHandle<SaveResult>,
+    /// Acks to publish once it succeeded.
+    acks: Vec<Output>,
+}
+
+/// Resolves when the flush in flight is done; never while there is none.
+async fn wait_flush(
+    pending: &mut Option<PendingFlush>,
+) -> Result<SaveResult, tokio::task::JoinError> {
+    match pending {
+        Some(p) => (&mut p.task).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -76,10 +76,27 @@ impl Buffer {
         self.occupancy.append(&mut newer.occupancy);
     }
 
-    /// Writes everything buffered as flush number `flush`; on error nothing is lost from
-    /// `self`.
-    pub fn flush(&mut self, data_dir: &Path, flush: u64) -> Result<Written, SinkError> {
+    /// Writes everything buffered as flush number `flush`. The buffer is left as it is: the
+    /// caller drops it once everything the flush depends on is durable. On error the files this
+    /// call already wrote are removed again (the retry writes the rows once more; keeping them
+    /// would store them twice).
+    pub fn flush(&self, data_dir: &Path, flush: u64) -> Result<Written, SinkError> {
         let mut written = Written::default();
+        match self.write_tables(data_dir, flush, &mut written) {
+            Ok(()) => Ok(written),
+            Err(e) => {
+                written.remove_files();
+                Err(e)
+            }
+        }
+    }
+
+    fn write_tables(
+        &self,
+        data_dir: &Path,
+        flush: u64,
+        written: &mut Written,
+    ) -> Result<(), SinkError> {
         let mut by_day: BTreeMap<NaiveDate, Vec<&(LineCount, DateTime<Utc>)>> = BTreeMap::new();
         for row in &self.counts {
             by_day
@@ -137,10 +154,19 @@ impl Buffer {
             )?);
             written.minutes += rows.len();
         }
-        self.counts.clear();
-        self.zones.clear();
-        self.occupancy.clear();
-        Ok(written)
+        Ok(())
+    }
+}
+
+impl Written {
+    /// Removes the files of a flush that did not complete. Best effort: a file that cannot be
+    /// removed is logged, and its rows would be in history twice once the retry succeeds.
+    pub fn remove_files(&self) {
+        for f in &self.files {
+            if let Err(e) = std::fs::remove_file(f) {
+                tracing::error!("Cannot remove {} of a failed flush: {e}", f.display());
+            }
+        }
     }
 }
 
@@ -318,7 +344,11 @@ mod tests {
         let w = b.flush(dir.path(), 1).unwrap();
         assert_eq!(w.counts, 3);
         assert_eq!(w.files.len(), 2);
-        assert!(b.is_empty());
+        assert_eq!(
+            b.len(),
+            3,
+            "the caller drops the buffer once the state is saved"
+        );
         let f = &w.files[0];
         assert!(
             f.parent().unwrap().ends_with("counts/date=2026-11-22"),

@@ -334,7 +334,7 @@ pub fn rebuild_and_swap(
     if base.exists() {
         std::fs::remove_dir_all(&base).map_err(|e| io(&e))?;
     }
-    let mut buffer = crate::parquet_sink::Buffer {
+    let buffer = crate::parquet_sink::Buffer {
         occupancy: rows,
         ..Default::default()
     };

@@ -252,3 +252,108 @@ async fn retention_deletes_exactly_the_expired_partitions_and_audits_them() {
             .any(|l| l["table"] == "counts" && l["date"] == day(31).as_str() && l["files"] == 1)
     );
 }
+
+/// Opens a FIFO for reading without blocking and removes it, so a flush blocked opening it for
+/// writing goes on (and fails: a pipe cannot be synced) even if the test stopped early.
+struct Unblock(std::path::PathBuf);
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_NONBLOCK: i32 = 0o4000; // Linux
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Receives outputs until `done` holds for everything received so far (60 s at most).
+async fn receive_until(
+    rx: &mut tokio::sync::mpsc::Receiver<Output>,
+    seen: &mut Vec<Output>,
+    done: impl Fn(&[Output]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done(seen) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(o)) => seen.push(o),
+            Ok(None) => panic!("the processors stopped; received {seen:?}"),
+            Err(_) => panic!("timed out; received {seen:?}"),
+        }
+    }
+}
+
+fn parquet_rows(dir: &std::path::Path) -> Vec<(std::path::PathBuf, i64)> {
+    let mut out = Vec::new();
+    let Ok(days) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for day in days.flatten() {
+        for f in std::fs::read_dir(day.path()).unwrap().flatten() {
+            let path = f.path();
+            if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).unwrap();
+                let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+                use parquet::file::reader::FileReader;
+                out.push((path, reader.metadata().file_metadata().num_rows()));
+            }
+        }
+    }
+    out
+}
+
+/// A flush runs beside the event loop: while its files are being written (here: held open on
+/// the state file, a FIFO nobody reads yet) a new message is handled and its occupancy
+/// published at once; no ack is published before the write is done; the flush that then fails
+/// (a pipe cannot be synced) leaves no files behind, and its retry stores each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_handled_while_a_flush_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path(), &campus(""));
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let fifo = state.join("processors.json.tmp");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let unblock = Unblock(fifo.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(1024);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(p.run(rx, out_tx, Duration::from_millis(20), async {
+        let _ = stop_rx.await;
+    }));
+    let mut seen = Vec::new();
+    tx.send(line("s1", 1, Utc::now(), 1, 0)).await.unwrap();
+    receive_until(&mut out_rx, &mut seen, |o| occupancy(o, "r1") == Some(1)).await;
+    // The first flush wrote its Parquet file and now waits to open the state file.
+    let counts = dir.path().join("counts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while parquet_rows(&counts).is_empty() {
+        assert!(Instant::now() < deadline, "no flush started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tx.send(line("s1", 2, Utc::now(), 1, 0)).await.unwrap();
+    receive_until(&mut out_rx, &mut seen, |o| occupancy(o, "r1") == Some(2)).await;
+    let ack = "tellijn/v1/sensors/s1/ack";
+    assert_eq!(payload(&seen, ack), None, "acked before the flush was done");
+    // Let the flush go on: it fails, removes its file, and the retry writes both messages.
+    drop(unblock);
+    receive_until(&mut out_rx, &mut seen, |o| {
+        payload(o, ack) == Some(&b"{\"seq\":2}"[..])
+    })
+    .await;
+    stop_tx.send(()).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.accepted, 2);
+    let rows = parquet_rows(&counts);
+    assert_eq!(
+        rows.iter().map(|r| r.1).sum::<i64>(),
+        2,
+        "each message stored once: {rows:?}"
+    );
+}

@@ -69,6 +69,8 @@ done
 secs=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
 dcpu=$(cpu_s "$apid")
 kill -INT "$apid"; wait "$apid" || true
-echo "| agent binary, stripped (release) | $size MB | < 6 MB |"
-echo "| agent at 1 message/s, 30 s, connected | CPU $cpu % of a core, peak RSS $rss MB | — |"
-echo "| agent draining $N buffered messages into Tellijn | $secs s ($(python3 -c "print(round($N/$secs))") msg/s), agent CPU $dcpu s, peak RSS $(python3 -c "print(f'{$peak/1024:.1f}')") MB | — |"
+drss=$(python3 -c "print(f'{$peak/1024:.1f}')")
+# No peer runs the agent's job here; its figures are set against its budgets (issue 4).
+echo "| agent binary, stripped (release) | $size MB | budget 6 MB | $(ratio "$size" 6) | < 6 MB |"
+echo "| agent at 1 message/s, 30 s, connected | CPU $cpu % of a core, peak RSS $rss MB | budget 10 MB RSS | $(ratio "$rss" 10) | < 10 MB |"
+echo "| agent draining $N buffered messages into Tellijn | $secs s ($(python3 -c "print(round($N/$secs))") msg/s, until the server accepted all), agent CPU $dcpu s, peak RSS $drss MB | budget 10 MB RSS | $(ratio "$drss" 10) | < 10 MB |"

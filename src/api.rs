@@ -190,9 +190,7 @@ async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Option<(String, 
         .ok_or_else(wrong)?;
     let hash = user.password_hash.clone();
     let pw = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || tellijn_queries::pg::password_matches(&hash, &pw))
-        .await
-        .unwrap_or(false);
+    let ok = tellijn_queries::pg::verify_password(hash, pw).await;
     if !ok {
         return Err(wrong());
     }

@@ -100,10 +100,15 @@ async fn publish(
                     .await?;
             }
             let topic = format!("tellijn/v1/sensors/{id}/counts");
+            // Sending starts once the connection is up (and subscribed), so the latencies are
+            // those of the steady state, not of the connect storm.
+            let (ready, up) = tokio::sync::oneshot::channel::<()>();
+            let mut ready = Some(ready);
             let sender = {
                 let client = client.clone();
                 let id = id.clone();
                 tokio::spawn(async move {
+                    let _ = up.await;
                     let mut tick =
                         tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
                     let mut sent = Vec::with_capacity(messages as usize);
@@ -124,6 +129,16 @@ async fn publish(
             let mut watermark = 0u64;
             loop {
                 match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) if !wait_ack => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         acked += 1;
                         ack_times.push(Instant::now());

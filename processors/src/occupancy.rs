@@ -42,6 +42,8 @@ pub struct Engine {
     lines: HashMap<(String, String), LineEnds>,
     zones: HashMap<(String, String), String>,
     room_building: BTreeMap<String, String>,
+    /// Each building's rooms, so a building's count does not scan every room of the campus.
+    building_rooms: HashMap<String, Vec<String>>,
     rooms_with_zones: BTreeMap<String, bool>,
     buildings_with_entrances: BTreeMap<String, bool>,
     zone_max_age_us: i64,
@@ -80,9 +82,17 @@ impl Engine {
                 zones.insert((s.id.clone(), z.zone.clone()), z.room.clone());
             }
         }
+        let mut building_rooms: HashMap<String, Vec<String>> = HashMap::new();
+        for r in &campus.rooms {
+            building_rooms
+                .entry(r.building.clone())
+                .or_default()
+                .push(r.id.clone());
+        }
         Engine {
             lines,
             zones,
+            building_rooms,
             room_building: campus
                 .rooms
                 .iter()
@@ -180,11 +190,9 @@ impl Engine {
         {
             self.state.lines.get(building).copied().unwrap_or(0)
         } else {
-            self.room_building
-                .iter()
-                .filter(|(_, b)| *b == building)
-                .map(|(r, _)| self.room(r, now_us))
-                .sum()
+            self.building_rooms
+                .get(building)
+                .map_or(0, |rooms| rooms.iter().map(|r| self.room(r, now_us)).sum())
         }
     }
 

@@ -25,7 +25,7 @@ stop_server
 
 mkdir -p "$tmp/data"
 campus "$tmp/campus.toml" "$tmp/data" "$CLIENTS" "$CLIENTS" \
-  "$(printf '[limits]\npublish_rate = 1000000\npublish_burst = 1000000')"
+  "$(printf '[limits]\npublish_rate = 1000000\npublish_burst = 1000000\nmax_pending_per_ip = 4096')"
 start_tellijn "$tmp/campus.toml"
 cpu0=$(cpu_s "$SERVER_PID")
 "$LOAD" publish --port "$MQTT_PORT" --clients "$CLIENTS" --messages "$MESSAGES" --wait-ack >"$tmp/tellijn.json"

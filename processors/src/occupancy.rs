@@ -32,7 +32,7 @@ pub struct Change {
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct State {
     /// People per room or building, from lines.
-    pub lines: BTreeMap<String, u64>,
+    pub lines: HashMap<String, u64>,
     /// Latest reading per room, per zone: (time in Unix microseconds, count).
     pub zones: BTreeMap<String, BTreeMap<String, (i64, u64)>>,
 }
@@ -41,11 +41,11 @@ pub struct State {
 pub struct Engine {
     lines: HashMap<(String, String), LineEnds>,
     zones: HashMap<(String, String), String>,
-    room_building: BTreeMap<String, String>,
+    room_building: HashMap<String, String>,
     /// Each building's rooms, so a building's count does not scan every room of the campus.
     building_rooms: HashMap<String, Vec<String>>,
-    rooms_with_zones: BTreeMap<String, bool>,
-    buildings_with_entrances: BTreeMap<String, bool>,
+    rooms_with_zones: HashMap<String, bool>,
+    buildings_with_entrances: HashMap<String, bool>,
     zone_max_age_us: i64,
     pub state: State,
 }
@@ -55,9 +55,9 @@ impl Engine {
     pub fn new(campus: &Campus) -> Engine {
         let mut lines = HashMap::new();
         let mut zones = HashMap::new();
-        let mut rooms_with_zones: BTreeMap<String, bool> =
+        let mut rooms_with_zones: HashMap<String, bool> =
             campus.rooms.iter().map(|r| (r.id.clone(), false)).collect();
-        let mut buildings_with_entrances: BTreeMap<String, bool> = campus
+        let mut buildings_with_entrances: HashMap<String, bool> = campus
             .buildings
             .iter()
             .map(|b| (b.id.clone(), false))

@@ -6,7 +6,7 @@ source "$(dirname "$0")/common.sh"
 N=${N:-100000}
 AGENT=$(realpath "${AGENT_BIN:-$TARGET/release/tellijn-agent}")
 FILL=${FILL_OUTBOX:-$TARGET/release/examples/fill_outbox}
-tmp=$(mktemp -d); trap 'stop_server; kill $apid 2>/dev/null; rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d); trap 'stop_server; kill $apid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 apid=
 cp "$AGENT" "$tmp/agent-stripped"; strip "$tmp/agent-stripped"
 size=$(python3 -c "print(f'{$(stat -c %s "$tmp/agent-stripped")/1e6:.2f}')")

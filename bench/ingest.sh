@@ -8,7 +8,7 @@
 # Prints a Markdown row: Tellijn msg/s, Mosquitto msg/s, ratio.
 source "$(dirname "$0")/common.sh"
 CLIENTS=${CLIENTS:-50}
-MESSAGES=${MESSAGES:-2000}
+MESSAGES=${MESSAGES:-5000}
 TOTAL=$((CLIENTS * MESSAGES))
 tmp=$(mktemp -d); trap 'stop_server; rm -rf "$tmp"' EXIT
 

@@ -34,7 +34,7 @@ pub mod retention;
 pub mod schedule;
 pub mod schema;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -120,7 +120,7 @@ pub struct Processors {
     engine: Engine,
     dedup: Dedup,
     buffer: Buffer,
-    published: std::collections::HashMap<String, Vec<u8>>,
+    published: HashMap<String, Vec<u8>>,
     flushes: u64,
     audit: Arc<AuditLog>,
     gap_horizon: Duration,
@@ -135,8 +135,8 @@ pub struct Processors {
     snap_day: chrono::NaiveDate,
     /// Index of each room in `campus.rooms`, and each building's capacity: looked up for every
     /// message, so not by scanning the campus (370 rooms made that most of the processors' time).
-    room_index: std::collections::HashMap<String, usize>,
-    building_capacity: std::collections::HashMap<String, u64>,
+    room_index: HashMap<String, usize>,
+    building_capacity: HashMap<String, u64>,
 }
 
 /// What a run processed, for the demo's summary.
@@ -228,7 +228,7 @@ impl Processors {
             .enumerate()
             .map(|(i, r)| (r.id.clone(), i))
             .collect();
-        let mut building_capacity = std::collections::HashMap::new();
+        let mut building_capacity = HashMap::new();
         for r in &campus.rooms {
             *building_capacity.entry(r.building.clone()).or_insert(0) += u64::from(r.capacity);
         }
@@ -242,7 +242,7 @@ impl Processors {
             engine,
             dedup,
             buffer: Buffer::default(),
-            published: std::collections::HashMap::new(),
+            published: HashMap::new(),
             flushes,
             audit,
             gap_horizon,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::parquet::{ParquetFormat, transform_schema_to_view};
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
@@ -63,23 +63,6 @@ pub struct History {
     ctx: SessionContext,
 }
 
-/// The history schema as queries read it: text columns as `Utf8View`. The Parquet files
-/// store them dictionary-encoded; views decode without copying each value and group by short
-/// keys such as room ids without hashing whole strings (profile of a full-year scan grouped by
-/// room, `bench/sql.sh`: 55 % of the time went to copying dictionary strings and interning
-/// them for the grouping). The files and their schema are unchanged.
-fn string_views(schema: &Schema) -> Arc<Schema> {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
 impl History {
     /// Registers the tables of `data_dir`, and the campus tables when a config is given.
     pub async fn open(data_dir: &Path, campus: Option<&Campus>) -> Result<History, QueryError> {
@@ -114,7 +97,11 @@ impl History {
                 .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
-                .with_schema(string_views(&schema));
+                // Text columns as `Utf8View` (the files store them dictionary-encoded; views
+                // decode without copying each value and group short keys such as room ids
+                // cheaply: a full-year scan grouped by room spent 55 % copying and interning
+                // strings before, `bench/sql.sh`). The files and their schema are unchanged.
+                .with_schema(Arc::new(transform_schema_to_view(&schema)));
             let table = Arc::new(ListingTable::try_new(config)?);
             ctx.register_table(
                 name,

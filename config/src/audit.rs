@@ -44,11 +44,20 @@ pub enum AuditEvent {
     /// A logged-in MQTT client was disconnected for a packet the protocol does not allow
     /// (too large, invalid UTF-8, an empty topic); the packet itself is not kept.
     ProtocolError { client: String, error: String },
-    /// A gap in a sensor's seqs was given up as lost after the gap horizon.
+    /// A gap in a sensor's seqs was given up as lost: after the gap horizon (`why`:
+    /// `gap_horizon`) or because the sensor had too many open gaps (`too_many_gaps`).
     SeqGapLost {
         sensor: String,
         first: u64,
         last: u64,
+        why: &'static str,
+    },
+    /// A count message whose seq lies implausibly far above the sensor's highest was refused
+    /// (not stored, not acknowledged).
+    SeqTooFarAhead {
+        sensor: String,
+        seq: u64,
+        highest: u64,
     },
     /// A sensor reported new privacy-relevant settings in its status.
     SensorSettings {

@@ -70,6 +70,8 @@ pub mod outcome {
     pub const REJECTED: &str = "rejected";
     pub const DUPLICATE: &str = "duplicate";
     pub const LATE: &str = "late";
+    /// A seq implausibly far above the sensor's highest (processors' dedup), not stored.
+    pub const SEQ_TOO_FAR_AHEAD: &str = "seq_too_far_ahead";
 }
 
 /// Why an MQTT connection was refused, for `tellijn_auth_failures_total`.
@@ -320,6 +322,7 @@ impl Metrics {
             outcome::REJECTED,
             outcome::DUPLICATE,
             outcome::LATE,
+            outcome::SEQ_TOO_FAR_AHEAD,
         ] {
             let _ = self.messages.get_or_create(&OutcomeLabels { outcome: o });
         }

@@ -2,8 +2,12 @@
 //!
 //! Per sensor: the seen seqs as a set of disjoint closed ranges, merged as they touch, so an
 //! agent sending in order costs one range. The set is bounded: past [`MAX_RANGES`] the two
-//! lowest ranges are joined, and the gap between them is no longer waited for. Persisted by
-//! the processors after every flush, so a restart keeps dropping what was stored before it.
+//! lowest ranges are joined, and the gap between them is given up as lost (reported like a gap
+//! past the horizon, with its own reason). A seq more than [`MAX_SEQ_AHEAD`] above the sensor's
+//! highest is refused: one absurd seq (a bit flip, a forged message) would otherwise become the
+//! watermark once the horizon passed and turn every later message into a "duplicate".
+//! Persisted by the processors after every flush, so a restart keeps dropping what was stored
+//! before it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,6 +15,10 @@ use serde::{Deserialize, Serialize};
 
 /// Disjoint ranges kept per sensor before the oldest gap is given up.
 pub const MAX_RANGES: usize = 10_000;
+
+/// How far above a sensor's highest seq a new seq may lie. An agent consumes one seq per
+/// message, merged ones included: 10^8 is three years of one message a second.
+pub const MAX_SEQ_AHEAD: u64 = 100_000_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct SensorSeqs {
@@ -23,11 +31,35 @@ struct SensorSeqs {
 }
 
 /// A gap in a sensor's seqs given up as lost.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LostGap {
     pub sensor: String,
     pub first: u64,
     pub last: u64,
+    /// Why it was given up.
+    #[serde(default)]
+    pub why: GapReason,
+}
+
+/// Why a gap was given up (the audit line's `why`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// It stood open for the whole gap horizon.
+    #[default]
+    GapHorizon,
+    /// The sensor had more than [`MAX_RANGES`] open gaps; the lowest was joined.
+    TooManyGaps,
+}
+
+impl GapReason {
+    /// The label and audit value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::GapHorizon => "gap_horizon",
+            GapReason::TooManyGaps => "too_many_gaps",
+        }
+    }
 }
 
 impl Default for SensorSeqs {
@@ -50,12 +82,18 @@ pub enum Seen {
     New { gap: u64 },
     /// Already seen: drop it.
     Duplicate,
+    /// More than [`MAX_SEQ_AHEAD`] above the sensor's highest seq: refused, not recorded.
+    TooFarAhead { highest: u64 },
 }
 
 /// The dedup state of all sensors.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Dedup {
     sensors: HashMap<String, SensorSeqs>,
+    /// Gaps given up by [`Dedup::observe`] (past [`MAX_RANGES`]) and not yet reported by
+    /// [`Dedup::watermarks`]; saved with the state so a crash does not forget them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    given_up: Vec<LostGap>,
 }
 
 impl Dedup {
@@ -68,6 +106,10 @@ impl Dedup {
         let left = s.ranges.range(..=seq).next_back().map(|(a, b)| (*a, *b));
         if left.is_some_and(|(_, end)| end >= seq) {
             return Seen::Duplicate;
+        }
+        let highest = s.max.unwrap_or(0);
+        if seq - highest.min(seq) > MAX_SEQ_AHEAD {
+            return Seen::TooFarAhead { highest };
         }
         let gap = match s.max {
             Some(m) if seq > m + 1 => seq - m - 1,
@@ -89,8 +131,15 @@ impl Dedup {
         }
         s.ranges.insert(start, end);
         while s.ranges.len() > MAX_RANGES {
-            if let (Some((a, _)), Some((_, d))) = (s.ranges.pop_first(), s.ranges.pop_first()) {
+            if let (Some((a, b)), Some((c, d))) = (s.ranges.pop_first(), s.ranges.pop_first()) {
                 s.ranges.insert(a, d);
+                self.given_up.push(LostGap {
+                    sensor: sensor.to_owned(),
+                    first: b + 1,
+                    last: c - 1,
+                    why: GapReason::TooManyGaps,
+                });
+                s.gap_since = None;
             }
         }
         Seen::New { gap }
@@ -105,7 +154,7 @@ impl Dedup {
         horizon_us: i64,
     ) -> (Vec<(String, u64)>, Vec<LostGap>) {
         let mut marks = Vec::new();
-        let mut lost = Vec::new();
+        let mut lost = std::mem::take(&mut self.given_up);
         for (sensor, s) in &mut self.sensors {
             loop {
                 let mut it = s.ranges.iter();
@@ -127,6 +176,7 @@ impl Dedup {
                     sensor: sensor.clone(),
                     first: b + 1,
                     last: c - 1,
+                    why: GapReason::GapHorizon,
                 });
                 s.ranges.remove(&c);
                 s.ranges.insert(a, d);
@@ -184,11 +234,73 @@ mod tests {
             vec![LostGap {
                 sensor: "a".into(),
                 first: 5,
-                last: 5
+                last: 5,
+                why: GapReason::GapHorizon,
             }]
         );
         // A late 5 now is a duplicate, not counted twice.
         assert_eq!(d.observe("a", 5), Seen::Duplicate);
+    }
+
+    /// Regression (issue 17, finding 2): one absurd seq became the watermark once the horizon
+    /// passed, and every later message of that sensor was dropped as a duplicate.
+    #[test]
+    fn an_absurd_seq_is_refused_and_does_not_blackhole_the_sensor() {
+        let mut d = Dedup::default();
+        assert_eq!(d.observe("a", 1), Seen::New { gap: 0 });
+        assert_eq!(
+            d.observe("a", 9_000_000_000_000_000_000),
+            Seen::TooFarAhead { highest: 1 }
+        );
+        assert_eq!(d.observe("a", u64::MAX), Seen::TooFarAhead { highest: 1 });
+        // Far, but within reach: a long outage whose messages were merged.
+        assert_eq!(
+            d.observe("a", 1 + MAX_SEQ_AHEAD),
+            Seen::New {
+                gap: MAX_SEQ_AHEAD - 1
+            }
+        );
+        assert_eq!(
+            d.observe("a", 2 + 2 * MAX_SEQ_AHEAD),
+            Seen::TooFarAhead {
+                highest: 1 + MAX_SEQ_AHEAD
+            }
+        );
+        for s in 2..=6 {
+            assert_eq!(d.observe("a", s), Seen::New { gap: 0 }, "seq {s}");
+        }
+        // Long past the horizon the refused seq is not the watermark; the real ones are.
+        let (marks, _) = d.watermarks(i64::MAX, 0);
+        assert_eq!(marks, vec![("a".to_owned(), 1 + MAX_SEQ_AHEAD)]);
+        assert_eq!(d.observe("a", 2 + MAX_SEQ_AHEAD), Seen::New { gap: 0 });
+        // A first message far ahead is refused too (the highest of a new sensor is 0).
+        assert_eq!(d.observe("b", u64::MAX), Seen::TooFarAhead { highest: 0 });
+    }
+
+    /// Regression (issue 17, finding 3): past MAX_RANGES the lowest gap was joined without
+    /// being counted as lost.
+    #[test]
+    fn gaps_joined_past_the_range_bound_are_reported_lost() {
+        let mut d = Dedup::default();
+        // Every other seq: each arrival opens a new range.
+        for i in 1..=(MAX_RANGES as u64 + 2) {
+            d.observe("a", 2 * i);
+        }
+        let before: Dedup = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(before, d, "the gaps given up survive a restart");
+        let (_, lost) = d.watermarks(0, i64::MAX);
+        let joined: Vec<_> = lost
+            .iter()
+            .filter(|g| g.why == GapReason::TooManyGaps)
+            .collect();
+        assert!(!joined.is_empty(), "{lost:?}");
+        assert!(joined.iter().all(|g| g.sensor == "a" && g.first <= g.last));
+        // Every seq either arrived, is still awaited, or was reported lost: none vanished.
+        let reported: u64 = joined.iter().map(|g| g.last - g.first + 1).sum();
+        assert_eq!(reported, joined.len() as u64, "each joined gap is one seq");
+        assert!(d.watermarks(0, i64::MAX).1.is_empty(), "reported once");
+        // A late arrival of a given-up seq is a duplicate, not counted twice.
+        assert_eq!(d.observe("a", joined[0].first), Seen::Duplicate);
     }
 
     proptest! {

@@ -514,7 +514,8 @@ impl Processors {
             let n = g.last - g.first + 1;
             tracing::warn!(
                 sensor = %g.sensor,
-                "Seqs {}..={} did not arrive within the gap horizon; declared lost.",
+                why = g.why.as_str(),
+                "Seqs {}..={} given up as lost.",
                 g.first,
                 g.last
             );
@@ -529,6 +530,7 @@ impl Processors {
                 sensor: g.sensor,
                 first: g.first,
                 last: g.last,
+                why: g.why.as_str(),
             };
             if let Err(e) = self.audit.record(event) {
                 tracing::error!("{e}");
@@ -645,6 +647,24 @@ impl Processors {
                     Seen::Duplicate => {
                         self.metrics.outcome(outcome::DUPLICATE);
                         summary.duplicates += 1;
+                        return Vec::new();
+                    }
+                    Seen::TooFarAhead { highest } => {
+                        self.metrics.outcome(outcome::SEQ_TOO_FAR_AHEAD);
+                        tracing::warn!(
+                            sensor = %msg.sensor(),
+                            seq = msg.seq(),
+                            highest,
+                            "Refused a count message whose seq lies implausibly far above the sensor's highest."
+                        );
+                        let event = AuditEvent::SeqTooFarAhead {
+                            sensor: msg.sensor().to_owned(),
+                            seq: msg.seq(),
+                            highest,
+                        };
+                        if let Err(e) = self.audit.record(event) {
+                            tracing::error!("{e}");
+                        }
                         return Vec::new();
                     }
                     Seen::New { gap } => {

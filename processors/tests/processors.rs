@@ -357,3 +357,54 @@ async fn messages_are_handled_while_a_flush_is_written() {
         "each message stored once: {rows:?}"
     );
 }
+
+/// Regression (issue 17, finding 2): a valid message with seq 9·10^18 became the watermark once
+/// the gap horizon passed, and all 5 later messages of the sensor were dropped as duplicates.
+/// Now it is refused with its own outcome and audit line, and the later messages are stored.
+#[tokio::test]
+async fn an_absurd_seq_does_not_blackhole_the_sensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = campus("[server]\ngap_horizon = \"1s\"\n");
+    // Campus time runs 100× faster, so the 1 s horizon passes in 10 ms.
+    let clock = Clock::accelerated(Utc::now(), 100.0);
+    let mut reg = Registry::default();
+    let audit = Arc::new(AuditLog::open(dir.path()).unwrap());
+    let mut p =
+        Processors::open(c.clone(), dir.path(), Metrics::new(&mut reg), clock, audit).unwrap();
+    let mut s = Summary::default();
+    let now = clock.now();
+    p.handle(line("s1", 1, now, 1, 0), &mut s);
+    p.handle(line("s1", 9_000_000_000_000_000_000, now, 100, 0), &mut s);
+    p.flush().await.unwrap();
+    // Past the horizon: before the fix the absurd seq became the watermark here.
+    let horizon_passed = clock.now() + TimeDelta::seconds(2);
+    while clock.now() < horizon_passed {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    p.flush().await.unwrap();
+    for seq in 2..=6 {
+        p.handle(line("s1", seq, now, 1, 0), &mut s);
+    }
+    let outs = p.flush().await.unwrap();
+    assert_eq!((s.accepted, s.duplicates), (6, 0), "{s:?}");
+    assert_eq!(
+        payload(&outs, "tellijn/v1/sensors/s1/ack"),
+        Some(&b"{\"seq\":6}"[..])
+    );
+    let rows: i64 = parquet_rows(&dir.path().join("counts"))
+        .iter()
+        .map(|r| r.1)
+        .sum();
+    assert_eq!(rows, 6);
+    let audit = std::fs::read_to_string(
+        dir.path()
+            .join(format!("audit/{}.jsonl", Utc::now().date_naive())),
+    )
+    .unwrap();
+    assert!(
+        audit.contains(
+            r#""event":"seq_too_far_ahead","sensor":"s1","seq":9000000000000000000,"highest":1"#
+        ),
+        "{audit}"
+    );
+}

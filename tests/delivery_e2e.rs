@@ -117,6 +117,77 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
     assert_eq!((sum_in, sum_out), truth(max));
 }
 
+/// The watermark an agent's outbox has recorded (read from its file: opening the outbox
+/// would repair it, and change what is measured).
+fn acked_file(outbox: &std::path::Path) -> u64 {
+    std::fs::read_to_string(outbox.join("acked"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Regression (issue 17, finding 1): an agent sent 20 crossings (acked), its outbox was replaced
+/// by an empty one (new SD card, reinstall), and everything it counted afterwards was dropped
+/// by the server as duplicates of the old run's seqs — and acknowledged, so the agent deleted
+/// it. Now the fresh outbox continues above the server's watermark and both runs are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_outbox_loses_nothing_counted_afterwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start_text(&data, &campus_text(&data, "100ms", ""), "127.0.0.1:0").await;
+    let cfg = agent_config(
+        &dir.path().join("agent"),
+        &format!("mqtt://{}", server.mqtt_addr()),
+        20,
+    );
+    let run_until_acked = |at_least: u64| {
+        let cfg = cfg.clone();
+        async move {
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let stop = stop_signal(&stop_rx);
+            let agent = {
+                let cfg = cfg.clone();
+                tokio::spawn(async move {
+                    tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await
+                })
+            };
+            let outbox = cfg.outbox.clone();
+            let acked = || {
+                let outbox = outbox.clone();
+                async move { acked_file(&outbox) >= at_least }
+            };
+            assert!(
+                wait_for(30, acked).await,
+                "never acknowledged up to {at_least}"
+            );
+            let _ = stop_tx.send(true);
+            let totals = agent.await.unwrap().unwrap();
+            assert_eq!(totals.unacked, 0, "{totals:?}");
+            totals
+        }
+    };
+    let first = run_until_acked(20).await;
+    // A new SD card: the outbox directory is empty again.
+    std::fs::remove_dir_all(&cfg.outbox).unwrap();
+    std::fs::create_dir_all(&cfg.outbox).unwrap();
+    let second = run_until_acked(first.messages + 7).await;
+    server.stop().await.unwrap();
+    let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
+    assert_eq!(
+        rows,
+        first.messages + second.messages,
+        "the second run was dropped: {first:?} {second:?}"
+    );
+    assert_eq!((distinct, max), (rows, rows));
+    assert_eq!(
+        (sum_in, sum_out),
+        (
+            first.people_in + second.people_in,
+            first.people_out + second.people_out
+        )
+    );
+}
+
 fn spawn_agent(dir: &std::path::Path) -> Child {
     Command::new(agent_bin())
         .args(["--config", dir.join("agent.toml").to_str().unwrap()])

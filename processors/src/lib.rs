@@ -536,6 +536,20 @@ impl Processors {
                 tracing::error!("{e}");
             }
         }
+        // Every configured sensor has a retained ack, 0 before its first message is stored:
+        // an agent waits for it after connecting before it sends, so one whose outbox was
+        // replaced learns where the server stands and continues above it.
+        let mut marks = marks;
+        let known: std::collections::HashSet<&str> =
+            marks.iter().map(|(s, _)| s.as_str()).collect();
+        let unseen: Vec<(String, u64)> = self
+            .campus
+            .sensors
+            .iter()
+            .filter(|s| !known.contains(s.id.as_str()))
+            .map(|s| (s.id.clone(), 0))
+            .collect();
+        marks.extend(unseen);
         marks
             .into_iter()
             .map(|(sensor, seq)| Output {

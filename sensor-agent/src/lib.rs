@@ -10,7 +10,8 @@
 //!   validates with) is appended and fsync'd before it is published; it leaves the outbox only
 //!   when the server's retained `ack` watermark covers it.
 //! - [`run`]: a sender publishes the outbox in seq order at QoS 1 (rumqttc), from one past the
-//!   watermark after every (re)connect, so nothing is lost when rumqttc drops unacknowledged
+//!   watermark after every (re)connect — once the connection's first (retained) ack has
+//!   arrived, so a fresh outbox continues above what the server holds — so nothing is lost when rumqttc drops unacknowledged
 //!   messages on reconnect; the server drops the duplicates. A retained status (with a last
 //!   will) reports queue depth, oldest unsent age, version and the agent's privacy settings.
 //! - [`tls`]: `mqtts://` with a CA file and an optional client certificate.
@@ -47,6 +48,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const STATUS_EVERY: Duration = Duration::from_secs(30);
 /// How long a graceful stop waits for the server to acknowledge outstanding messages.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// After a connect, how long the sender waits for the server's ack before it says so.
+const ACK_WAIT_WARNING: Duration = Duration::from_secs(30);
 /// Messages read from the outbox per send batch.
 const SEND_BATCH: usize = 256;
 
@@ -157,8 +160,10 @@ pub async fn run_fed(
     }
     let (client, mut events) = AsyncClient::new(opts, 512);
 
-    // Bumped on every CONNACK: the sender restarts from the watermark.
+    // Bumped on every CONNACK: the sender restarts from the watermark once the first ack of
+    // that connection (`synced`, the epoch it arrived in) has been applied.
     let (epoch_tx, mut epoch_rx) = watch::channel(0u64);
+    let (synced_tx, mut synced_rx) = watch::channel(0u64);
     let wake = Arc::new(Notify::new());
     let since = clock.now();
 
@@ -203,9 +208,28 @@ pub async fn run_fed(
                         }
                         match serde_json::from_slice::<Ack>(&p.payload) {
                             Ok(a) => {
-                                if let Err(e) = lock(&outbox).ack(a.seq) {
-                                    tracing::error!(%sensor, "{e}");
+                                match lock(&outbox).server_ack(a.seq) {
+                                    Ok(outbox::ServerAck::Acked) => {}
+                                    Ok(outbox::ServerAck::Resynced { first, count }) => {
+                                        if a.seq > 0 {
+                                            tracing::warn!(
+                                                %sensor,
+                                                "This outbox is new but the server already holds seqs up to {}: continuing at seq {first} ({count} unsent messages renumbered).",
+                                                a.seq
+                                            );
+                                        }
+                                    }
+                                    Ok(outbox::ServerAck::AheadOfOutbox { watermark, unsent }) => {
+                                        tracing::error!(
+                                            %sensor,
+                                            "The server holds seqs up to {watermark}, beyond anything this outbox wrote: it was restored from elsewhere, or another agent runs as this sensor. Continuing at seq {}; {unsent} unsent messages are taken as stored.",
+                                            watermark + 1
+                                        );
+                                    }
+                                    Err(e) => tracing::error!(%sensor, "{e}"),
                                 }
+                                // The sender waits for the first ack of each connection.
+                                synced_tx.send_replace(*epoch_tx.borrow());
                             }
                             Err(_) => {
                                 tracing::warn!(%sensor, "Ignored a malformed ack from the server.")
@@ -255,6 +279,20 @@ pub async fn run_fed(
                     continue;
                 }
                 if epoch != seen_epoch {
+                    // Nothing is sent before the server's watermark is known: a fresh outbox
+                    // renumbers its records above it first (outbox::resync).
+                    if *synced_rx.borrow_and_update() != epoch {
+                        tokio::select! {
+                            r = synced_rx.changed() => if r.is_err() { return },
+                            r = epoch_rx.changed() => if r.is_err() { return },
+                            _ = tokio::time::sleep(ACK_WAIT_WARNING) => {
+                                tracing::warn!(
+                                    "No acknowledgement watermark from the server {ACK_WAIT_WARNING:?} after connecting; nothing is sent until it arrives (the server keeps one for every configured sensor)."
+                                );
+                            }
+                        }
+                        continue;
+                    }
                     seen_epoch = epoch;
                     cursor = lock(&outbox).acked() + 1;
                 }

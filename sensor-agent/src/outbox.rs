@@ -4,7 +4,12 @@
 //! On disk: `{outbox}/seg-{first_seq:020}.log` segment files of records
 //! `[len u32 LE][crc32 u32 LE][seq u64 LE][payload]` (CRC over seq and payload), rotated at
 //! [`SEGMENT_BYTES`], plus `{outbox}/acked` holding the last known watermark (a hint: losing it
-//! only means resending what the server will drop as duplicates).
+//! only means resending what the server will drop as duplicates; written through a temporary
+//! file and renamed, so never torn).
+//!
+//! An outbox created empty is marked `fresh` until the server's first ack: then its records are
+//! renumbered to continue above the server's watermark ([`resync`]), so a camera whose outbox
+//! was replaced does not start again at seq 1 into seqs the server already holds.
 //!
 //! The outbox assigns seqs: the next seq is one past the last intact record, so a crash before
 //! a record is durable reuses its seq for the next message (it was never published), and a
@@ -29,6 +34,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeDelta, Utc};
 use tellijn_wire::count::MAX_INTERVAL;
 use tellijn_wire::{CountMessage, LineCount, ZoneCount};
+
+mod resync;
 
 /// Segments are rotated at this size.
 pub const SEGMENT_BYTES: u64 = 1 << 20;
@@ -81,7 +88,21 @@ pub struct Outbox {
     /// Records above this seq were never published in this process (merge candidates).
     sent_high: u64,
     merged_segments: std::collections::BTreeSet<u64>,
+    /// Created empty and not yet past the server's first ack ([`resync`]).
+    fresh: bool,
     pub stats: OutboxStats,
+}
+
+/// What the server's watermark did to the outbox ([`Outbox::server_ack`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerAck {
+    /// An ordinary acknowledgement.
+    Acked,
+    /// A fresh outbox met the watermark: its `count` records now carry seqs from `first`.
+    Resynced { first: u64, count: u64 },
+    /// The server has stored seqs this (not fresh) outbox never wrote: it was restored from
+    /// elsewhere or another agent runs as this sensor. The outbox continues above `watermark`.
+    AheadOfOutbox { watermark: u64, unsent: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutboxError + '_ {
@@ -152,6 +173,7 @@ impl Outbox {
     /// Opens (creates) the outbox in `dir`, repairing a torn tail.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Outbox, OutboxError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        resync::recover(dir)?;
         let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
             .filter_map(|e| e.ok())
@@ -166,10 +188,12 @@ impl Outbox {
             })
             .collect();
         names.sort();
-        let acked = std::fs::read_to_string(dir.join("acked"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let acked_text = std::fs::read_to_string(dir.join("acked")).ok();
+        let fresh = dir.join(resync::FRESH).exists() || (names.is_empty() && acked_text.is_none());
+        if fresh && !dir.join(resync::FRESH).exists() {
+            resync::mark_fresh(dir)?;
+        }
+        let acked = acked_text.and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         let mut ob = Outbox {
             dir: dir.to_path_buf(),
             segments: VecDeque::new(),
@@ -179,6 +203,7 @@ impl Outbox {
             max_bytes: max_bytes.max(SEGMENT_BYTES * 2),
             sent_high: acked,
             merged_segments: Default::default(),
+            fresh,
             stats: OutboxStats::default(),
         };
         let n = names.len();
@@ -227,6 +252,41 @@ impl Outbox {
     /// The highest seq the server has acknowledged.
     pub fn acked(&self) -> u64 {
         self.acked
+    }
+
+    /// Whether the outbox was created empty and has not yet met the server's watermark.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Applies a watermark the server published. Call it for every ack, and publish nothing
+    /// after a (re)connect before the first one: a fresh outbox renumbers its records to
+    /// continue above the watermark ([`resync`]), and a watermark above anything this outbox
+    /// wrote moves its next seq past it, so new messages are never taken for duplicates.
+    pub fn server_ack(&mut self, watermark: u64) -> Result<ServerAck, OutboxError> {
+        if self.fresh {
+            let stats = self.stats;
+            let records = resync::all_records(self.segments.iter().map(|s| s.path.clone()))?;
+            let count = records.len() as u64;
+            self.active = None;
+            let dropped = resync::renumber(&self.dir, records, watermark)?;
+            let mut again = Outbox::open(&self.dir, self.max_bytes)?;
+            again.stats = stats;
+            again.stats.dropped += dropped;
+            *self = again;
+            return Ok(ServerAck::Resynced {
+                first: watermark + 1,
+                count: count - dropped,
+            });
+        }
+        if watermark >= self.next_seq {
+            let unsent = self.next_seq - 1 - self.acked.min(self.next_seq - 1);
+            self.next_seq = watermark + 1;
+            self.ack(watermark)?;
+            return Ok(ServerAck::AheadOfOutbox { watermark, unsent });
+        }
+        self.ack(watermark)?;
+        Ok(ServerAck::Acked)
     }
 
     /// Messages waiting for the server's acknowledgement.
@@ -358,8 +418,7 @@ impl Outbox {
             return Ok(());
         }
         self.acked = seq.min(self.next_seq.saturating_sub(1)).max(self.acked);
-        let path = self.dir.join("acked");
-        std::fs::write(&path, self.acked.to_string()).map_err(io_err(&path))?;
+        resync::write_atomic(&self.dir, "acked", &self.acked.to_string())?;
         while self.segments.len() > 1
             && self
                 .segments

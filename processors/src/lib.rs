@@ -24,6 +24,8 @@
 //! never acknowledged, so the agents still hold them in their outboxes and resend them.
 
 pub mod dedup;
+#[cfg(test)]
+mod flush_faults;
 pub mod hvac;
 pub mod minutes;
 pub mod occupancy;
@@ -66,19 +68,30 @@ pub struct Output {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
     #[error(
-        "cannot read the processor state {path}: {source}; move it aside to start from empty counts"
+        "cannot read the processor state {path}: {source}; check its permissions and the disk, then start again. Do not move it aside while it can be repaired (see the corrupt-state message for what that costs)"
     )]
     State {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "the processor state {path} is corrupt ({source}); move it aside to start from empty counts"
+        "the processor state {path} is corrupt ({source}). Safe: restore it from a backup. Also safe, but slow for a long history: move it aside; the server then replays every stored count file to learn which messages it holds (nothing is stored twice, except messages resent for days already deleted by retention) and occupancy follows every stored count until each room's nightly reset"
     )]
     Corrupt {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error(
+        "cannot write the processor state {path}: {source}; check free disk space and permissions of the data directory. Nothing is acknowledged until it is written; do not move the state aside (that would forget which messages are stored)"
+    )]
+    StateWrite {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "internal error: a history write was lost ({0}); the processors stop so that nothing unstored is acknowledged. Restart the server: agents resend what was not acknowledged"
+    )]
+    FlushLost(String),
     #[error(transparent)]
     Sink(#[from] parquet_sink::SinkError),
     #[error(transparent)]
@@ -373,12 +386,10 @@ impl Processors {
         self.snap_day = day;
         let path = rebuild::snapshot_path(&self.data_dir, day);
         let text = serde_json::to_vec(&self.engine.state).unwrap_or_default();
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(&path, text));
-        if let Err(e) = written {
-            tracing::error!("Cannot save {}: {e}", path.display());
+        if let Err(e) = tellijn_durable::write_atomic(&path, &text) {
+            tracing::error!(
+                "Cannot save the day-start snapshot ({e}); the day's occupancy rows will not be rebuilt by message time."
+            );
         }
     }
 
@@ -421,11 +432,21 @@ impl Processors {
             if done >= version && marker.exists() {
                 continue;
             }
-            let start: occupancy::State =
-                match std::fs::read(rebuild::snapshot_path(&self.data_dir, day)) {
-                    Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-                    Err(_) => continue,
-                };
+            let snapshot = rebuild::snapshot_path(&self.data_dir, day);
+            let start: occupancy::State = match std::fs::read(&snapshot) {
+                Ok(b) => match serde_json::from_slice(&b) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // An empty start would rebuild the day wrong: keep its live rows.
+                        tracing::error!(
+                            "The day-start snapshot {} is damaged ({e}); {day} keeps the occupancy rows recorded live and is not rebuilt. Deleting the file is safe: it only stops this message.",
+                            snapshot.display()
+                        );
+                        continue;
+                    }
+                },
+                Err(_) => continue,
+            };
             // Rows of that day still buffered would land beside the rebuilt file: write them
             // first so the swap replaces them too.
             let pending = std::mem::take(&mut self.buffer);
@@ -459,8 +480,12 @@ impl Processors {
                 Ok(Ok(rows)) => {
                     tracing::info!(%day, rows, "Rebuilt the day's occupancy from its counts by message time.");
                     let version = rebuild::inputs_version(&self.data_dir, day);
-                    let _ = std::fs::create_dir_all(marker.parent().unwrap_or(&self.data_dir));
-                    let _ = std::fs::write(&marker, version.to_string());
+                    if let Err(e) =
+                        tellijn_durable::write_atomic(&marker, version.to_string().as_bytes())
+                    {
+                        // Harmless: the day is rebuilt again at the next pass.
+                        tracing::error!("Cannot record the rebuild of {day}: {e}");
+                    }
                 }
                 Ok(Err(e)) => tracing::error!("{e}"),
                 Err(e) => tracing::error!("The occupancy rebuild of {day} failed: {e}"),
@@ -843,10 +868,8 @@ impl Processors {
         if changed {
             let path = self.data_dir.join("state").join("sensors.json");
             let text = serde_json::to_vec_pretty(&self.statuses).unwrap_or_default();
-            if let Err(e) = std::fs::create_dir_all(self.data_dir.join("state"))
-                .and_then(|_| std::fs::write(&path, text))
-            {
-                tracing::error!("Cannot write {}: {e}", path.display());
+            if let Err(e) = tellijn_durable::write_atomic(&path, &text) {
+                tracing::error!("Cannot save the sensors' statuses: {e}");
             }
         }
     }
@@ -935,12 +958,20 @@ impl Processors {
             let r = buffer
                 .flush(&dir, flush)
                 .map_err(ProcessorError::from)
-                .and_then(|w| match save_state(&dir, &saved) {
-                    Ok(()) => Ok(w),
-                    Err(e) => {
-                        // Nothing is acked; the rows stay buffered and are written again.
-                        w.remove_files();
-                        Err(e)
+                .and_then(|w| {
+                    let saved = std::panic::catch_unwind(|| save_state(&dir, &saved))
+                        .unwrap_or_else(|p| {
+                            Err(ProcessorError::Sink(parquet_sink::SinkError::Panicked(
+                                parquet_sink::panic_message(p.as_ref()),
+                            )))
+                        });
+                    match saved {
+                        Ok(()) => Ok(w),
+                        Err(e) => {
+                            // Nothing is acked; the rows stay buffered and are written again.
+                            w.remove_files();
+                            Err(e)
+                        }
                     }
                 });
             if r.is_ok() {
@@ -962,16 +993,13 @@ impl Processors {
         pending: PendingFlush,
         joined: Result<SaveResult, tokio::task::JoinError>,
     ) -> Result<(), ProcessorError> {
-        let (buffer, result) = joined.unwrap_or_else(|e| {
-            let path = state_path(&self.data_dir);
-            (
-                Buffer::default(),
-                Err(ProcessorError::State {
-                    path,
-                    source: std::io::Error::other(e),
-                }),
-            )
-        });
+        // The write catches its own panics, so the task fails only when it is cancelled at
+        // shutdown: its buffer is gone, and acknowledging anything now could cover messages
+        // that were never written. The caller stops (see `run`).
+        let (buffer, result) = match joined {
+            Ok(r) => r,
+            Err(e) => return Err(ProcessorError::FlushLost(e.to_string())),
+        };
         self.metrics
             .flush_duration
             .observe(pending.started.elapsed().as_secs_f64());
@@ -1043,6 +1071,7 @@ impl Processors {
                                 let _ = out.send(o).await;
                             }
                         }
+                        Err(e @ ProcessorError::FlushLost(_)) => return Err(e),
                         Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
                     }
                     self.queue_depths(&out);
@@ -1080,6 +1109,7 @@ impl Processors {
                         let _ = out.send(o).await;
                     }
                 }
+                Err(e @ ProcessorError::FlushLost(_)) => return Err(e),
                 Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
             }
         }
@@ -1124,22 +1154,11 @@ fn state_path(data_dir: &Path) -> PathBuf {
 
 fn save_state(data_dir: &Path, bytes: &[u8]) -> Result<(), ProcessorError> {
     let path = state_path(data_dir);
-    let io = |source| ProcessorError::State {
+    let io = |source| ProcessorError::StateWrite {
         path: path.clone(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(())
+    tellijn_durable::write_atomic(&path, bytes).map_err(io)
 }
 
 /// The next nightly reset of every room with a `reset` time, and of every building with

@@ -41,7 +41,24 @@ pub enum SinkError {
     },
     #[error("internal error building a record batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error(
+        "internal error: writing the history panicked ({0}); the files it wrote were removed and its messages stay buffered"
+    )]
+    Panicked(String),
 }
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
+/// Test seam: a flush into one of these data directories panics after its first file.
+#[cfg(test)]
+pub static PANIC_AFTER_FIRST_FILE: std::sync::Mutex<Vec<PathBuf>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// Accepted messages not yet written.
 #[derive(Debug, Default, Clone)]
@@ -80,13 +97,24 @@ impl Buffer {
     /// caller drops it once everything the flush depends on is durable. On error the files this
     /// call already wrote are removed again (the retry writes the rows once more; keeping them
     /// would store them twice).
+    ///
+    /// A panic while writing (a bug) is caught and treated like an error: the files written so
+    /// far are removed, so a retry never stores a row twice and nothing is acknowledged that was
+    /// not stored (issue 17, finding 4).
     pub fn flush(&self, data_dir: &Path, flush: u64) -> Result<Written, SinkError> {
         let mut written = Written::default();
-        match self.write_tables(data_dir, flush, &mut written) {
-            Ok(()) => Ok(written),
-            Err(e) => {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.write_tables(data_dir, flush, &mut written)
+        }));
+        match result {
+            Ok(Ok(())) => Ok(written),
+            Ok(Err(e)) => {
                 written.remove_files();
                 Err(e)
+            }
+            Err(p) => {
+                written.remove_files();
+                Err(SinkError::Panicked(panic_message(p.as_ref())))
             }
         }
     }
@@ -116,6 +144,13 @@ impl Buffer {
                 batch,
             )?);
             written.counts += rows.len();
+            #[cfg(test)]
+            if PANIC_AFTER_FIRST_FILE
+                .lock()
+                .is_ok_and(|d| d.iter().any(|d| d == data_dir))
+            {
+                panic!("injected: the flush panics after its first file");
+            }
         }
         let mut by_day: BTreeMap<NaiveDate, Vec<&(ZoneCount, DateTime<Utc>)>> = BTreeMap::new();
         for row in &self.zones {
@@ -291,7 +326,8 @@ pub(crate) fn write_file(
         let path = path.to_path_buf();
         move |source| SinkError::Io { path, source }
     };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    // A new `date=…` directory's name must be durable before its first file is acknowledged.
+    tellijn_durable::create_dir_all(&dir).map_err(io(&dir))?;
     let name = format!(
         "f{flush:012}-{}.parquet",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

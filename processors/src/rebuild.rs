@@ -280,9 +280,15 @@ pub fn swap_in(data_dir: &Path, table: &str, day: NaiveDate, built: &Path) -> st
     }
     if target.exists() {
         std::fs::rename(&target, &old)?;
+        tellijn_durable::sync_dir(&data_dir.join(".rebuild"))?;
     }
-    std::fs::create_dir_all(data_dir.join(table))?;
+    tellijn_durable::create_dir_all(&data_dir.join(table))?;
     std::fs::rename(built, &target)?;
+    // Both renames durable before the old partition goes: a crash then finds the new one.
+    tellijn_durable::sync_dir(&data_dir.join(table))?;
+    if let Some(from) = built.parent() {
+        tellijn_durable::sync_dir(from)?;
+    }
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
     }
@@ -305,6 +311,9 @@ pub fn repair(data_dir: &Path) -> std::io::Result<()> {
             } else {
                 // Crashed between the two renames: put the old partition back.
                 std::fs::rename(e.path(), &target)?;
+                if let Some(parent) = target.parent() {
+                    tellijn_durable::sync_dir(parent)?;
+                }
             }
         } else {
             // A rebuild that never got swapped in.

@@ -27,23 +27,13 @@ const DIR: &str = ".renumber";
 const COMMIT: &str = "commit";
 
 fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    tellijn_durable::sync_dir(dir).map_err(io_err(dir))
 }
 
-/// Writes `text` to `path` through a temporary file, fsync'd and renamed, then fsyncs the
-/// directory: after a crash the file holds the old or the new text, never a torn one.
+/// Writes `text` to `dir/name` crash-safely ([`tellijn_durable::write_atomic`]).
 pub(super) fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<(), OutboxError> {
     let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
+    tellijn_durable::write_atomic(&path, text.as_bytes()).map_err(io_err(&path))
 }
 
 /// Creates the fresh mark, durably.

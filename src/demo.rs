@@ -384,6 +384,48 @@ pub async fn run(
         });
     }
 
+    // One line when the sensors are in, instead of one per sensor (those are at debug level).
+    {
+        let metrics = server.metrics.clone();
+        let ids: Vec<String> = campus.sensors.iter().map(|s| s.id.clone()).collect();
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let online = || {
+                ids.iter()
+                    .filter(|id| {
+                        metrics
+                            .sensor_online
+                            .get_or_create(&tellijn_config::metrics::SensorLabels {
+                                sensor: (*id).clone(),
+                            })
+                            .get()
+                            > 0
+                    })
+                    .count()
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                    _ = tick.tick() => {}
+                }
+                let n = online();
+                if n == ids.len() {
+                    println!("{n} of {} sensors connected.", ids.len());
+                    return;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    println!(
+                        "{n} of {} sensors connected after 60 s; the others keep retrying (RUST_LOG=debug shows each).",
+                        ids.len()
+                    );
+                    return;
+                }
+            }
+        });
+    }
+
     match opts.duration {
         Some(d) => {
             tokio::select! {

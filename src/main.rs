@@ -301,7 +301,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn".into()),
+                // The demo's 370 in-process agents would print a line each as they connect:
+                // their info lines are hidden (RUST_LOG=info shows them), the demo prints one
+                // summary line instead.
+                .unwrap_or_else(|_| {
+                    "info,tellijn_agent=warn,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn".into()
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

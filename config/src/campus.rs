@@ -401,10 +401,24 @@ impl Campus {
     pub fn parse(text: &str, file: &str) -> Result<Campus, ConfigErrors> {
         let campus: Campus = toml::from_str(text).map_err(|e| {
             let key = e.span().map(|s| locate(text, s.start)).unwrap_or_default();
+            let mut message = e.message().trim_end_matches('.').to_owned() + ".";
+            let at_header = e
+                .span()
+                .and_then(|s| text.get(s.start..))
+                .and_then(|rest| rest.lines().next())
+                .is_some_and(|l| l.starts_with(key.as_str()) || l.contains(&format!("[{key}")));
+            if at_header && message.starts_with("unknown field") && !key.contains(['.', '[']) {
+                message = format!(
+                    "is not a table campus.toml has; a table may stand anywhere in the file (after [[sensors]] too), and these exist: {}",
+                    message
+                        .split_once("expected one of ")
+                        .map_or(message.as_str(), |(_, known)| known)
+                );
+            }
             ConfigErrors(vec![ConfigError {
                 file: file.to_owned(),
                 key,
-                message: e.message().trim_end_matches('.').to_owned() + ".",
+                message,
             }])
         })?;
         let errors = campus.validate(file);
@@ -700,6 +714,16 @@ fn check_argon2id(hash: &str) -> Result<(), String> {
     })
 }
 
+/// The name of a `[table]` or `[[array]]` header line.
+fn header_name(line: &str) -> Option<&str> {
+    let t = line.trim();
+    let inner = t
+        .strip_prefix("[[")
+        .and_then(|r| r.strip_suffix("]]"))
+        .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
+    Some(inner.trim())
+}
+
 /// The dotted key path at a byte offset of a TOML text, best effort (`rooms[2].capacity`).
 fn locate(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
@@ -718,6 +742,15 @@ fn locate(text: &str, offset: usize) -> String {
         }
     }
     let line = before.rsplit('\n').next().unwrap_or("");
+    let whole_line = text[before.len() - line.len()..]
+        .lines()
+        .next()
+        .unwrap_or("");
+    // The error is in a table header itself (an unknown table, wherever it stands): name the
+    // table, not the one before it.
+    if let Some(name) = header_name(whole_line) {
+        return name.to_owned();
+    }
     let key = text[before.len() - line.len()..]
         .split('=')
         .next()
@@ -734,6 +767,24 @@ fn locate(text: &str, offset: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 17): a top-level table after `[[sensors]]` was reported as
+    /// `sensors[1] unknown field …`.
+    #[test]
+    fn an_unknown_table_after_sensors_is_named_as_itself() {
+        let text = format!("{}\n[bookings]\nsource = \"x.ics\"\n", example());
+        let e = Campus::parse(&text, "campus.toml").unwrap_err();
+        assert_eq!(e.0[0].key, "bookings", "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("campus.toml: bookings is not a table campus.toml has;"),
+            "{e}"
+        );
+        assert!(e.0[0].message.contains("`privacy`"), "{e}");
+        // A known table after [[sensors]] is fine.
+        let text = format!("{}\n[limits]\npublish_rate = 10\n", example());
+        assert!(Campus::parse(&text, "campus.toml").is_ok());
+    }
 
     const HASH: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";

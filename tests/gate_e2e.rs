@@ -154,7 +154,7 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         .await
     );
 
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     let metrics_ok = || async {
         let m = http_get(http, "/metrics").await;
         metric(
@@ -317,7 +317,7 @@ async fn last_will_on_a_foreign_topic_refuses_the_connection() {
         !out.status.success(),
         "a CONNECT with a forged will was accepted"
     );
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     assert_eq!(
         metric(&m, "tellijn_auth_failures_total{reason=\"bad_will\"}"),
         1.0

@@ -213,7 +213,7 @@ async fn psql_serves_every_table_to_stewards_only() {
     let r = psql(pg, VIEWER, "SELECT count(*) FROM counts").await;
     assert!(!r.ok && r.stdout.is_empty(), "a viewer ran SQL");
     assert!(r.stderr.contains("viewer"), "{}", r.stderr);
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     for reason in ["sql_bad_password", "sql_unknown_user", "sql_role_viewer"] {
         assert_eq!(
             metric(

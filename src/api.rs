@@ -498,7 +498,13 @@ pub async fn openapi(State(api): State<Arc<Api>>) -> impl IntoResponse {
 pub async fn transparency(State(api): State<Arc<Api>>) -> impl IntoResponse {
     let md = crate::transparency::report(&api.campus, &api.data_dir, api.clock.now());
     (
-        [(header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
         Html(crate::transparency::page(&md)),
     )
 }

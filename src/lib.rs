@@ -30,4 +30,5 @@ pub mod secrets;
 pub mod server;
 pub mod sim;
 pub mod transparency;
+pub mod transparency_html;
 pub mod view;

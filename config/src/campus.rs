@@ -966,7 +966,8 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
             ("#", Some(outside("#"))),
             ("+/v1/public/#", Some(outside("+/v1/public/#"))),
             ("homeassistant/#", Some(outside("homeassistant/#"))),
-            ("tellijn/v1/public", Some(outside("tellijn/v1/public"))),
+            // `a/#` matches `a` itself too (MQTT 4.7.1.2): nothing is published there.
+            ("tellijn/v1/public", None),
             ("tellijn/v1/public/#/x", Some(malformed("tellijn/v1/public/#/x"))),
             ("tellijn/v1/public/ro+", Some(malformed("tellijn/v1/public/ro+"))),
             ("tellijn/v1/public//x", Some(malformed("tellijn/v1/public//x"))),

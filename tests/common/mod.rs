@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod chromium;
+
 use tellijn::server::{Server, ServerOptions};
 use tellijn_config::Campus;
 use tellijn_wire::Clock;

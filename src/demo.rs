@@ -153,10 +153,7 @@ const RULES: &str = include_str!("../grafana/alerts/tellijn-rules.yaml");
 
 /// Writes `{data}/prometheus.yml` (scraping this demo, with Tellijn's alert rules) and returns
 /// its path.
-pub fn write_prometheus_config(
-    data_dir: &std::path::Path,
-    metrics: SocketAddr,
-) -> Result<PathBuf> {
+pub fn write_prometheus_config(data_dir: &std::path::Path, metrics: SocketAddr) -> Result<PathBuf> {
     let rules = data_dir.join("tellijn-rules.yaml");
     std::fs::write(&rules, RULES).with_context(|| format!("cannot write {}", rules.display()))?;
     let path = data_dir.join("prometheus.yml");

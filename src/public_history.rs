@@ -36,7 +36,11 @@ struct Quarter {
 }
 
 /// The anonymous history rows of `room` over `range`.
-pub async fn rows(api: &Api, room: &Room, range: &HistoryRange) -> Result<Vec<HistoryRow>, ApiError> {
+pub async fn rows(
+    api: &Api,
+    room: &Room,
+    range: &HistoryRange,
+) -> Result<Vec<HistoryRow>, ApiError> {
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
     // Every value formatted in is validated: the room id exists in the config, the times

@@ -93,7 +93,11 @@ pub fn body(markdown: &str) -> String {
             let mut para = Vec::new();
             while i < lines.len() {
                 let l = lines[i];
-                if l.trim().is_empty() || l.starts_with('#') || l.starts_with("- ") || l.starts_with('|') {
+                if l.trim().is_empty()
+                    || l.starts_with('#')
+                    || l.starts_with("- ")
+                    || l.starts_with('|')
+                {
                     break;
                 }
                 para.push(inline(l.trim()));

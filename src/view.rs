@@ -200,7 +200,12 @@ capacity = 2
         });
         live.apply(&Output {
             topic: format!("tellijn/v1/rooms/{room}/state"),
-            payload: if n > 0 { &b"\"occupied\""[..] } else { b"\"vacant\"" }.to_vec(),
+            payload: if n > 0 {
+                &b"\"occupied\""[..]
+            } else {
+                b"\"vacant\""
+            }
+            .to_vec(),
         });
     }
 
@@ -224,7 +229,12 @@ capacity = 2
         set(&live, "nook", 6, "t4");
         let anon = building(&c, &live, b, Reader::Anonymous);
         assert_eq!(anon.occupancy, Some(26));
-        let steward = building(&c, &live, b, Reader::User(tellijn_config::campus::Role::Steward));
+        let steward = building(
+            &c,
+            &live,
+            b,
+            Reader::User(tellijn_config::campus::Role::Steward),
+        );
         assert_eq!(steward.occupancy, Some(25));
         // A banded room hides its state and when it changed.
         set(&live, "nook", 0, "t5");
@@ -249,14 +259,27 @@ capacity = 2
         assert!(tree.all(&c, &live).is_empty(), "nothing changed");
         // An office moving publishes nothing; a band moving inside the band neither.
         set(&live, "office", 1, "t1");
-        assert!(tree.after(&c, &live, "tellijn/v1/rooms/office/occupancy").is_empty());
+        assert!(
+            tree.after(&c, &live, "tellijn/v1/rooms/office/occupancy")
+                .is_empty()
+        );
         set(&live, "nook", 1, "t2");
-        assert!(tree.after(&c, &live, "tellijn/v1/rooms/nook/occupancy").is_empty());
+        assert!(
+            tree.after(&c, &live, "tellijn/v1/rooms/nook/occupancy")
+                .is_empty()
+        );
         set(&live, "nook", 4, "t3");
-        assert!(tree.after(&c, &live, "tellijn/v1/rooms/nook/state").is_empty());
+        assert!(
+            tree.after(&c, &live, "tellijn/v1/rooms/nook/state")
+                .is_empty()
+        );
         set(&live, "hall", 9, "t4");
         let changed = tree.after(&c, &live, "tellijn/v1/rooms/hall/occupancy");
-        assert_eq!(changed.len(), 1, "the hall; the building stays hidden (the nook is a band)");
+        assert_eq!(
+            changed.len(),
+            1,
+            "the hall; the building stays hidden (the nook is a band)"
+        );
         let v: serde_json::Value = serde_json::from_slice(&changed[0].1).unwrap();
         assert_eq!(v["occupancy"], 9);
     }

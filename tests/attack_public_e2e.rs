@@ -113,7 +113,10 @@ fn token_line() -> String {
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
     )
@@ -241,13 +244,19 @@ async fn metrics_are_not_on_the_public_port_and_need_their_token() {
     ] {
         let (status, head, body) = get(metrics, "/metrics", &headers).await;
         assert_eq!(status, 401, "{headers:?}: {body}");
-        assert!(head.to_lowercase().contains("www-authenticate: bearer"), "{head}");
+        assert!(
+            head.to_lowercase().contains("www-authenticate: bearer"),
+            "{head}"
+        );
         assert!(!body.contains("tellijn_room_occupancy"), "{body}");
     }
     let (status, _, body) = get(metrics, "/metrics", &[("Authorization", &bearer)]).await;
     assert_eq!(status, 200);
     assert_eq!(
-        metric(&body, &format!("tellijn_room_occupancy{{room=\"{OFFICE}\",building=\"law\"}}")),
+        metric(
+            &body,
+            &format!("tellijn_room_occupancy{{room=\"{OFFICE}\",building=\"law\"}}")
+        ),
         2.0,
         "the operators' metrics keep exact numbers"
     );
@@ -302,11 +311,17 @@ fn assert_public(topic: &str, v: &Value) {
         topic.starts_with("tellijn/v1/public/"),
         "a topic outside the public tree: {topic}"
     );
-    assert!(!topic.contains("office") && !v.to_string().contains("office"), "{topic}: {v}");
+    assert!(
+        !topic.contains("office") && !v.to_string().contains("office"),
+        "{topic}: {v}"
+    );
     if let Some(n) = v["occupancy"].as_u64() {
         assert!(n >= 5, "{topic}: an exact small number: {v}");
     } else {
-        assert!(v["state"].is_null() && v["updated"].is_null(), "{topic}: {v}");
+        assert!(
+            v["state"].is_null() && v["updated"].is_null(),
+            "{topic}: {v}"
+        );
     }
 }
 
@@ -348,7 +363,10 @@ async fn anonymous_mqtt_learns_no_office_and_no_small_number() {
         topics.push(topic.to_owned());
         match topic {
             "tellijn/v1/public/rooms/nook" => {
-                assert_eq!((v["occupancy"].clone(), v["fewer_than"].clone()), (Value::Null, 5.into()));
+                assert_eq!(
+                    (v["occupancy"].clone(), v["fewer_than"].clone()),
+                    (Value::Null, 5.into())
+                );
             }
             "tellijn/v1/public/rooms/hall" => assert_eq!(v["occupancy"], 12),
             // Its public total (15) with the hall (12) would give the nook's 3 back.
@@ -389,7 +407,12 @@ async fn anonymous_mqtt_learns_no_office_and_no_small_number() {
             }
         }
     });
-    for f in ["tellijn/v1/+/rooms/#", "tellijn/v1/rooms/+/occupancy", "#", "tellijn/v1/public/#"] {
+    for f in [
+        "tellijn/v1/+/rooms/#",
+        "tellijn/v1/rooms/+/occupancy",
+        "#",
+        "tellijn/v1/public/#",
+    ] {
         client.subscribe(f, QoS::AtLeastOnce).await.unwrap();
     }
     assert!(wait_for(10, || async { acks.lock().unwrap().len() == 4 }).await);
@@ -433,7 +456,11 @@ async fn anonymous_mqtt_learns_no_office_and_no_small_number() {
             .iter()
             .any(|(t, v)| t == "tellijn/v1/public/buildings/law" && v["occupancy"] == 18)
     };
-    assert!(wait_for(20, building_18).await, "{:?}", seen.lock().unwrap());
+    assert!(
+        wait_for(20, building_18).await,
+        "{:?}",
+        seen.lock().unwrap()
+    );
     let anon = json(server.http_addr(), "/api/v1/buildings", None).await;
     assert_eq!(anon[0]["occupancy"], 18, "MQTT and the API agree");
     let steward = json(server.http_addr(), "/api/v1/buildings", Some(STEWARD)).await;
@@ -498,22 +525,39 @@ async fn differencing_the_anonymous_history_gives_back_no_band() {
     let http = server.http_addr();
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let hist = |from: DateTime<Utc>, to: DateTime<Utc>, step: &str| {
-        format!("/api/v1/rooms/nook/history?from={}&to={}&step={step}", at(from), at(to))
+        format!(
+            "/api/v1/rooms/nook/history?from={}&to={}&step={step}",
+            at(from),
+            at(to)
+        )
     };
     let hour = day + TimeDelta::hours(1);
 
     // The steward's exact quarters, for reference: 7, 3, 6, 5 came in.
     let exact = json(http, &hist(day, hour, "15m"), Some(STEWARD)).await;
-    let ins: Vec<u64> = rows(&exact).iter().map(|r| r["people_in"].as_u64().unwrap()).collect();
+    let ins: Vec<u64> = rows(&exact)
+        .iter()
+        .map(|r| r["people_in"].as_u64().unwrap())
+        .collect();
     assert_eq!(ins, [7, 3, 6, 5]);
 
     // Overlapping windows: from one minute later. Before, the first quarter then held 5, and
     // 7 − 5 gave back the 2 of its first minute; now from is snapped to the grid.
     let aligned = json(http, &hist(day, hour, "15m"), None).await;
     for shift in [1, 7, 14] {
-        let later = json(http, &hist(day + TimeDelta::minutes(shift), hour, "15m"), None).await;
+        let later = json(
+            http,
+            &hist(day + TimeDelta::minutes(shift), hour, "15m"),
+            None,
+        )
+        .await;
         assert_eq!(later, aligned, "from + {shift} min");
-        let earlier_to = json(http, &hist(day, hour - TimeDelta::minutes(shift), "15m"), None).await;
+        let earlier_to = json(
+            http,
+            &hist(day, hour - TimeDelta::minutes(shift), "15m"),
+            None,
+        )
+        .await;
         assert_eq!(earlier_to, aligned, "to - {shift} min");
     }
     assert_eq!(aligned["from"], at(day));
@@ -552,8 +596,15 @@ async fn differencing_the_anonymous_history_gives_back_no_band() {
         }
     }
     assert_eq!(h["people_in"], Value::Null);
-    assert_eq!(h["occupancy_max"], 21, "the largest quarter maximum, shown there too");
-    assert_eq!(h["occupancy_min"], Value::Null, "the first quarter's minimum (0) is a band");
+    assert_eq!(
+        h["occupancy_max"], 21,
+        "the largest quarter maximum, shown there too"
+    );
+    assert_eq!(
+        h["occupancy_min"],
+        Value::Null,
+        "the first quarter's minimum (0) is a band"
+    );
     // Every number shown anywhere is at least 5.
     for r in quarters.iter().chain([h, d]) {
         for f in FIELDS {
@@ -584,7 +635,8 @@ async fn transparency_page() {
     let (status, head, body) = get(http, "/transparency", &[]).await;
     assert_eq!(status, 200);
     assert!(
-        head.to_lowercase().contains("content-type: text/html; charset=utf-8"),
+        head.to_lowercase()
+            .contains("content-type: text/html; charset=utf-8"),
         "{head}"
     );
     assert!(body.starts_with("<!doctype html>"), "{body}");

@@ -81,7 +81,10 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
                     .is_ok_and(|v| v["occupancy"].is_null() && v["fewer_than"] == 5)
         })
     };
-    assert!(wait_for(10, banded).await, "the public room was not published");
+    assert!(
+        wait_for(10, banded).await,
+        "the public room was not published"
+    );
 
     // The same message twice is stored once.
     let twice = line_msg(2, 1, 0);
@@ -198,7 +201,8 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     {
         let seen = seen.lock().unwrap();
         assert!(
-            seen.iter().all(|(t, _)| t.starts_with("tellijn/v1/public/")),
+            seen.iter()
+                .all(|(t, _)| t.starts_with("tellijn/v1/public/")),
             "{seen:?}"
         );
         assert!(

@@ -407,6 +407,9 @@ async fn the_api_bands_small_numbers_for_all_but_stewards() {
         })
         .await
     );
+    // Every public room shown: the public building total is their sum.
+    let (_, b) = get_json(http, "/api/v1/buildings", None).await;
+    assert_eq!(b[0]["occupancy"], 7);
 
     // History: per step from the occupancy table; small numbers banded for the public.
     let from = day.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

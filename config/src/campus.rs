@@ -956,9 +956,18 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
             ("tellijn/v1/public/buildings/lib", None),
             ("tellijn/v1/public/+/lib-2-study", None),
             ("tellijn/v1/rooms/#", Some(outside("tellijn/v1/rooms/#"))),
-            ("tellijn/v1/buildings/#", Some(outside("tellijn/v1/buildings/#"))),
-            ("tellijn/v1/rooms/lib-2-study/occupancy", Some(outside("tellijn/v1/rooms/lib-2-study/occupancy"))),
-            ("tellijn/v1/+/rooms/#", Some(outside("tellijn/v1/+/rooms/#"))),
+            (
+                "tellijn/v1/buildings/#",
+                Some(outside("tellijn/v1/buildings/#")),
+            ),
+            (
+                "tellijn/v1/rooms/lib-2-study/occupancy",
+                Some(outside("tellijn/v1/rooms/lib-2-study/occupancy")),
+            ),
+            (
+                "tellijn/v1/+/rooms/#",
+                Some(outside("tellijn/v1/+/rooms/#")),
+            ),
             ("tellijn/v1/+/#", Some(outside("tellijn/v1/+/#"))),
             ("tellijn/v1/#", Some(outside("tellijn/v1/#"))),
             ("tellijn/#", Some(outside("tellijn/#"))),
@@ -968,9 +977,18 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
             ("homeassistant/#", Some(outside("homeassistant/#"))),
             // `a/#` matches `a` itself too (MQTT 4.7.1.2): nothing is published there.
             ("tellijn/v1/public", None),
-            ("tellijn/v1/public/#/x", Some(malformed("tellijn/v1/public/#/x"))),
-            ("tellijn/v1/public/ro+", Some(malformed("tellijn/v1/public/ro+"))),
-            ("tellijn/v1/public//x", Some(malformed("tellijn/v1/public//x"))),
+            (
+                "tellijn/v1/public/#/x",
+                Some(malformed("tellijn/v1/public/#/x")),
+            ),
+            (
+                "tellijn/v1/public/ro+",
+                Some(malformed("tellijn/v1/public/ro+")),
+            ),
+            (
+                "tellijn/v1/public//x",
+                Some(malformed("tellijn/v1/public//x")),
+            ),
         ] {
             let text = example().replace(
                 "flush_interval = \"10s\"",
@@ -991,7 +1009,11 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
     #[test]
     fn the_metrics_token_is_a_sha256() {
         let ok = "a".repeat(64);
-        for (value, fine) in [(ok.as_str(), true), ("secret", false), (&"g".repeat(64), false)] {
+        for (value, fine) in [
+            (ok.as_str(), true),
+            ("secret", false),
+            (&"g".repeat(64), false),
+        ] {
             let text = example().replace(
                 "flush_interval = \"10s\"",
                 &format!("flush_interval = \"10s\"\nmetrics_token_sha256 = {value:?}"),

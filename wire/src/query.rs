@@ -193,15 +193,28 @@ mod tests {
         // Unaligned from and to are snapped outwards to the grid; to ends at the last
         // complete cell before now.
         let r = public_range(
-            &q(Some("2026-11-22T08:07:00Z"), Some("2026-11-22T09:01:00Z"), Some("15m")),
+            &q(
+                Some("2026-11-22T08:07:00Z"),
+                Some("2026-11-22T09:01:00Z"),
+                Some("15m"),
+            ),
             now,
         )
         .unwrap();
-        assert_eq!((r.from, r.to, r.step), (t("2026-11-22T08:00:00Z"), t("2026-11-22T09:15:00Z"), 900));
+        assert_eq!(
+            (r.from, r.to, r.step),
+            (t("2026-11-22T08:00:00Z"), t("2026-11-22T09:15:00Z"), 900)
+        );
         let r = public_range(&q(None, None, None), now).unwrap();
-        assert_eq!((r.from, r.to), (t("2026-11-21T12:00:00Z"), t("2026-11-22T12:00:00Z")));
+        assert_eq!(
+            (r.from, r.to),
+            (t("2026-11-21T12:00:00Z"), t("2026-11-22T12:00:00Z"))
+        );
         let r = public_range(&q(Some("2026-11-20T05:00:00Z"), None, Some("1d")), now).unwrap();
-        assert_eq!((r.from, r.to), (t("2026-11-20T00:00:00Z"), t("2026-11-22T00:00:00Z")));
+        assert_eq!(
+            (r.from, r.to),
+            (t("2026-11-20T00:00:00Z"), t("2026-11-22T00:00:00Z"))
+        );
         // Other steps are refused; so is a range inside the cell still filling.
         for step in ["1m", "14m", "16m", "30m", "2h", "90m", "7d"] {
             let e = public_range(&q(None, None, Some(step)), now).unwrap_err();

@@ -142,6 +142,16 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
         "- On this server only: MQTT {}, HTTP {}, SQL {}.",
         campus.server.mqtt, campus.server.http, campus.server.postgres
     );
+    let _ = writeln!(
+        s,
+        "- Operators' metrics (exact numbers per room, for monitoring): `/metrics` on {} only, {}.",
+        campus.server.metrics,
+        if campus.server.metrics_token_sha256.is_some() {
+            "behind a bearer token"
+        } else {
+            "without a token (keep it on loopback or a private network)"
+        }
+    );
 
     let _ = writeln!(s, "\n## How long it is kept\n");
     let _ = writeln!(
@@ -167,7 +177,7 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
     } else {
         let _ = writeln!(
             s,
-            "- Anonymous MQTT clients may read: {}.",
+            "- Anonymous MQTT clients may read: {} (public rooms and buildings as the free-places page shows them, small numbers as bands).",
             campus
                 .server
                 .anonymous_read

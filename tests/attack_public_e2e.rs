@@ -642,6 +642,10 @@ async fn transparency_page() {
     assert!(body.starts_with("<!doctype html>"), "{body}");
     assert!(body.contains("<h2>Who may read it</h2>"), "{body}");
     assert!(
+        body.contains("<code>/metrics</code> on 127.0.0.1:9464 only, without a token"),
+        "the report says where the exact numbers are: {body}"
+    );
+    assert!(
         body.contains("User <code>&lt;script&gt;alert(1)&lt;/script&gt;</code>"),
         "a config string must be escaped: {body}"
     );

@@ -713,3 +713,48 @@ async fn transparency_page() {
     let _ = chromium.child.kill().await;
     server.stop().await.unwrap();
 }
+
+#[test]
+fn check_config_refuses_anonymous_grants_beyond_the_public_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("campus.toml");
+    let run = |filters: &str| {
+        let text = campus_text(dir.path(), "").replace(
+            "anonymous_read = [\"tellijn/v1/public/#\"]",
+            &format!("anonymous_read = [{filters}]"),
+        );
+        std::fs::write(&p, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_tellijn"))
+            .args(["check-config", p.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = run(r#""tellijn/v1/public/#", "tellijn/v1/+/rooms/#", "+/#", "tellijn/v1/rooms/#""#);
+    assert!(
+        !out.status.success(),
+        "an office-reaching anonymous grant was accepted"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = p.display().to_string();
+    for (i, f) in [
+        (1, "tellijn/v1/+/rooms/#"),
+        (2, "+/#"),
+        (3, "tellijn/v1/rooms/#"),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "{file}: server.anonymous_read[{i}] could reach topics outside the public tree \"tellijn/v1/public/#\" (found {f:?})"
+            )),
+            "{f}: {err}"
+        );
+    }
+    assert!(!err.contains("anonymous_read[0]"), "{err}");
+    assert!(err.contains("named [[mqtt_readers]] entry"), "{err}");
+    assert!(err.contains("3 error(s)."), "{err}");
+    let out = run(r#""tellijn/v1/public/rooms/+", "tellijn/v1/public/buildings/#""#);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

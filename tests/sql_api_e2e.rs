@@ -11,7 +11,6 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tellijn_processors::minutes::MinuteRow;
 use tellijn_processors::parquet_sink::Buffer;
@@ -505,79 +504,6 @@ async fn the_api_matches_its_openapi_document() {
     server.stop().await.unwrap();
 }
 
-/// A Chrome DevTools Protocol session on one page.
-struct Cdp {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next: u64,
-}
-
-impl Cdp {
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let msg = json!({"id": id, "method": method, "params": params});
-        self.ws
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                msg.to_string().into(),
-            ))
-            .await
-            .unwrap();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
-                .await
-                .expect("Chromium did not answer")
-                .unwrap()
-                .unwrap();
-            if let Ok(text) = m.to_text() {
-                let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-                if v["id"] == id {
-                    assert!(v.get("error").is_none(), "{method}: {v}");
-                    return v["result"].clone();
-                }
-            }
-        }
-    }
-
-    async fn eval(&mut self, expr: &str) -> Value {
-        let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expr, "returnByValue": true}),
-            )
-            .await;
-        r["result"]["value"].clone()
-    }
-}
-
-/// GET from Chromium's DevTools HTTP endpoint, which keeps the connection open: read by length.
-async fn devtools_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-    s.get_mut()
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        s.read_line(&mut line).await.unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    s.read_exact(&mut body).await.unwrap();
-    String::from_utf8(body).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_free_places_page_in_chromium() {
     tokio::time::timeout(Duration::from_secs(180), free_places_page())
@@ -593,55 +519,7 @@ async fn free_places_page() {
     door(&server, 1, 2).await;
     steward_sees_r1(http, 2).await;
 
-    let profile = tempfile::tempdir().unwrap();
-    let mut chromium = tokio::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--window-size=412,915",
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium must be installed (apt-get install chromium)");
-    // Chromium names its DevTools port on stderr.
-    let stderr = chromium.stderr.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
-    let port: u16 = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l.strip_prefix("DevTools listening on ws://127.0.0.1:") {
-                return rest.split('/').next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("Chromium exited without a DevTools port");
-    })
-    .await
-    .expect("Chromium did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let devtools: SocketAddr = ([127, 0, 0, 1], port).into();
-    let targets: Value = serde_json::from_str(&devtools_get(devtools, "/json/list").await).unwrap();
-    let page_ws = targets
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["type"] == "page")
-        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-        .unwrap()
-        .to_owned();
-    let (ws, _) = tokio_tungstenite::connect_async(page_ws.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{page_ws}: {e}"));
-    let mut cdp = Cdp { ws, next: 0 };
+    let mut cdp = chromium::Chromium::start(412, 915).await;
     cdp.call("Page.navigate", json!({"url": format!("http://{http}/")}))
         .await;
 
@@ -683,17 +561,12 @@ async fn free_places_page() {
         "the page reloaded"
     );
 
-    let shot = cdp
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().unwrap())
-        .unwrap();
+    let png = cdp.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"));
     let artifact = Path::new(env!("CARGO_TARGET_TMPDIR")).join("free-places.png");
     std::fs::write(&artifact, &png).unwrap();
     eprintln!("screenshot: {}", artifact.display());
-    let _ = chromium.kill().await;
+    let _ = cdp.child.kill().await;
     server.stop().await.unwrap();
 }
 

@@ -39,7 +39,7 @@ peak_rss() {  # peak_rss PID SECONDS: samples VmRSS every 100 ms, prints the pea
   python3 -c "print(f'{$peak/1024:.1f}')"
 }
 accepted() {
-  curl -fs "http://127.0.0.1:$HTTP_PORT/metrics" |
+  curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" |
     awk '/^tellijn_messages_total\{outcome="(accepted|late)"\}/ {s += $2} END {print s + 0}'
 }
 

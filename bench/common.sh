@@ -40,11 +40,12 @@ PY
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_tellijn CONFIG: starts `tellijn serve` on free ports; sets SERVER_PID, MQTT_PORT, HTTP_PORT.
+# start_tellijn CONFIG: starts `tellijn serve` on free ports; sets SERVER_PID, MQTT_PORT,
+# HTTP_PORT, METRICS_PORT.
 start_tellijn() {
-  MQTT_PORT=$(free_port); HTTP_PORT=$(free_port)
+  MQTT_PORT=$(free_port); HTTP_PORT=$(free_port); METRICS_PORT=$(free_port)
   "$BIN" serve --config "$1" --mqtt "127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
-    --postgres 127.0.0.1:0 >"$1.log" 2>&1 &
+    --metrics "127.0.0.1:$METRICS_PORT" --postgres 127.0.0.1:0 >"$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 600); do
     curl -fs "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && return 0

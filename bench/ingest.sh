@@ -31,6 +31,6 @@ cpu0=$(cpu_s "$SERVER_PID")
 "$LOAD" publish --port "$MQTT_PORT" --clients "$CLIENTS" --messages "$MESSAGES" --wait-ack >"$tmp/tellijn.json"
 cpu1=$(cpu_s "$SERVER_PID")
 tellijn=$(json "$(cat "$tmp/tellijn.json")" per_second)
-rows=$(curl -fs "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^tellijn_messages_total\{outcome="accepted"\}/ {print $2}')
+rows=$(curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^tellijn_messages_total\{outcome="accepted"\}/ {print $2}')
 stop_server
 echo "| ingest, $CLIENTS connections × $MESSAGES messages, QoS 1 | Tellijn $tellijn msg/s (acked durably; $rows accepted; server CPU $(python3 -c "print(round($cpu1-$cpu0,1))") s) | Mosquitto $mosq msg/s (forwarded) | $(ratio "$tellijn" "$mosq") | ≥ 1.5 |"

@@ -12,7 +12,7 @@ mkdir -p "$tmp/data"
 # per-address limit on connections still logging in is lifted here.
 campus "$tmp/campus.toml" "$tmp/data" "$SENSORS" "$SENSORS" "$(printf '[limits]\npublish_rate = 1000\npublish_burst = 1000\nmax_pending_per_ip = 4096\n')"
 start_tellijn "$tmp/campus.toml"
-hist() { curl -fs "http://127.0.0.1:$HTTP_PORT/metrics" | grep '^tellijn_processing_latency_seconds_bucket'; }
+hist() { curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^tellijn_processing_latency_seconds_bucket'; }
 quantiles() {  # quantiles BEFORE AFTER: "p50 p99 max" in ms from bucket deltas
   python3 - "$1" "$2" <<'PY'
 import re, sys

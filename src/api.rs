@@ -1,8 +1,10 @@
 //! The HTTP API (`/api/v1`), its OpenAPI document and the public free-places page (`/`).
 //!
 //! Who may see what:
-//! - anonymous: the public rooms (never offices) and the buildings; every number below
-//!   `public_min_count` is a band (`occupancy: null`, `fewer_than: N`), never exact;
+//! - anonymous: the public rooms (never offices) and the buildings' totals over their public
+//!   rooms ([`crate::view`]); every number below `public_min_count` is a band
+//!   (`occupancy: null`, `fewer_than: N`), never exact; history on one fixed grid
+//!   ([`crate::public_history`]);
 //! - `[[users]]` with HTTP Basic credentials: every room; role `viewer` still sees bands,
 //!   role `steward` exact numbers. Wrong credentials are a 401, never a silent anonymous view.
 //!
@@ -119,6 +121,12 @@ impl ApiError {
     fn not_found(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
         }
     }
@@ -256,25 +264,7 @@ pub struct RoomNow {
 }
 
 fn room_now(api: &Api, r: &Room, reader: Reader) -> RoomNow {
-    let now = api.live.room(&r.id);
-    let min = api.campus.privacy.public_min_count;
-    let occupancy = band(now.occupancy, min, reader);
-    let shown = occupancy.unwrap_or(u64::from(min.saturating_sub(1)));
-    RoomNow {
-        id: r.id.clone(),
-        name: r.name.clone(),
-        building: r.building.clone(),
-        kind: r.kind.as_str().to_owned(),
-        capacity: r.capacity,
-        public: r.public,
-        occupancy,
-        fewer_than: occupancy.is_none().then_some(min),
-        free: u64::from(r.capacity).saturating_sub(shown),
-        state: now
-            .occupied
-            .map(|o| if o { "occupied" } else { "vacant" }.to_owned()),
-        updated: now.ts,
-    }
+    crate::view::room(&api.campus, &api.live, r, reader)
 }
 
 /// One building now.
@@ -342,29 +332,11 @@ pub async fn buildings(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let reader = reader(&api, &headers, "buildings", &["buildings", "live", "rooms"]).await?;
-    let min = api.campus.privacy.public_min_count;
     let list: Vec<BuildingNow> = api
         .campus
         .buildings
         .iter()
-        .map(|b| {
-            let now = api.live.building(&b.id);
-            let occupancy = band(now.occupancy, min, reader);
-            BuildingNow {
-                id: b.id.clone(),
-                name: b.name.clone(),
-                capacity: api
-                    .campus
-                    .rooms
-                    .iter()
-                    .filter(|r| r.building == b.id)
-                    .map(|r| u64::from(r.capacity))
-                    .sum(),
-                occupancy,
-                fewer_than: occupancy.is_none().then_some(min),
-                updated: now.ts,
-            }
-        })
+        .map(|b| crate::view::building(&api.campus, &api.live, b, reader))
         .collect();
     Ok(no_store(Json(list)))
 }
@@ -408,8 +380,21 @@ pub async fn history(
     )
     .await?;
     let room = find_room(&api, &id, reader)?;
-    let range = history_range(&q, api.clock.now())?;
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let min = api.campus.privacy.public_min_count;
+    if reader == Reader::Anonymous {
+        let range = tellijn_wire::query::public_range(&q, api.clock.now())?;
+        let rows = crate::public_history::rows(&api, room, &range).await?;
+        return Ok(no_store(Json(HistoryResponse {
+            room: room.id.clone(),
+            from: fmt(range.from),
+            to: fmt(range.to),
+            step_seconds: range.step,
+            fewer_than: Some(min),
+            rows,
+        })));
+    }
+    let range = history_range(&q, api.clock.now())?;
     let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
     // Every value in this statement is validated above (the room id exists in the config,
     // the times were parsed), so formatting it in is safe.
@@ -427,11 +412,11 @@ pub async fn history(
         from = fmt(range.from),
         to = fmt(range.to),
     );
-    let batches = api.history.batches(&sql).await.map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("reading the history failed: {e}"),
-    })?;
-    let min = api.campus.privacy.public_min_count;
+    let batches = api
+        .history
+        .batches(&sql)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the history failed: {e}")))?;
     let b = |v: i64| band(v.max(0) as u64, min, reader);
     let mut rows = Vec::new();
     for batch in &batches {
@@ -513,7 +498,13 @@ pub async fn openapi(State(api): State<Arc<Api>>) -> impl IntoResponse {
 pub async fn transparency(State(api): State<Arc<Api>>) -> impl IntoResponse {
     let md = crate::transparency::report(&api.campus, &api.data_dir, api.clock.now());
     (
-        [(header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
         Html(crate::transparency::page(&md)),
     )
 }

@@ -1,4 +1,7 @@
-//! HTTP: `/metrics` in the Prometheus text format, `/healthz`, the API and the free-places page.
+//! HTTP: the public port (the free-places page `/`, the anonymous API `/api/v1/…`, `/healthz`
+//! and `/transparency`, nothing else) and the metrics listener (`/metrics` in the Prometheus
+//! text format, on its own address, loopback by default, optionally behind a bearer token):
+//! the metrics hold every room's exact numbers, so they never share the public port.
 //!
 //! Served by hyper's HTTP/1.1 connection directly rather than `axum::serve`, for its header read
 //! timeout: a connection that has not sent a complete request header `[limits]
@@ -15,15 +18,49 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-/// Shared state of the HTTP handlers.
+/// Shared state of the metrics handler.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct MetricsState {
     pub registry: Arc<Mutex<Registry>>,
-    pub api: Arc<crate::api::Api>,
+    /// SHA-256 of the bearer token a scrape must send; `None`: no token asked for.
+    pub token_sha256: Option<[u8; 32]>,
 }
 
-/// The router.
-pub fn router(state: HttpState) -> Router {
+/// The metrics listener's router: `/metrics` only.
+pub fn metrics_router(state: MetricsState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Parses `[server] metrics_token_sha256` (validated as 64 hex digits by the config).
+pub fn token_sha256(hex_text: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex_text).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Does the request carry the bearer token? Compares SHA-256 digests in constant time (one
+/// SHA-256 per scrape, no argon2: the token is random, not a password).
+fn bearer_ok(expected: &[u8; 32], headers: &axum::http::HeaderMap) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let got: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    let diff = got
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(diff) == 0
+}
+
+/// The public router: the page, the anonymous API, `/healthz` and `/transparency`; every other
+/// path is a 404.
+pub fn router(api: Arc<crate::api::Api>) -> Router {
     use crate::api;
     let api_routes = Router::new()
         .route("/", get(api::page))
@@ -33,16 +70,27 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/rooms/{id}", get(api::room))
         .route("/api/v1/rooms/{id}/history", get(api::history))
         .route("/api/v1/buildings", get(api::buildings))
-        .with_state(state.api.clone());
+        .with_state(api);
     Router::new()
-        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .with_state(state)
         .merge(api_routes)
 }
 
 /// OpenMetrics for scrapers that ask for it (Prometheus does), else the Prometheus text format.
-async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+async fn metrics(
+    State(s): State<MetricsState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(expected) = &s.token_sha256
+        && !bearer_ok(expected, &headers)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"tellijn metrics\"")],
+            "send the metrics token as Authorization: Bearer (Prometheus: authorization: { type: Bearer, credentials_file: … })\n",
+        )
+            .into_response();
+    }
     let mut body = String::new();
     let openmetrics = headers
         .get(header::ACCEPT)
@@ -72,6 +120,7 @@ async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> 
             e.to_string(),
         ),
     }
+    .into_response()
 }
 
 /// Serves `app` on `listener` until the task is aborted, closing connections idle for `idle`.

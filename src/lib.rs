@@ -6,7 +6,10 @@
 //! - [`server`]: starts the broker, the processors, the bridge that publishes their retained
 //!   topics into the broker (and into [`live`]), HTTP and the PostgreSQL wire endpoint; stops
 //!   them in the order that loses nothing.
-//! - [`http`]: the router: `/metrics` (Prometheus text format), `/healthz`, [`api`].
+//! - [`http`]: the public router (`/`, `/api/v1`, `/healthz`, `/transparency`) and the
+//!   separate metrics listener (`/metrics`, Prometheus text format, optional bearer token).
+//! - [`view`]: what each reader sees of a room or building now, for the API and the public
+//!   MQTT tree alike; [`public_history`]: anonymous history on one fixed grid.
 //! - [`api`]: `/api/v1` (current and historical occupancy, with bands for small numbers), its
 //!   OpenAPI document and the public free-places page at `/`.
 //! - [`live`]: the latest occupancy of every room and building, fed from the retained outputs.
@@ -22,7 +25,10 @@ pub mod demo;
 pub mod http;
 pub mod live;
 pub mod progress;
+pub mod public_history;
 pub mod secrets;
 pub mod server;
 pub mod sim;
 pub mod transparency;
+pub mod transparency_html;
+pub mod view;

@@ -106,6 +106,9 @@ struct Ports {
     /// HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// Metrics (`/metrics`) listen address; loopback only in the demo.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics: SocketAddr,
     /// PostgreSQL-wire listen address.
     #[arg(long, default_value = "127.0.0.1:5433")]
     postgres: SocketAddr,
@@ -122,6 +125,9 @@ struct OptPorts {
     /// HTTP listen address (overrides server.http).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Metrics (`/metrics`) listen address (overrides server.metrics).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// PostgreSQL-wire listen address (overrides server.postgres).
     #[arg(long)]
     postgres: Option<SocketAddr>,
@@ -182,6 +188,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 data_dir: data,
                 mqtt: ports.mqtt,
                 http: ports.http,
+                metrics: ports.metrics,
                 postgres: ports.postgres,
             };
             demo::run(opts, shutdown_signal()).await?;
@@ -204,6 +211,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 mqtt: ports.mqtt,
                 mqtts: ports.mqtts,
                 http: ports.http,
+                metrics: ports.metrics,
                 postgres: ports.postgres,
                 data_dir: data,
                 clock: Clock::system(),
@@ -215,9 +223,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|a| format!(", MQTT over TLS mqtts://{a}"))
                 .unwrap_or_default();
             println!(
-                "Tellijn serving: MQTT mqtt://{}{tls}, HTTP http://{}/, PostgreSQL {}",
+                "Tellijn serving: MQTT mqtt://{}{tls}, HTTP http://{}/, metrics http://{}/metrics, PostgreSQL {}",
                 server.mqtt_addr(),
                 server.http_addr(),
+                server.metrics_addr(),
                 server.postgres_addr()
             );
             shutdown_signal().await;

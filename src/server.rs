@@ -1,7 +1,8 @@
 //! Starting and stopping the server's parts.
 //!
 //! Start: audit log → metrics → processors (load saved state) → broker → retained topics from
-//! that state → HTTP. Stop: the broker stops accepting, the processors drain what was admitted
+//! that state (and the public tree `tellijn/v1/public/…`, see [`crate::view`]) → HTTP and the
+//! metrics listener. Stop: the broker stops accepting, the processors drain what was admitted
 //! and flush it to Parquet, the audit log is synced.
 
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub struct ServerOptions {
     /// MQTT over TLS (used when the config has `[tls]`).
     pub mqtts: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// The metrics listener; `None` uses the config's `[server] metrics`.
+    pub metrics: Option<SocketAddr>,
     /// PostgreSQL wire; `None` uses the config's address.
     pub postgres: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
@@ -43,11 +46,13 @@ pub struct ServerOptions {
 pub struct Server {
     broker: Broker,
     http_addr: SocketAddr,
+    metrics_addr: SocketAddr,
     data_dir: PathBuf,
     stop_tx: watch::Sender<bool>,
     processors: JoinHandle<Result<Summary, tellijn_processors::ProcessorError>>,
     bridge: JoinHandle<()>,
     http: JoinHandle<()>,
+    metrics_http: JoinHandle<()>,
     pg: tellijn_queries::pg::PgServer,
     audit: Arc<AuditLog>,
     /// The current occupancy the API serves.
@@ -55,9 +60,9 @@ pub struct Server {
     pub metrics: Metrics,
 }
 
-async fn bind_http(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+async fn bind_http(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen for HTTP on {addr}; choose another address with --http ADDR")
+        format!("cannot listen for HTTP on {addr}; choose another address with {flag} ADDR")
     })
 }
 
@@ -68,6 +73,13 @@ impl Server {
         // provider, so install exactly one (ignored if one is installed already).
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let campus = opts.campus;
+        // Fails closed: a token that cannot be read is an error, never an open endpoint.
+        let token_sha256 = match campus.server.metrics_token_sha256.as_deref() {
+            None => None,
+            Some(h) => Some(crate::http::token_sha256(h).context(
+                "server.metrics_token_sha256 must be 64 hex digits (`printf %s \"$TOKEN\" | sha256sum`)",
+            )?),
+        };
         let data_dir = opts
             .data_dir
             .unwrap_or_else(|| campus.server.data_dir.clone());
@@ -93,8 +105,11 @@ impl Server {
         )?;
         let initial = processors.initial_outputs();
 
-        let http_listener = bind_http(opts.http.unwrap_or(campus.server.http)).await?;
+        let http_listener = bind_http(opts.http.unwrap_or(campus.server.http), "--http").await?;
         let http_addr = http_listener.local_addr()?;
+        let metrics_listener =
+            bind_http(opts.metrics.unwrap_or(campus.server.metrics), "--metrics").await?;
+        let metrics_addr = metrics_listener.local_addr()?;
 
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let tls = match &campus.tls {
@@ -128,15 +143,27 @@ impl Server {
         for o in &initial {
             live.apply(o);
         }
+        // The public tree: what the anonymous API shows, published only when it changes.
+        let mut public = crate::view::PublicTree::default();
+        for (topic, payload) in public.all(&campus, &live) {
+            broker.publish_retained(&topic, payload).await?;
+        }
         let (out_tx, mut out_rx) = mpsc::channel::<Output>(EVENT_QUEUE);
         let bridge = {
             let broker_scx = broker.publisher();
             let live = live.clone();
+            let campus = campus.clone();
             tokio::spawn(async move {
                 while let Some(o) = out_rx.recv().await {
                     live.apply(&o);
+                    let changed = public.after(&campus, &live, &o.topic);
                     if let Err(e) = broker_scx.publish_retained(&o.topic, o.payload).await {
                         tracing::error!(topic = %o.topic, "Publishing a retained topic failed: {e}");
+                    }
+                    for (topic, payload) in changed {
+                        if let Err(e) = broker_scx.publish_retained(&topic, payload).await {
+                            tracing::error!(%topic, "Publishing a public topic failed: {e}");
+                        }
                     }
                 }
             })
@@ -192,21 +219,33 @@ impl Server {
             data_dir.clone(),
             audit.clone(),
         ));
-        let app = crate::http::router(crate::http::HttpState { registry, api });
+        let app = crate::http::router(api);
         let http = tokio::spawn(crate::http::serve(
             http_listener,
             app,
             campus.limits.http_idle_timeout,
         ));
         tracing::info!("HTTP listening on http://{http_addr}/.");
+        let metrics_app = crate::http::metrics_router(crate::http::MetricsState {
+            registry,
+            token_sha256,
+        });
+        let metrics_http = tokio::spawn(crate::http::serve(
+            metrics_listener,
+            metrics_app,
+            campus.limits.http_idle_timeout,
+        ));
+        tracing::info!("Metrics listening on http://{metrics_addr}/metrics.");
         Ok(Server {
             broker,
             http_addr,
+            metrics_addr,
             data_dir,
             stop_tx,
             processors,
             bridge,
             http,
+            metrics_http,
             pg,
             audit,
             metrics,
@@ -229,6 +268,11 @@ impl Server {
         self.http_addr
     }
 
+    /// The metrics listener's address (`/metrics`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
     /// The PostgreSQL wire address.
     pub fn postgres_addr(&self) -> SocketAddr {
         self.pg.local_addr()
@@ -247,6 +291,7 @@ impl Server {
         let summary = self.processors.await.context("the processors panicked")??;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.bridge).await;
         self.http.abort();
+        self.metrics_http.abort();
         self.audit.sync()?;
         Ok(summary)
     }

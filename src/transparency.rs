@@ -1,7 +1,7 @@
 //! The transparency report: from the running config (and what the server recorded), what is
 //! collected, where it is kept, who may read it, for how long, which sensors exist, and how many
 //! messages and logins were refused in the last 30 days. `tellijn transparency` prints it as
-//! Markdown; `/transparency` serves the same text.
+//! Markdown; `/transparency` serves the same content as an HTML page.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -142,6 +142,16 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
         "- On this server only: MQTT {}, HTTP {}, SQL {}.",
         campus.server.mqtt, campus.server.http, campus.server.postgres
     );
+    let _ = writeln!(
+        s,
+        "- Operators' metrics (exact numbers per room, for monitoring): `/metrics` on {} only, {}.",
+        campus.server.metrics,
+        if campus.server.metrics_token_sha256.is_some() {
+            "behind a bearer token"
+        } else {
+            "without a token (keep it on loopback or a private network)"
+        }
+    );
 
     let _ = writeln!(s, "\n## How long it is kept\n");
     let _ = writeln!(
@@ -167,7 +177,7 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
     } else {
         let _ = writeln!(
             s,
-            "- Anonymous MQTT clients may read: {}.",
+            "- Anonymous MQTT clients may read: {} (public rooms and buildings as the free-places page shows them, small numbers as bands).",
             campus
                 .server
                 .anonymous_read
@@ -268,15 +278,9 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
     s
 }
 
-/// The report as a self-contained HTML page (the Markdown, escaped, in a `<pre>`).
+/// The report as a self-contained HTML page ([`crate::transparency_html`]).
 pub fn page(markdown: &str) -> String {
-    let escaped = markdown
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Tellijn transparency report</title><style>body{{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:0 auto;padding:1rem}}pre{{white-space:pre-wrap}}</style></head><body><pre>{escaped}</pre></body></html>\n"
-    )
+    crate::transparency_html::page(markdown)
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
             async move { tellijn_agent::run(&cfg, S1_SECRET, Clock::system(), stop).await },
         )
     };
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     let accepted = |n: f64| async move {
         metric(
             &http_get(http, "/metrics").await,
@@ -72,7 +72,7 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
 
     // The broker comes back on the same address; the agent resends from the watermark.
     let server = start_text(&data, &text, &addr.to_string()).await;
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     let caught_up = || async move {
         let m = http_get(http, "/metrics").await;
         metric(&m, "tellijn_messages_total{outcome=\"accepted\"}") > 10.0
@@ -253,7 +253,8 @@ async fn agent_killed_at_random_points_loses_and_doubles_nothing() {
     );
 }
 
-fn spawn_server(config: &std::path::Path, mqtt: u16, http: u16) -> Child {
+/// `tellijn serve` on these ports (MQTT, HTTP, metrics).
+fn spawn_server(config: &std::path::Path, mqtt: u16, http: u16, metrics: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tellijn"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .args([
@@ -261,6 +262,8 @@ fn spawn_server(config: &std::path::Path, mqtt: u16, http: u16) -> Child {
             &format!("127.0.0.1:{mqtt}"),
             "--http",
             &format!("127.0.0.1:{http}"),
+            "--metrics",
+            &format!("127.0.0.1:{metrics}"),
             "--postgres",
             "127.0.0.1:0",
         ])
@@ -277,10 +280,10 @@ async fn server_killed_between_receipt_and_flush_recovers_exactly() {
     let config = dir.path().join("campus.toml");
     // First life: nothing is flushed before the kill.
     std::fs::write(&config, campus_text(&data, "1h", "")).unwrap();
-    let (mqtt, http) = (free_port(), free_port());
-    let mut server = spawn_server(&config, mqtt, http);
-    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-    let up = || async move { tokio::net::TcpStream::connect(http_addr).await.is_ok() };
+    let (mqtt, http, metrics) = (free_port(), free_port(), free_port());
+    let mut server = spawn_server(&config, mqtt, http, metrics);
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+    let up = || async move { tokio::net::TcpStream::connect(metrics_addr).await.is_ok() };
     assert!(wait_for(20, up).await, "the server did not start");
 
     let cfg = agent_config(
@@ -298,7 +301,7 @@ async fn server_killed_between_receipt_and_flush_recovers_exactly() {
     };
     let received = || async move {
         metric(
-            &http_get(http_addr, "/metrics").await,
+            &http_get(metrics_addr, "/metrics").await,
             "tellijn_messages_total{outcome=\"accepted\"}",
         ) >= 30.0
     };
@@ -313,7 +316,7 @@ async fn server_killed_between_receipt_and_flush_recovers_exactly() {
 
     // Second life, flushing quickly; the agent resends what was never acked.
     std::fs::write(&config, campus_text(&data, "100ms", "")).unwrap();
-    let mut server = spawn_server(&config, mqtt, http);
+    let mut server = spawn_server(&config, mqtt, http, metrics);
     assert!(wait_for(20, up).await, "the server did not restart");
     let acked = || {
         let outbox = cfg.outbox.clone();

@@ -28,6 +28,8 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
         "127.0.0.1:0",
         "--http",
         "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
         "--postgres",
         "127.0.0.1:0",
     ]);
@@ -232,6 +234,8 @@ fn serve_refuses_the_demo_password() {
         "--mqtt",
         "127.0.0.1:0",
         "--http",
+        "127.0.0.1:0",
+        "--metrics",
         "127.0.0.1:0",
         "--postgres",
         "127.0.0.1:0",

@@ -12,7 +12,7 @@ use tellijn_queries::{Format, History};
 
 type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
-/// An anonymous subscriber that first tries `#` and then `tellijn/v1/rooms/#`.
+/// An anonymous subscriber that first tries `#` and then the public tree `tellijn/v1/public/#`.
 async fn watcher(port: u16) -> (Seen, Arc<Mutex<Vec<SubscribeReasonCode>>>) {
     let mut opts = MqttOptions::new("watcher", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
@@ -34,7 +34,7 @@ async fn watcher(port: u16) -> (Seen, Arc<Mutex<Vec<SubscribeReasonCode>>>) {
     });
     client.subscribe("#", QoS::AtLeastOnce).await.unwrap();
     client
-        .subscribe("tellijn/v1/rooms/#", QoS::AtLeastOnce)
+        .subscribe("tellijn/v1/public/#", QoS::AtLeastOnce)
         .await
         .unwrap();
     // Keep the client alive for the test's duration.
@@ -58,22 +58,32 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
             SubscribeReasonCode::Failure,
             SubscribeReasonCode::Success(QoS::AtLeastOnce)
         ],
-        "an anonymous client may not subscribe to #, only to the room topics"
+        "an anonymous client may not subscribe to #, only to the public tree"
     );
 
     let s1 = Some(("s1", S1_SECRET));
     let counts = "tellijn/v1/sensors/s1/counts";
     // A valid message is accepted and moves the room.
     assert!(mosquitto_pub(port, s1, "s1", counts, Payload::Text(&line_msg(1, 3, 1))).await);
+    let metrics = server.metrics_addr();
     let occupancy_is_2 = || async {
+        metric(
+            &http_get(metrics, "/metrics").await,
+            "tellijn_room_occupancy{room=\"r1\",building=\"b\"}",
+        ) == 2.0
+    };
+    assert!(wait_for(10, occupancy_is_2).await, "the room did not move");
+    // The public tree shows the public room, its 2 people as a band.
+    let banded = || async {
         seen.lock().unwrap().iter().any(|(t, p)| {
-            t == "tellijn/v1/rooms/r1/occupancy"
-                && serde_json::from_slice::<serde_json::Value>(p).is_ok_and(|v| v["occupancy"] == 2)
+            t == "tellijn/v1/public/rooms/r1"
+                && serde_json::from_slice::<serde_json::Value>(p)
+                    .is_ok_and(|v| v["occupancy"].is_null() && v["fewer_than"] == 5)
         })
     };
     assert!(
-        wait_for(10, occupancy_is_2).await,
-        "the room's occupancy was not published"
+        wait_for(10, banded).await,
+        "the public room was not published"
     );
 
     // The same message twice is stored once.
@@ -154,7 +164,7 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         .await
     );
 
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     let metrics_ok = || async {
         let m = http_get(http, "/metrics").await;
         metric(
@@ -187,11 +197,12 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         assert_eq!(metric(&m, series), want, "{series}\n{m}");
     }
 
-    // Nothing refused reached the subscriber; nothing but room topics did.
+    // Nothing refused reached the subscriber; nothing but the public tree did.
     {
         let seen = seen.lock().unwrap();
         assert!(
-            seen.iter().all(|(t, _)| t.starts_with("tellijn/v1/rooms/")),
+            seen.iter()
+                .all(|(t, _)| t.starts_with("tellijn/v1/public/")),
             "{seen:?}"
         );
         assert!(
@@ -317,7 +328,7 @@ async fn last_will_on_a_foreign_topic_refuses_the_connection() {
         !out.status.success(),
         "a CONNECT with a forged will was accepted"
     );
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     assert_eq!(
         metric(&m, "tellijn_auth_failures_total{reason=\"bad_will\"}"),
         1.0

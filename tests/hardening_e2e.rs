@@ -218,14 +218,14 @@ async fn malformed_packets_are_refused_counted_and_harm_nobody() {
         ("a PUBLISH declaring ~256 MB", too_big),
     ];
     for (what, bytes) in &after_connect {
-        no_sessions(server.http_addr()).await;
+        no_sessions(server.metrics_addr()).await;
         let mut s = logged_in(mqtt).await;
         s.write_all(bytes).await.unwrap();
         assert!(closed_within(&mut s, 10).await, "{what}: still open");
     }
 
     // Counted, each under its reason.
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     let m = http_get(http, "/metrics").await;
     for reason in ["not_connect", "too_large", "truncated", "malformed"] {
         let want = before_connect
@@ -358,7 +358,7 @@ async fn a_stolen_sensor_secret_works_only_as_that_sensor() {
         "tellijn/v1/rooms/r1/occupancy",
         "tellijn/v1/buildings/b/occupancy",
     ] {
-        no_sessions(server.http_addr()).await;
+        no_sessions(server.metrics_addr()).await;
         let (c, seen) = rumqtt_session(mqtt, "s1", stolen, None).await;
         assert!(
             wait_for(10, || has(&seen, "connack Success")).await,
@@ -373,7 +373,7 @@ async fn a_stolen_sensor_secret_works_only_as_that_sensor() {
         );
         assert!(!seen.lock().unwrap().iter().any(|l| l.starts_with("puback")));
     }
-    no_sessions(server.http_addr()).await;
+    no_sessions(server.metrics_addr()).await;
     let (c, seen) = rumqtt_session(mqtt, "s1", stolen, None).await;
     c.subscribe("tellijn/v1/sensors/s2/ack", QoS::AtLeastOnce)
         .await
@@ -411,7 +411,7 @@ async fn a_stolen_sensor_secret_works_only_as_that_sensor() {
         .collect();
     assert_eq!(got, want);
 
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     assert_eq!(
         metric(
             &m,
@@ -501,12 +501,12 @@ async fn a_flooding_sensor_is_slowed_down_and_the_others_are_not() {
         "the flood was not fully acknowledged: {}",
         flood_acks().await
     );
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     assert!(
         metric(&m, "tellijn_mqtt_publish_throttled_total") >= 50.0,
         "{m}"
     );
-    assert!(accepted(server.http_addr(), (FLOOD + 5) as f64).await);
+    assert!(accepted(server.metrics_addr(), (FLOOD + 5) as f64).await);
     server.stop().await.unwrap();
 }
 
@@ -595,14 +595,14 @@ async fn silent_connections_are_closed_and_their_descriptors_come_back() {
             "a sensor could not deliver while silent connections were open"
         );
     }
-    assert!(accepted(server.http_addr(), 3.0).await);
+    assert!(accepted(server.metrics_addr(), 3.0).await);
 
     let mut closed = 0;
     for t in silent {
         closed += usize::from(t.await.unwrap());
     }
     assert_eq!(closed, 520, "silent connections were left open");
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     assert_eq!(refused(&m, "connect_timeout"), 520.0, "{m}");
     // Every descriptor of theirs is back (the test's own sockets are gone too).
     assert!(
@@ -641,7 +641,7 @@ async fn one_address_cannot_take_every_pending_place() {
     let mut ack = [0u8; 4];
     s.read_exact(&mut ack).await.unwrap();
     assert_eq!(ack, [0x20, 0x02, 0x00, 0x00]);
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     assert_eq!(refused(&m, "pending_limit"), 5.0, "{m}");
     drop(held);
     server.stop().await.unwrap();
@@ -722,7 +722,7 @@ async fn on_the_wire_an_agent_sends_only_its_own_counts_and_status() {
         };
         tellijn_agent::run(&cfg, S1_SECRET, tellijn_wire::Clock::system(), stop).await
     });
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     assert!(
         wait_for(30, || async {
             metric(

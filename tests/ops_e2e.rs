@@ -173,7 +173,7 @@ async fn try_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Option<(
 async fn metrics_pass_promtool_check_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
-    let (head, body) = raw_get(server.http_addr(), "/metrics", None).await;
+    let (head, body) = raw_get(server.metrics_addr(), "/metrics", None).await;
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     let mut promtool = tokio::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -226,7 +226,7 @@ async fn metrics_pass_promtool_check_metrics() {
     }
     // Prometheus asks for OpenMetrics and gets it.
     let (head, body) = raw_get(
-        server.http_addr(),
+        server.metrics_addr(),
         "/metrics",
         Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
     )
@@ -301,6 +301,8 @@ async fn dashboard_queries() {
             "--mqtt",
             "127.0.0.1:0",
             "--http",
+            "127.0.0.1:0",
+            "--metrics",
             "127.0.0.1:0",
             "--postgres",
             "127.0.0.1:0",

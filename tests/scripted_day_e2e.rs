@@ -51,6 +51,7 @@ lines = [{{ line = "main", into = "r1" }}]
         mqtt: Some("127.0.0.1:0".parse().unwrap()),
         mqtts: None,
         http: Some("127.0.0.1:0".parse().unwrap()),
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
         postgres: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(data.clone()),
         clock,
@@ -113,7 +114,7 @@ lines = [{{ line = "main", into = "r1" }}]
     }
 
     // The day is rebuilt from its counts by message time some minutes after it ends.
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     // All seven stored; the one sent after the day ended is counted late (at 7200x a loaded
     // machine may make another one late too: its minute closes within milliseconds).
     let stored_all = || async move {

@@ -11,7 +11,6 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tellijn_processors::minutes::MinuteRow;
 use tellijn_processors::parquet_sink::Buffer;
@@ -213,7 +212,7 @@ async fn psql_serves_every_table_to_stewards_only() {
     let r = psql(pg, VIEWER, "SELECT count(*) FROM counts").await;
     assert!(!r.ok && r.stdout.is_empty(), "a viewer ran SQL");
     assert!(r.stderr.contains("viewer"), "{}", r.stderr);
-    let m = http_get(server.http_addr(), "/metrics").await;
+    let m = http_get(server.metrics_addr(), "/metrics").await;
     for reason in ["sql_bad_password", "sql_unknown_user", "sql_role_viewer"] {
         assert_eq!(
             metric(
@@ -371,8 +370,13 @@ async fn the_api_bands_small_numbers_for_all_but_stewards() {
         assert_eq!(r["free"], 6, "a lower bound: capacity minus 4");
         assert!(!r.to_string().contains(":2,"), "{r}");
     }
-    // The building (2 people) is banded as well.
+    // The building: for the public the sum over its public rooms, hidden while one of them is
+    // a band (it would give the band back); a viewer sees the entrances' total as a band.
     let (_, b) = get_json(http, "/api/v1/buildings", None).await;
+    assert_eq!(b[0]["occupancy"], Value::Null);
+    assert_eq!(b[0]["fewer_than"], Value::Null);
+    assert_eq!(b[0]["capacity"], 10, "public rooms only");
+    let (_, b) = get_json(http, "/api/v1/buildings", Some(VIEWER)).await;
     assert_eq!(b[0]["occupancy"], Value::Null);
     assert_eq!(b[0]["fewer_than"], 5);
     let (_, b) = get_json(http, "/api/v1/buildings", Some(STEWARD)).await;
@@ -402,6 +406,9 @@ async fn the_api_bands_small_numbers_for_all_but_stewards() {
         })
         .await
     );
+    // Every public room shown: the public building total is their sum.
+    let (_, b) = get_json(http, "/api/v1/buildings", None).await;
+    assert_eq!(b[0]["occupancy"], 7);
 
     // History: per step from the occupancy table; small numbers banded for the public.
     let from = day.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -440,10 +447,10 @@ async fn the_api_bands_small_numbers_for_all_but_stewards() {
     let (s, t) = get(http, "/transparency", None).await;
     assert_eq!(s, 200);
     for needle in [
-        "Tellijn transparency report",
-        "| s1 | line main → r1 |",
-        "User `ada` — steward",
-        "User `vic` — viewer",
+        "<h1>Tellijn transparency report</h1>",
+        "<td>s1</td><td>line main → r1</td>",
+        "User <code>ada</code> — steward",
+        "User <code>vic</code> — viewer",
         "fewer than 5 people are shown as a band",
     ] {
         assert!(t.contains(needle), "{needle} missing:\n{t}");
@@ -497,79 +504,6 @@ async fn the_api_matches_its_openapi_document() {
     server.stop().await.unwrap();
 }
 
-/// A Chrome DevTools Protocol session on one page.
-struct Cdp {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next: u64,
-}
-
-impl Cdp {
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let msg = json!({"id": id, "method": method, "params": params});
-        self.ws
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                msg.to_string().into(),
-            ))
-            .await
-            .unwrap();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
-                .await
-                .expect("Chromium did not answer")
-                .unwrap()
-                .unwrap();
-            if let Ok(text) = m.to_text() {
-                let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-                if v["id"] == id {
-                    assert!(v.get("error").is_none(), "{method}: {v}");
-                    return v["result"].clone();
-                }
-            }
-        }
-    }
-
-    async fn eval(&mut self, expr: &str) -> Value {
-        let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expr, "returnByValue": true}),
-            )
-            .await;
-        r["result"]["value"].clone()
-    }
-}
-
-/// GET from Chromium's DevTools HTTP endpoint, which keeps the connection open: read by length.
-async fn devtools_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-    s.get_mut()
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        s.read_line(&mut line).await.unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    s.read_exact(&mut body).await.unwrap();
-    String::from_utf8(body).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_free_places_page_in_chromium() {
     tokio::time::timeout(Duration::from_secs(180), free_places_page())
@@ -585,55 +519,7 @@ async fn free_places_page() {
     door(&server, 1, 2).await;
     steward_sees_r1(http, 2).await;
 
-    let profile = tempfile::tempdir().unwrap();
-    let mut chromium = tokio::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--window-size=412,915",
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium must be installed (apt-get install chromium)");
-    // Chromium names its DevTools port on stderr.
-    let stderr = chromium.stderr.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
-    let port: u16 = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l.strip_prefix("DevTools listening on ws://127.0.0.1:") {
-                return rest.split('/').next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("Chromium exited without a DevTools port");
-    })
-    .await
-    .expect("Chromium did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let devtools: SocketAddr = ([127, 0, 0, 1], port).into();
-    let targets: Value = serde_json::from_str(&devtools_get(devtools, "/json/list").await).unwrap();
-    let page_ws = targets
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["type"] == "page")
-        .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-        .unwrap()
-        .to_owned();
-    let (ws, _) = tokio_tungstenite::connect_async(page_ws.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{page_ws}: {e}"));
-    let mut cdp = Cdp { ws, next: 0 };
+    let mut cdp = chromium::Chromium::start(412, 915).await;
     cdp.call("Page.navigate", json!({"url": format!("http://{http}/")}))
         .await;
 
@@ -675,17 +561,12 @@ async fn free_places_page() {
         "the page reloaded"
     );
 
-    let shot = cdp
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().unwrap())
-        .unwrap();
+    let png = cdp.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"));
     let artifact = Path::new(env!("CARGO_TARGET_TMPDIR")).join("free-places.png");
     std::fs::write(&artifact, &png).unwrap();
     eprintln!("screenshot: {}", artifact.display());
-    let _ = chromium.kill().await;
+    let _ = cdp.child.kill().await;
     server.stop().await.unwrap();
 }
 

@@ -51,7 +51,7 @@ async fn crossings_on_stdin_arrive_as_counts_and_junk_goes_nowhere() {
         async move { stored(&data).await.3 == 30 }
     };
     // The server flushes every 100 ms; wait for the crossings to be stored.
-    let http = server.http_addr();
+    let http = server.metrics_addr();
     let seen = || async move {
         metric(
             &http_get(http, "/metrics").await,

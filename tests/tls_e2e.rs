@@ -77,7 +77,7 @@ struct Setup {
     server: Child,
     server_log: mpsc::Receiver<String>,
     mqtts: u16,
-    http: u16,
+    metrics: u16,
 }
 
 fn start_server(ca: &Ca) -> Setup {
@@ -88,7 +88,7 @@ fn start_server(ca: &Ca) -> Setup {
     std::fs::write(d.join("server.key"), key).unwrap();
     std::fs::write(d.join("ca.pem"), &ca.pem).unwrap();
     let data = d.join("data");
-    let (mqtt, mqtts, http) = (free_port(), free_port(), free_port());
+    let (mqtt, mqtts, http, metrics) = (free_port(), free_port(), free_port(), free_port());
     let text = format!(
         "{}\n[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
         campus_text(&data, "100ms", &format!("mqtts = \"127.0.0.1:{mqtts}\"")),
@@ -104,6 +104,8 @@ fn start_server(ca: &Ca) -> Setup {
             &format!("127.0.0.1:{mqtt}"),
             "--http",
             &format!("127.0.0.1:{http}"),
+            "--metrics",
+            &format!("127.0.0.1:{metrics}"),
             "--postgres",
             "127.0.0.1:0",
         ])
@@ -118,7 +120,7 @@ fn start_server(ca: &Ca) -> Setup {
         server,
         server_log,
         mqtts,
-        http,
+        metrics,
     }
 }
 
@@ -156,7 +158,7 @@ async fn good_chain_delivers_counts_over_tls() {
     let mut a = agent(s.dir.path(), s.mqtts, &ca.pem, leaf(&ca, &["s1"], false));
     let alog = lines(&mut a);
     expect_line(&alog, &["Connected to the broker"], "agent over TLS");
-    let http: std::net::SocketAddr = format!("127.0.0.1:{}", s.http).parse().unwrap();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", s.metrics).parse().unwrap();
     let accepted = || async move {
         metric(
             &http_get(http, "/metrics").await,
@@ -219,7 +221,7 @@ async fn expired_client_certificate_is_refused_on_both_sides() {
         server_line.to_lowercase().contains("expired"),
         "{server_line}"
     );
-    let http: std::net::SocketAddr = format!("127.0.0.1:{}", s.http).parse().unwrap();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", s.metrics).parse().unwrap();
     let m = http_get(http, "/metrics").await;
     assert_eq!(
         metric(&m, "tellijn_messages_total{outcome=\"accepted\"}"),

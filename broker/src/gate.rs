@@ -225,28 +225,7 @@ impl Policy {
     }
 }
 
-/// Is every topic matched by `filter` also matched by `allowed`?
-pub fn filter_within(filter: &str, allowed: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut a = allowed.split('/');
-    loop {
-        match (f.next(), a.next()) {
-            (_, Some("#")) => return true,
-            (None, None) => return true,
-            (Some(fl), Some("+")) => {
-                if fl == "#" {
-                    return false;
-                }
-            }
-            (Some(fl), Some(al)) => {
-                if fl != al || fl == "#" || fl == "+" {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
+pub use tellijn_wire::topic::filter_within;
 
 #[cfg(test)]
 mod tests {
@@ -266,7 +245,7 @@ mod tests {
         let text = format!(
             r#"
 [server]
-anonymous_read = ["tellijn/v1/rooms/#"]
+anonymous_read = ["tellijn/v1/public/rooms/#"]
 [[mqtt_readers]]
 name = "hvac"
 password_hash = "{}"
@@ -378,8 +357,11 @@ zones = [{{ zone = "seats", room = "r1" }}]
         assert!(!p.may_subscribe(&s1, "tellijn/v1/sensors/+/ack"));
         assert!(!p.may_subscribe(&s1, "#"));
         let anon = Identity::Anonymous;
-        assert!(p.may_subscribe(&anon, "tellijn/v1/rooms/#"));
-        assert!(p.may_subscribe(&anon, "tellijn/v1/rooms/r1/occupancy"));
+        assert!(p.may_subscribe(&anon, "tellijn/v1/public/rooms/#"));
+        assert!(p.may_subscribe(&anon, "tellijn/v1/public/rooms/r1"));
+        assert!(!p.may_subscribe(&anon, "tellijn/v1/rooms/#"));
+        assert!(!p.may_subscribe(&anon, "tellijn/v1/rooms/r1/occupancy"));
+        assert!(!p.may_subscribe(&anon, "tellijn/v1/+/rooms/#"));
         assert!(!p.may_subscribe(&anon, "tellijn/v1/#"));
         assert!(!p.may_subscribe(&anon, "#"));
         assert!(!p.may_subscribe(&anon, "tellijn/v1/sensors/s1/counts"));

@@ -96,6 +96,14 @@ pub struct Server {
     pub http: SocketAddr,
     #[serde(default = "default_postgres")]
     pub postgres: SocketAddr,
+    /// Where `/metrics` is served: its own listener, loopback by default, never the public
+    /// HTTP port (the metrics hold every room's exact occupancy).
+    #[serde(default = "default_metrics")]
+    pub metrics: SocketAddr,
+    /// SHA-256 (hex) of the bearer token `/metrics` requires; none: no token is asked for.
+    /// Prometheus sends it with `authorization: { type: Bearer, credentials_file: … }`.
+    #[serde(default)]
+    pub metrics_token_sha256: Option<String>,
     #[serde(default = "default_timezone")]
     pub timezone: String,
     #[serde(
@@ -104,7 +112,8 @@ pub struct Server {
         serialize_with = "duration_ser"
     )]
     pub flush_interval: Duration,
-    /// Topic filters anonymous MQTT clients may subscribe to (none unless set).
+    /// Topic filters anonymous MQTT clients may subscribe to (none unless set); only within
+    /// the banded public tree `tellijn/v1/public/#`.
     #[serde(default)]
     pub anonymous_read: Vec<String>,
     /// How long a missing seq is waited for before it is declared lost and the ack moves on.
@@ -143,6 +152,9 @@ fn default_http() -> SocketAddr {
 fn default_postgres() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5433))
 }
+fn default_metrics() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
 fn default_timezone() -> String {
     "Europe/Amsterdam".into()
 }
@@ -158,6 +170,8 @@ impl Default for Server {
             mqtts: None,
             http: default_http(),
             postgres: default_postgres(),
+            metrics: default_metrics(),
+            metrics_token_sha256: None,
             timezone: default_timezone(),
             flush_interval: default_flush(),
             anonymous_read: Vec::new(),
@@ -495,14 +509,17 @@ impl Campus {
             );
         }
         for (i, f) in self.server.anonymous_read.iter().enumerate() {
-            if !derived_filter(f) {
-                err(
-                    format!("server.anonymous_read[{i}]"),
-                    format!(
-                        "must be a topic filter under tellijn/v1/rooms/, tellijn/v1/buildings/ or homeassistant/ (found {f:?})."
-                    ),
-                );
+            if let Err(m) = anonymous_filter(f) {
+                err(format!("server.anonymous_read[{i}]"), m);
             }
+        }
+        if let Some(h) = &self.server.metrics_token_sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            err(
+                "server.metrics_token_sha256".into(),
+                "must be 64 hex digits, the SHA-256 of the token (`printf %s \"$TOKEN\" | sha256sum`).".into(),
+            );
         }
         if self.tls.is_none() && self.server.mqtts.is_some() {
             err(
@@ -552,7 +569,7 @@ impl Campus {
                     err(
                         format!("mqtt_readers[{i}].topics[{j}]"),
                         format!(
-                            "must be a topic filter under tellijn/v1/rooms/, tellijn/v1/buildings/ or homeassistant/ (found {f:?})."
+                            "must be a topic filter under tellijn/v1/rooms/, tellijn/v1/buildings/, tellijn/v1/public/ or homeassistant/ (found {f:?})."
                         ),
                     );
                 }
@@ -691,15 +708,39 @@ pub fn parse_reset(s: &str) -> Option<(u32, u32)> {
 }
 
 /// A topic filter that stays inside the derived topics.
-fn derived_filter(f: &str) -> bool {
-    (f.starts_with("tellijn/v1/rooms/")
-        || f.starts_with("tellijn/v1/buildings/")
-        || f.starts_with("homeassistant/"))
-        && f.split('/').all(|l| !l.is_empty())
+/// Is `f` a well-formed topic filter: no empty level, `#` only as the whole last level, `+`
+/// only as a whole level?
+fn well_formed_filter(f: &str) -> bool {
+    f.split('/').all(|l| !l.is_empty())
         && f.split('/')
             .enumerate()
             .all(|(i, l)| !l.contains('#') || (l == "#" && i == f.split('/').count() - 1))
         && f.split('/').all(|l| !l.contains('+') || l == "+")
+}
+
+/// An anonymous grant: only within the banded public tree, decided by topic matching (so
+/// `tellijn/v1/+/rooms/#`, `+/#` and `tellijn/#` are refused like `tellijn/v1/rooms/#`).
+pub fn anonymous_filter(f: &str) -> Result<(), String> {
+    use tellijn_wire::topic::{PUBLIC_TREE, filter_within};
+    if !well_formed_filter(f) {
+        return Err(format!(
+            "is not a well-formed topic filter (found {f:?}); grant {PUBLIC_TREE:?} for the public."
+        ));
+    }
+    if !filter_within(f, PUBLIC_TREE) {
+        return Err(format!(
+            "could reach topics outside the public tree {PUBLIC_TREE:?} (found {f:?}): those carry offices and exact small numbers. Grant {PUBLIC_TREE:?} to anonymous readers (public rooms, small numbers as bands, as the free-places page shows them); give building automation a named [[mqtt_readers]] entry with the topics it needs instead."
+        ));
+    }
+    Ok(())
+}
+
+fn derived_filter(f: &str) -> bool {
+    (f.starts_with("tellijn/v1/rooms/")
+        || f.starts_with("tellijn/v1/buildings/")
+        || f.starts_with("tellijn/v1/public/")
+        || f.starts_with("homeassistant/"))
+        && well_formed_filter(f)
 }
 
 fn check_argon2id(hash: &str) -> Result<(), String> {
@@ -948,6 +989,98 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
     }
 
     #[test]
+    fn anonymous_grants_reach_only_the_public_tree() {
+        let outside = |f: &str| {
+            format!(
+                "campus.toml: server.anonymous_read[0] could reach topics outside the public tree \"tellijn/v1/public/#\" (found {f:?}): those carry offices and exact small numbers. Grant \"tellijn/v1/public/#\" to anonymous readers (public rooms, small numbers as bands, as the free-places page shows them); give building automation a named [[mqtt_readers]] entry with the topics it needs instead."
+            )
+        };
+        let malformed = |f: &str| {
+            format!(
+                "campus.toml: server.anonymous_read[0] is not a well-formed topic filter (found {f:?}); grant \"tellijn/v1/public/#\" for the public."
+            )
+        };
+        for (filter, refusal) in [
+            ("tellijn/v1/public/#", None),
+            ("tellijn/v1/public/rooms/#", None),
+            ("tellijn/v1/public/rooms/+", None),
+            ("tellijn/v1/public/buildings/lib", None),
+            ("tellijn/v1/public/+/lib-2-study", None),
+            ("tellijn/v1/rooms/#", Some(outside("tellijn/v1/rooms/#"))),
+            (
+                "tellijn/v1/buildings/#",
+                Some(outside("tellijn/v1/buildings/#")),
+            ),
+            (
+                "tellijn/v1/rooms/lib-2-study/occupancy",
+                Some(outside("tellijn/v1/rooms/lib-2-study/occupancy")),
+            ),
+            (
+                "tellijn/v1/+/rooms/#",
+                Some(outside("tellijn/v1/+/rooms/#")),
+            ),
+            ("tellijn/v1/+/#", Some(outside("tellijn/v1/+/#"))),
+            ("tellijn/v1/#", Some(outside("tellijn/v1/#"))),
+            ("tellijn/#", Some(outside("tellijn/#"))),
+            ("+/#", Some(outside("+/#"))),
+            ("#", Some(outside("#"))),
+            ("+/v1/public/#", Some(outside("+/v1/public/#"))),
+            ("homeassistant/#", Some(outside("homeassistant/#"))),
+            // `a/#` matches `a` itself too (MQTT 4.7.1.2): nothing is published there.
+            ("tellijn/v1/public", None),
+            (
+                "tellijn/v1/public/#/x",
+                Some(malformed("tellijn/v1/public/#/x")),
+            ),
+            (
+                "tellijn/v1/public/ro+",
+                Some(malformed("tellijn/v1/public/ro+")),
+            ),
+            (
+                "tellijn/v1/public//x",
+                Some(malformed("tellijn/v1/public//x")),
+            ),
+        ] {
+            let text = example().replace(
+                "flush_interval = \"10s\"",
+                &format!("flush_interval = \"10s\"\nanonymous_read = [{filter:?}]"),
+            );
+            match (Campus::parse(&text, "campus.toml"), refusal) {
+                (Ok(_), None) => {}
+                (Err(e), Some(m)) => {
+                    assert_eq!(e.0.len(), 1, "{filter}: {e}");
+                    assert_eq!(e.0[0].to_string(), m, "{filter}");
+                }
+                (Ok(_), Some(_)) => panic!("{filter} was accepted"),
+                (Err(e), None) => panic!("{filter} was refused: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_metrics_token_is_a_sha256() {
+        let ok = "a".repeat(64);
+        for (value, fine) in [
+            (ok.as_str(), true),
+            ("secret", false),
+            (&"g".repeat(64), false),
+        ] {
+            let text = example().replace(
+                "flush_interval = \"10s\"",
+                &format!("flush_interval = \"10s\"\nmetrics_token_sha256 = {value:?}"),
+            );
+            let r = Campus::parse(&text, "campus.toml");
+            assert_eq!(r.is_ok(), fine, "{value}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.0[0].key, "server.metrics_token_sha256");
+            }
+        }
+        let c = Campus::parse(&example(), "campus.toml").unwrap();
+        assert_eq!(c.server.metrics, SocketAddr::from(([127, 0, 0, 1], 9464)));
+        assert_eq!(c.server.metrics_token_sha256, None);
+    }
+
+    #[test]
     fn derived_filters() {
         assert!(derived_filter("tellijn/v1/rooms/#"));
         assert!(derived_filter("tellijn/v1/rooms/+/state"));
@@ -956,5 +1089,6 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
         assert!(!derived_filter("tellijn/v1/sensors/#"));
         assert!(!derived_filter("#"));
         assert!(derived_filter("homeassistant/#"));
+        assert!(derived_filter("tellijn/v1/public/#"));
     }
 }

@@ -1,13 +1,15 @@
 //! Any query string on `/api/v1/rooms` and `/api/v1/rooms/{id}/history`, decoded as axum's
 //! `Query` does (serde_urlencoded): decoding and checking never panic, and a history range
 //! that is accepted is one the handler can run: from < to, both within the years the history
-//! holds, a step of whole minutes within bounds, and at most MAX_HISTORY_ROWS rows.
+//! holds, a step of whole minutes within bounds, and at most MAX_HISTORY_ROWS rows; the
+//! anonymous form is on the fixed grid.
 #![no_main]
 
 use chrono::{DateTime, TimeDelta};
 use libfuzzer_sys::fuzz_target;
 use tellijn_wire::query::{
-    EARLIEST, HistoryQuery, LATEST, MAX_HISTORY_ROWS, MAX_STEP, MIN_STEP, RoomsQuery, history_range,
+    EARLIEST, HistoryQuery, LATEST, MAX_HISTORY_ROWS, MAX_STEP, MIN_STEP, PUBLIC_STEPS, RoomsQuery,
+    history_range, public_range,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -31,6 +33,15 @@ fuzz_target!(|data: &[u8]| {
         (r.to - r.from).num_seconds() / r.step <= MAX_HISTORY_ROWS,
         "{q:?} → {r:?}"
     );
+    // The anonymous grid: one of the fixed steps, aligned, ending before now.
+    if let Ok(p) = public_range(&q, now) {
+        assert!(PUBLIC_STEPS.iter().any(|(_, s)| *s == p.step), "{q:?} → {p:?}");
+        assert!(p.from < p.to && p.to <= now, "{q:?} → {p:?}");
+        assert!(
+            p.from.timestamp() % p.step == 0 && p.to.timestamp() % p.step == 0,
+            "{q:?} → {p:?}"
+        );
+    }
     // What the handler computes from the range.
     let _ = (r.from - TimeDelta::days(1)).format("%Y-%m-%d").to_string();
     let _ = (r.to + TimeDelta::days(1)).format("%Y-%m-%d").to_string();

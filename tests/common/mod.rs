@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod chromium;
+
 use tellijn::server::{Server, ServerOptions};
 use tellijn_config::Campus;
 use tellijn_wire::Clock;
@@ -14,7 +16,7 @@ pub const S1_SECRET: &str = "s1-secret-0123";
 pub const S2_SECRET: &str = "s2-secret-4567";
 
 /// Two sensors: `s1` counts a door into room `r1`; `s2` an overhead zone of `r2`.
-/// Anonymous clients may read the room topics.
+/// Anonymous clients may read the public tree.
 pub fn campus(data: &Path) -> Campus {
     Campus::parse(&campus_text(data, "1h", ""), "test campus").unwrap()
 }
@@ -27,7 +29,7 @@ pub fn campus_text(data: &Path, flush: &str, server_extra: &str) -> String {
 [server]
 data_dir = "{}"
 flush_interval = "{flush}"
-anonymous_read = ["tellijn/v1/rooms/#"]
+anonymous_read = ["tellijn/v1/public/#"]
 {server_extra}
 
 [[buildings]]
@@ -72,6 +74,7 @@ pub async fn start_text(data: &Path, text: &str, mqtt: &str) -> Server {
         mqtt: Some(mqtt.parse().unwrap()),
         mqtts: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
         postgres: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(data.to_path_buf()),
         clock: Clock::system(),

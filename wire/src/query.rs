@@ -18,6 +18,11 @@ pub const MAX_HISTORY_ROWS: i64 = 10_000;
 pub const MIN_STEP: i64 = 60;
 pub const MAX_STEP: i64 = 31 * 86_400;
 
+/// The steps anonymous history comes in, with their seconds: one fixed grid of cells aligned
+/// to multiples of the step in UTC, each cell of a coarser step made of whole cells of the
+/// finer ones.
+pub const PUBLIC_STEPS: [(&str, i64); 3] = [("15m", 900), ("1h", 3_600), ("1d", 86_400)];
+
 /// `?building=…` of `GET /api/v1/rooms`.
 #[derive(Debug, Default, Deserialize)]
 pub struct RoomsQuery {
@@ -99,6 +104,38 @@ pub fn history_range(q: &HistoryQuery, now: DateTime<Utc>) -> Result<HistoryRang
     Ok(HistoryRange { from, to, step })
 }
 
+/// The anonymous form of [`history_range`]: `step` one of [`PUBLIC_STEPS`], `from` snapped
+/// down and `to` up to the grid, and `to` no later than the end of the last complete cell
+/// before `now` (a cell still filling would change between two requests, and the difference
+/// would be the minutes in between).
+pub fn public_range(q: &HistoryQuery, now: DateTime<Utc>) -> Result<HistoryRange, QueryError> {
+    let r = history_range(q, now)?;
+    let Some((name, step)) = PUBLIC_STEPS.iter().find(|(_, s)| *s == r.step) else {
+        let names: Vec<&str> = PUBLIC_STEPS.iter().map(|(n, _)| *n).collect();
+        return Err(QueryError(format!(
+            "step={:?} is not one of {}: anonymous history comes on one fixed grid so that no two answers can be subtracted; send one of those steps, or sign in as a [[users]] entry",
+            q.step.as_deref().unwrap_or("1h"),
+            names.join(", ")
+        )));
+    };
+    let at = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or(now);
+    let from = r.from.timestamp().div_euclid(*step) * step;
+    let to = (r.to.timestamp() + step - 1).div_euclid(*step) * step;
+    let complete = now.timestamp().div_euclid(*step) * step;
+    let to = to.min(complete);
+    if from >= to {
+        return Err(QueryError(format!(
+            "from…to holds no complete {name} cell before now; anonymous history ends at the last complete cell ({})",
+            at(complete)
+        )));
+    }
+    Ok(HistoryRange {
+        from: at(from),
+        to: at(to),
+        step: *step,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +184,44 @@ mod tests {
             let e = history_range(&query, now).unwrap_err();
             assert!(e.0.contains(needle), "{query:?}: {e}");
         }
+    }
+
+    #[test]
+    fn anonymous_history_comes_on_one_fixed_grid() {
+        let now: DateTime<Utc> = "2026-11-22T12:34:56Z".parse().unwrap();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // Unaligned from and to are snapped outwards to the grid; to ends at the last
+        // complete cell before now.
+        let r = public_range(
+            &q(
+                Some("2026-11-22T08:07:00Z"),
+                Some("2026-11-22T09:01:00Z"),
+                Some("15m"),
+            ),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.from, r.to, r.step),
+            (t("2026-11-22T08:00:00Z"), t("2026-11-22T09:15:00Z"), 900)
+        );
+        let r = public_range(&q(None, None, None), now).unwrap();
+        assert_eq!(
+            (r.from, r.to),
+            (t("2026-11-21T12:00:00Z"), t("2026-11-22T12:00:00Z"))
+        );
+        let r = public_range(&q(Some("2026-11-20T05:00:00Z"), None, Some("1d")), now).unwrap();
+        assert_eq!(
+            (r.from, r.to),
+            (t("2026-11-20T00:00:00Z"), t("2026-11-22T00:00:00Z"))
+        );
+        // Other steps are refused; so is a range inside the cell still filling.
+        for step in ["1m", "14m", "16m", "30m", "2h", "90m", "7d"] {
+            let e = public_range(&q(None, None, Some(step)), now).unwrap_err();
+            assert!(e.0.contains("is not one of 15m, 1h, 1d"), "{step}: {e}");
+        }
+        let e = public_range(&q(Some("2026-11-22T12:31:00Z"), None, Some("15m")), now).unwrap_err();
+        assert!(e.0.contains("no complete 15m cell"), "{e}");
     }
 
     #[test]

@@ -41,6 +41,43 @@ pub fn building_occupancy(building: &str) -> String {
     format!("{PREFIX}buildings/{building}/occupancy")
 }
 
+/// The public tree: what anonymous MQTT clients may read, banded as the anonymous API is.
+pub const PUBLIC_TREE: &str = "tellijn/v1/public/#";
+
+/// `tellijn/v1/public/rooms/{room}`: a public room as the anonymous API shows it.
+pub fn public_room(room: &str) -> String {
+    format!("{PREFIX}public/rooms/{room}")
+}
+
+/// `tellijn/v1/public/buildings/{building}`: a building as the anonymous API shows it.
+pub fn public_building(building: &str) -> String {
+    format!("{PREFIX}public/buildings/{building}")
+}
+
+/// Is every topic matched by `filter` also matched by `allowed`? Decided level by level on
+/// the topic matching rules (`+` one level, `#` the rest), never on a string prefix.
+pub fn filter_within(filter: &str, allowed: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut a = allowed.split('/');
+    loop {
+        match (f.next(), a.next()) {
+            (_, Some("#")) => return true,
+            (None, None) => return true,
+            (Some(fl), Some("+")) => {
+                if fl == "#" {
+                    return false;
+                }
+            }
+            (Some(fl), Some(al)) => {
+                if fl != al || fl == "#" || fl == "+" {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
 /// Splits `tellijn/v1/sensors/{sensor}/{kind}`; `None` for any other topic.
 pub fn parse_sensor(topic: &str) -> Option<(&str, SensorTopic)> {
     let rest = topic.strip_prefix(PREFIX)?.strip_prefix("sensors/")?;
@@ -71,5 +108,14 @@ mod tests {
         assert_eq!(parse_sensor("tellijn/v1/sensors/#"), None);
         assert_eq!(parse_sensor("tellijn/v1/rooms/a/state"), None);
         assert_eq!(parse_sensor("other/sensors/a/counts"), None);
+    }
+
+    #[test]
+    fn public_topics_lie_in_the_public_tree() {
+        assert!(filter_within(&public_room("r1"), PUBLIC_TREE));
+        assert!(filter_within(&public_building("b"), PUBLIC_TREE));
+        assert!(!filter_within(&room_occupancy("r1"), PUBLIC_TREE));
+        assert!(!filter_within("tellijn/v1/+/rooms/#", PUBLIC_TREE));
+        assert!(filter_within("tellijn/v1/public/rooms/+", PUBLIC_TREE));
     }
 }

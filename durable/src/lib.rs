@@ -11,6 +11,8 @@
 //!   a new `date=…` partition can vanish after it was acknowledged).
 //! - [`write_atomic`]: writes a temporary file beside the target, fsyncs it, renames it over
 //!   the target, and fsyncs the directory.
+//! - [`replace_unsynced`]: the same without the fsyncs, for frequently written hints: never
+//!   torn, but a power cut may keep the previous content.
 //! - [`sync_dir`]: fsyncs a directory (after a rename or remove in it).
 //!
 //! Errors are `std::io::Error`s whose message names the path and the operation, so callers
@@ -65,6 +67,29 @@ pub fn create_dir_all(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Replaces `path` with `bytes` through a temporary file and a rename, without forcing either
+/// to disk: readers and a crash see the old or the new content, never a torn mix, but a power
+/// cut may keep the old one. For hints written often (the agent's watermark after every ack),
+/// where an fsync each time would cost more than losing the latest value.
+pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(".{}.tmp", file_name(path)));
+    std::fs::write(&tmp, bytes).map_err(with_path("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        with_path("rename a temporary file to", path)(e)
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Writes `bytes` to `path` crash-safely: parents created (durably), a temporary file beside
 /// it written and fsync'd, renamed over `path`, the directory fsync'd.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -73,11 +98,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = dir.join(format!(".{}.tmp", file_name(path)));
     {
         let mut f = File::create(&tmp).map_err(with_path("create", &tmp))?;
         f.write_all(bytes).map_err(with_path("write", &tmp))?;
@@ -120,6 +141,16 @@ mod tests {
         assert!(e.to_string().starts_with("cannot "), "{e}");
         let e = create_dir_all(&dir.path().join("f/g")).unwrap_err();
         assert!(e.to_string().contains("create the directory"), "{e}");
+    }
+
+    #[test]
+    fn an_unsynced_replacement_is_whole_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked");
+        replace_unsynced(&path, b"12").unwrap();
+        replace_unsynced(&path, b"7").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"7");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

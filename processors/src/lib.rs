@@ -138,6 +138,10 @@ pub struct Processors {
     audit: Arc<AuditLog>,
     gap_horizon: Duration,
     statuses: BTreeMap<String, StatusMessage>,
+    /// `statuses` changed since `sensors.json` was last written (it is written with the next
+    /// flush, beside the event loop: 370 sensors connecting at once made 370 fsync'd writes
+    /// on the loop).
+    statuses_dirty: bool,
     vacancy: BTreeMap<String, hvac::Vacancy>,
     minutes: minutes::Minutes,
     /// Next nightly reset per room or building (UTC).
@@ -260,6 +264,7 @@ impl Processors {
             audit,
             gap_horizon,
             statuses: BTreeMap::new(),
+            statuses_dirty: false,
             vacancy,
             minutes,
             resets,
@@ -865,13 +870,7 @@ impl Processors {
             );
         }
         self.statuses.insert(sensor, status);
-        if changed {
-            let path = self.data_dir.join("state").join("sensors.json");
-            let text = serde_json::to_vec_pretty(&self.statuses).unwrap_or_default();
-            if let Err(e) = tellijn_durable::write_atomic(&path, &text) {
-                tracing::error!("Cannot save the sensors' statuses: {e}");
-            }
-        }
+        self.statuses_dirty |= changed;
     }
 
     /// The latest status each sensor reported (online reports only).
@@ -901,7 +900,7 @@ impl Processors {
         let acks_changed = acks
             .iter()
             .any(|o| self.published.get(&o.topic) != Some(&o.payload));
-        if self.buffer.is_empty() && !acks_changed {
+        if self.buffer.is_empty() && !acks_changed && !self.statuses_dirty {
             return None;
         }
         // With an empty buffer this persists given-up gaps before they are acked.
@@ -954,7 +953,15 @@ impl Processors {
         })
         .unwrap_or_default();
         let started = std::time::Instant::now();
+        let statuses = std::mem::take(&mut self.statuses_dirty)
+            .then(|| serde_json::to_vec_pretty(&self.statuses).unwrap_or_default());
         let task = tokio::task::spawn_blocking(move || {
+            if let Some(text) = statuses {
+                let path = dir.join("state").join("sensors.json");
+                if let Err(e) = tellijn_durable::write_atomic(&path, &text) {
+                    tracing::error!("Cannot save the sensors' statuses: {e}");
+                }
+            }
             let r = buffer
                 .flush(&dir, flush)
                 .map_err(ProcessorError::from)

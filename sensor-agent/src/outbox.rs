@@ -4,8 +4,8 @@
 //! On disk: `{outbox}/seg-{first_seq:020}.log` segment files of records
 //! `[len u32 LE][crc32 u32 LE][seq u64 LE][payload]` (CRC over seq and payload), rotated at
 //! [`SEGMENT_BYTES`], plus `{outbox}/acked` holding the last known watermark (a hint: losing it
-//! only means resending what the server will drop as duplicates; written through a temporary
-//! file and renamed, so never torn).
+//! only means resending what the server will drop as duplicates; replaced through a temporary
+//! file and a rename, so never torn, but not fsync'd after every ack).
 //!
 //! An outbox created empty is marked `fresh` until the server's first ack: then its records are
 //! renumbered to continue above the server's watermark ([`resync`]), so a camera whose outbox
@@ -264,6 +264,15 @@ impl Outbox {
     /// continue above the watermark ([`resync`]), and a watermark above anything this outbox
     /// wrote moves its next seq past it, so new messages are never taken for duplicates.
     pub fn server_ack(&mut self, watermark: u64) -> Result<ServerAck, OutboxError> {
+        if self.fresh && watermark == 0 {
+            // A new sensor: the seqs stand as they are. The mark goes (durably: were it to
+            // come back after a crash, a later first ack would renumber records that had been
+            // sent and stored) before anything is sent.
+            let count = self.next_seq - 1;
+            resync::unmark_fresh(&self.dir)?;
+            self.fresh = false;
+            return Ok(ServerAck::Resynced { first: 1, count });
+        }
         if self.fresh {
             let stats = self.stats;
             let records = resync::all_records(self.segments.iter().map(|s| s.path.clone()))?;
@@ -418,7 +427,10 @@ impl Outbox {
             return Ok(());
         }
         self.acked = seq.min(self.next_seq.saturating_sub(1)).max(self.acked);
-        resync::write_atomic(&self.dir, "acked", &self.acked.to_string())?;
+        // A hint, written after every ack: replaced whole, but not fsync'd each time.
+        let path = self.dir.join("acked");
+        tellijn_durable::replace_unsynced(&path, self.acked.to_string().as_bytes())
+            .map_err(io_err(&path))?;
         while self.segments.len() > 1
             && self
                 .segments

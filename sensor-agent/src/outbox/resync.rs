@@ -45,6 +45,16 @@ pub(super) fn mark_fresh(dir: &Path) -> Result<(), OutboxError> {
     )
 }
 
+/// Removes the fresh mark, durably.
+pub(super) fn unmark_fresh(dir: &Path) -> Result<(), OutboxError> {
+    let fresh = dir.join(FRESH);
+    match std::fs::remove_file(&fresh) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(&fresh)(e)),
+    }
+}
+
 /// Finishes or undoes a renumbering a crash interrupted (see the module docs).
 pub(super) fn recover(dir: &Path) -> Result<(), OutboxError> {
     let work = dir.join(DIR);

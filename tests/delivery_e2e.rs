@@ -52,18 +52,13 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
     let outbox = cfg.outbox.clone();
     let grows = || {
         let outbox = outbox.clone();
-        async move {
-            Outbox::open(&outbox, 100 << 20)
-                .map(|o| o.next_seq())
-                .unwrap_or(0)
-                > 0
-        }
+        async move { Outbox::peek(&outbox).map(|(next, _)| next).unwrap_or(0) > 0 }
     };
     assert!(wait_for(5, grows).await);
-    let before = Outbox::open(&cfg.outbox, 100 << 20).unwrap().next_seq();
+    let before = Outbox::peek(&cfg.outbox).unwrap().0;
     let more = || {
         let outbox = outbox.clone();
-        async move { Outbox::open(&outbox, 100 << 20).unwrap().next_seq() > before + 20 }
+        async move { Outbox::peek(&outbox).unwrap().0 > before + 20 }
     };
     assert!(
         wait_for(10, more).await,
@@ -117,15 +112,6 @@ async fn broker_outage_then_every_message_arrives_exactly_once() {
     assert_eq!((sum_in, sum_out), truth(max));
 }
 
-/// The watermark an agent's outbox has recorded (read from its file: opening the outbox
-/// would repair it, and change what is measured).
-fn acked_file(outbox: &std::path::Path) -> u64 {
-    std::fs::read_to_string(outbox.join("acked"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Regression (issue 17, finding 1): an agent sent 20 crossings (acked), its outbox was replaced
 /// by an empty one (new SD card, reinstall), and everything it counted afterwards was dropped
 /// by the server as duplicates of the old run's seqs — and acknowledged, so the agent deleted
@@ -154,7 +140,7 @@ async fn a_replaced_outbox_loses_nothing_counted_afterwards() {
             let outbox = cfg.outbox.clone();
             let acked = || {
                 let outbox = outbox.clone();
-                async move { acked_file(&outbox) >= at_least }
+                async move { Outbox::peek(&outbox).is_ok_and(|(_, acked)| acked >= at_least) }
             };
             assert!(
                 wait_for(30, acked).await,
@@ -213,9 +199,32 @@ async fn agent_killed_at_random_points_loses_and_doubles_nothing() {
         child.wait().unwrap();
     }
     // A last, graceful run drains the outbox.
-    let child = spawn_agent(&agent_dir);
+    let mut child = spawn_agent(&agent_dir);
     let pid = child.id().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stopped once it is connected (its log says so), not after a guessed pause.
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log.contains("Connected to the broker") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match line_rx.recv_timeout(left) {
+            Ok(l) => {
+                log.push_str(&l);
+                log.push('\n');
+            }
+            Err(_) => panic!("the agent never connected: {log}"),
+        }
+    }
     assert!(
         Command::new("kill")
             .args(["-INT", &pid])
@@ -223,19 +232,12 @@ async fn agent_killed_at_random_points_loses_and_doubles_nothing() {
             .unwrap()
             .success()
     );
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    log.extend(line_rx.try_iter().map(|l| l + "\n"));
+    assert!(status.success(), "{log}");
     let ob = Outbox::open(&agent_dir.join("outbox"), 100 << 20).unwrap();
-    assert_eq!(
-        ob.depth(),
-        0,
-        "the outbox was not drained: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(ob.depth(), 0, "the outbox was not drained: {log}");
     let n = ob.next_seq() - 1;
     assert!(n > 20, "too few messages to mean anything: {n}");
     server.stop().await.unwrap();
@@ -320,7 +322,7 @@ async fn server_killed_between_receipt_and_flush_recovers_exactly() {
     assert!(wait_for(20, up).await, "the server did not restart");
     let acked = || {
         let outbox = cfg.outbox.clone();
-        async move { Outbox::open(&outbox, 100 << 20).is_ok_and(|o| o.acked() > 40) }
+        async move { Outbox::peek(&outbox).is_ok_and(|(_, acked)| acked > 40) }
     };
     assert!(
         wait_for(40, acked).await,

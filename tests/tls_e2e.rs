@@ -197,6 +197,19 @@ async fn wrong_ca_is_refused_on_both_sides() {
         &["MQTT TLS handshake failed"],
         "server seeing the refused handshake",
     );
+    // Regression (issue 17): the test never checked that nothing got through.
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", s.metrics).parse().unwrap();
+    let m = http_get(metrics, "/metrics").await;
+    assert_eq!(
+        metric(&m, "tellijn_messages_total{outcome=\"accepted\"}"),
+        0.0,
+        "a count got through a refused TLS handshake: {m}"
+    );
+    assert_eq!(
+        metric(&m, "tellijn_sensor_online{sensor=\"s1\"}"),
+        0.0,
+        "{m}"
+    );
     stop(a);
     stop(s.server);
 }

@@ -244,6 +244,27 @@ impl Outbox {
         Ok(ob)
     }
 
+    /// The next seq and the watermark of the outbox in `dir`, read without opening it: nothing
+    /// is repaired, created or deleted, so a running agent's outbox can be looked at (tests,
+    /// an operator's inspection) without changing what is measured.
+    pub fn peek(dir: &Path) -> Result<(u64, u64), OutboxError> {
+        let acked = std::fs::read_to_string(dir.join("acked"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0u64);
+        let mut next = acked + 1;
+        for e in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("seg-") && name.ends_with(".log") {
+                let (records, _, _) = scan(&e.path()).map_err(io_err(&e.path()))?;
+                if let Some(last) = records.last() {
+                    next = next.max(last.0 + 1);
+                }
+            }
+        }
+        Ok((next, acked))
+    }
+
     /// The seq the next appended message must carry.
     pub fn next_seq(&self) -> u64 {
         self.next_seq

@@ -3,7 +3,13 @@
 //! Served by hyper's HTTP/1.1 connection directly rather than `axum::serve`, for its header read
 //! timeout: a connection that has not sent a complete request header `[limits]
 //! http_idle_timeout` after it opened, or after its last response, is closed. That closes idle
-//! keep-alive connections and slow ("slowloris") headers alike.
+//! keep-alive connections and slow ("slowloris") headers alike. At most `[limits]
+//! max_http_connections` are open at once; one more is closed at accept and counted in
+//! `tellijn_http_refused_connections_total`, so HTTP cannot take the file descriptors the
+//! sensors' MQTT connections need.
+//!
+//! `/healthz` answers 503 with the reason while the history or the audit log cannot be written
+//! (a full disk, say), and `ok` again once they can.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +26,8 @@ use prometheus_client::registry::Registry;
 pub struct HttpState {
     pub registry: Arc<Mutex<Registry>>,
     pub api: Arc<crate::api::Api>,
+    /// Whether storage works, for `/healthz`.
+    pub health: tellijn_config::health::Health,
 }
 
 /// The router.
@@ -74,8 +82,21 @@ async fn metrics(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> 
     }
 }
 
-/// Serves `app` on `listener` until the task is aborted, closing connections idle for `idle`.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, idle: Duration) {
+/// How [`serve`] bounds its connections (from `[limits]`).
+#[derive(Clone)]
+pub struct ServeLimits {
+    /// A connection with no complete request header for this long is closed.
+    pub idle: Duration,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Counts the connections closed for `max_connections`.
+    pub refused: prometheus_client::metrics::counter::Counter,
+}
+
+/// Serves `app` on `listener` until the task is aborted, closing connections idle for
+/// `limits.idle` and any beyond `limits.max_connections`.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: ServeLimits) {
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -86,9 +107,17 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, idle: Duratio
                 continue;
             }
         };
+        let Ok(place) = open.clone().try_acquire_owned() else {
+            // Closed at once: waiting would hold the descriptor this limit is there to save.
+            limits.refused.inc();
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let idle = limits.idle;
         tokio::spawn(async move {
+            let _place = place;
             let mut conn = hyper::server::conn::http1::Builder::new();
             conn.timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(idle);
@@ -102,6 +131,15 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, idle: Duratio
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `ok`, or 503 naming what cannot be stored and why.
+async fn healthz(State(s): State<HttpState>) -> impl IntoResponse {
+    let problems = s.health.problems();
+    if problems.is_empty() {
+        return (StatusCode::OK, "ok\n".to_owned());
+    }
+    let mut body = String::new();
+    for (what, message) in problems {
+        body.push_str(&format!("failing: {what}: {message}\n"));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body)
 }

@@ -234,6 +234,9 @@ pub struct Limits {
     pub publish_rate: u32,
     /// Publishes one client may make at once before `publish_rate` applies.
     pub publish_burst: u32,
+    /// HTTP connections open at once; more are closed at accept (the default leaves the file
+    /// descriptors every sensor's MQTT connection needs).
+    pub max_http_connections: usize,
     /// An HTTP connection with no request for this long is closed.
     #[serde(deserialize_with = "duration_de", serialize_with = "duration_ser")]
     pub http_idle_timeout: Duration,
@@ -251,6 +254,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             publish_rate: 50,
             publish_burst: 500,
+            max_http_connections: 256,
             http_idle_timeout: Duration::from_secs(60),
             sql_idle_timeout: Duration::from_secs(15 * 60),
         }
@@ -451,6 +455,7 @@ impl Campus {
             ("max_pending_per_ip", l.max_pending_per_ip as u64),
             ("publish_rate", u64::from(l.publish_rate)),
             ("publish_burst", u64::from(l.publish_burst)),
+            ("max_http_connections", l.max_http_connections as u64),
         ] {
             if value == 0 {
                 err(

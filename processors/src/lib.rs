@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tellijn_config::metrics::{
-    BuildingLabels, RoomLabels, SensorLabels, StageLabels, TableLabels, outcome, stage,
+    BuildingLabels, RoomLabels, SensorLabels, StageLabels, TableLabels, outcome, stage, storage,
 };
 use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
 use tellijn_wire::count::rfc3339;
@@ -862,6 +862,7 @@ impl Processors {
         let acks = std::mem::take(&mut pending.acks);
         match self.finish_save(pending, joined) {
             Ok(()) => {
+                self.metrics.health.succeeded(storage::HISTORY);
                 let mut out = Vec::new();
                 for o in acks {
                     self.push_raw_if_changed(&mut out, o.topic, o.payload);
@@ -875,6 +876,12 @@ impl Processors {
                         table: schema::COUNTS,
                     })
                     .inc();
+                self.metrics.health.failed(
+                    storage::HISTORY,
+                    &format!(
+                        "writing the history failed: {e}; the messages stay buffered and unacknowledged (the sensors keep them) until a flush succeeds; free space on the data directory's disk"
+                    ),
+                );
                 Err(e)
             }
         }

@@ -265,6 +265,12 @@ impl Server {
         &self.data_dir
     }
 
+    /// Writes the aggregated refusals counted so far now, without waiting for their minute to
+    /// end (stop does it too).
+    pub fn flush_refusals(&self) {
+        self.refusals.flush();
+    }
+
     /// Stops accepting, drains and flushes everything admitted; returns what was processed.
     pub async fn stop(self) -> Result<Summary> {
         self.broker.stop();

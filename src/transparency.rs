@@ -95,9 +95,9 @@ fn read_more(path: &Path, file: &mut FileCounts) {
         let (event, n) = match event {
             "publish_refused" | "auth_failure" | "subscribe_refused" => (event, 1),
             "refusals" => match v["refused"].as_str() {
-                Some(
-                    refused @ ("publish_refused" | "auth_failure" | "subscribe_refused"),
-                ) => (refused, v["count"].as_u64().unwrap_or(0)),
+                Some(refused @ ("publish_refused" | "auth_failure" | "subscribe_refused")) => {
+                    (refused, v["count"].as_u64().unwrap_or(0))
+                }
                 _ => continue,
             },
             _ => continue,
@@ -431,7 +431,10 @@ mod tests {
             )
         };
         std::fs::write(&old, line("aaaa")).unwrap();
-        assert_eq!(refusals(dir.path(), now, 30)[&key("subscribe_refused", "aaaa")], 7);
+        assert_eq!(
+            refusals(dir.path(), now, 30)[&key("subscribe_refused", "aaaa")],
+            7
+        );
         // Rewritten in place with the same length: the counted bytes are not read again.
         std::fs::write(&old, line("bbbb")).unwrap();
         let r = refusals(dir.path(), now, 30);
@@ -456,7 +459,10 @@ mod tests {
         std::io::Write::write_all(&mut f, line("cccc").trim_end().as_bytes()).unwrap();
         assert!(!refusals(dir.path(), now, 30).contains_key(&key("subscribe_refused", "cccc")));
         std::io::Write::write_all(&mut f, b"\n").unwrap();
-        assert_eq!(refusals(dir.path(), now, 30)[&key("subscribe_refused", "cccc")], 7);
+        assert_eq!(
+            refusals(dir.path(), now, 30)[&key("subscribe_refused", "cccc")],
+            7
+        );
         // Out of the window: not counted, and forgotten by the cache.
         assert!(refusals(dir.path(), now + TimeDelta::days(40), 30).is_empty());
     }

@@ -248,8 +248,11 @@ async fn a_connect_and_subscribe_flood_writes_a_bounded_audit_and_sensors_keep_d
             }
             // Anonymous (allowed to read rooms) but subscribing where it may not.
             let mut subacks = 0usize;
-            if let Some((mut s, 0)) =
-                connack(mqtt, &connect(format!("anon-{worker}").as_bytes(), None, None)).await
+            if let Some((mut s, 0)) = connack(
+                mqtt,
+                &connect(format!("anon-{worker}").as_bytes(), None, None),
+            )
+            .await
             {
                 for i in (worker..SUBSCRIBES).step_by(8) {
                     let filter = format!("{long_filter}{i}");
@@ -339,7 +342,9 @@ async fn a_connect_and_subscribe_flood_writes_a_bounded_audit_and_sensors_keep_d
     let counted = |refused: &str, reason: &str| -> u64 {
         lines
             .iter()
-            .filter(|l| l["event"] == "refusals" && l["refused"] == refused && l["reason"] == reason)
+            .filter(|l| {
+                l["event"] == "refusals" && l["refused"] == refused && l["reason"] == reason
+            })
             .map(|l| l["count"].as_u64().unwrap())
             .sum()
     };
@@ -362,8 +367,15 @@ async fn a_connect_and_subscribe_flood_writes_a_bounded_audit_and_sensors_keep_d
     assert_eq!(sources, Some(1));
     for l in &lines {
         let raw = l.to_string();
-        assert!(raw.len() < 600, "an audit line of {} bytes: {raw}", raw.len());
-        assert!(!raw.contains(&"i".repeat(100)), "a long client id reached the log");
+        assert!(
+            raw.len() < 600,
+            "an audit line of {} bytes: {raw}",
+            raw.len()
+        );
+        assert!(
+            !raw.contains(&"i".repeat(100)),
+            "a long client id reached the log"
+        );
     }
     let chain = tellijn_config::audit::verify(&data).unwrap();
     assert!(chain.lines >= 2);
@@ -384,7 +396,10 @@ async fn http_401s_are_counted_aggregated_and_cost_the_same_for_unknown_users() 
     let before = audit_bytes(&data);
 
     // A good login works (and is audited as a read).
-    assert_eq!(get(http, "/api/v1/rooms", Some("ada:ada-password")).await.0, 200);
+    assert_eq!(
+        get(http, "/api/v1/rooms", Some("ada:ada-password")).await.0,
+        200
+    );
     // A flood of wrong ones: unknown (long) user names, a known name with wrong passwords.
     let long = "x".repeat(3000);
     const N: usize = 30;
@@ -403,9 +418,18 @@ async fn http_401s_are_counted_aggregated_and_cost_the_same_for_unknown_users() 
     for _ in 0..N {
         assert_eq!(get(http, "/api/v1/rooms", Some("no colon")).await.0, 401);
     }
-    assert_eq!(auth_failures(&server, auth_reason::HTTP_UNKNOWN_USER), N as u64);
-    assert_eq!(auth_failures(&server, auth_reason::HTTP_BAD_PASSWORD), N as u64);
-    assert_eq!(auth_failures(&server, auth_reason::HTTP_MALFORMED), N as u64);
+    assert_eq!(
+        auth_failures(&server, auth_reason::HTTP_UNKNOWN_USER),
+        N as u64
+    );
+    assert_eq!(
+        auth_failures(&server, auth_reason::HTTP_BAD_PASSWORD),
+        N as u64
+    );
+    assert_eq!(
+        auth_failures(&server, auth_reason::HTTP_MALFORMED),
+        N as u64
+    );
     // Unknown names pay the same argon2id verification: no user names by timing. (Without
     // the dummy hash an unknown name is answered ~100× faster.)
     assert!(
@@ -413,7 +437,10 @@ async fn http_401s_are_counted_aggregated_and_cost_the_same_for_unknown_users() 
         "unknown users answered in {unknown_time:?}, known ones with a wrong password in {bad_time:?}"
     );
     // The cached credential still works.
-    assert_eq!(get(http, "/api/v1/rooms", Some("ada:ada-password")).await.0, 200);
+    assert_eq!(
+        get(http, "/api/v1/rooms", Some("ada:ada-password")).await.0,
+        200
+    );
 
     server.stop().await.unwrap();
     let grown = audit_bytes(&data) - before;
@@ -429,7 +456,11 @@ async fn http_401s_are_counted_aggregated_and_cost_the_same_for_unknown_users() 
     assert_eq!(per_reason("http_unknown_user"), N as u64);
     assert_eq!(per_reason("http_bad_password"), N as u64);
     assert_eq!(per_reason("http_malformed"), N as u64);
-    assert!(lines.iter().all(|l| !l.to_string().contains(&"x".repeat(100))));
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.to_string().contains(&"x".repeat(100)))
+    );
     assert_eq!(
         lines.iter().filter(|l| l["event"] == "read").count(),
         2,
@@ -445,9 +476,12 @@ async fn mqtt_unknown_users_cost_the_same_as_known_ones_and_cached_logins_do_not
     let server = start_text(&data, &campus_text(&data, "1h", ""), "127.0.0.1:0").await;
     let mqtt = server.mqtt_addr();
     // s2's real secret once, so it is cached.
-    let (s, code) = connack(mqtt, &connect(b"s2", Some(b"s2"), Some(S2_SECRET.as_bytes())))
-        .await
-        .unwrap();
+    let (s, code) = connack(
+        mqtt,
+        &connect(b"s2", Some(b"s2"), Some(S2_SECRET.as_bytes())),
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 0);
     drop(s);
     const N: usize = 12;
@@ -479,16 +513,23 @@ async fn mqtt_unknown_users_cost_the_same_as_known_ones_and_cached_logins_do_not
         .map(|i| {
             tokio::spawn(async move {
                 let name = format!("ghost-{i}");
-                connack(mqtt, &connect(name.as_bytes(), Some(name.as_bytes()), Some(b"g"))).await
+                connack(
+                    mqtt,
+                    &connect(name.as_bytes(), Some(name.as_bytes()), Some(b"g")),
+                )
+                .await
             })
         })
         .collect();
     // Give the guesses a moment to reach the queue (they are refused either way).
     tokio::time::sleep(Duration::from_millis(20)).await;
     let t = Instant::now();
-    let (_s, code) = connack(mqtt, &connect(b"s2", Some(b"s2"), Some(S2_SECRET.as_bytes())))
-        .await
-        .unwrap();
+    let (_s, code) = connack(
+        mqtt,
+        &connect(b"s2", Some(b"s2"), Some(S2_SECRET.as_bytes())),
+    )
+    .await
+    .unwrap();
     let cached = t.elapsed();
     assert_eq!(code, 0);
     for g in guesses {
@@ -547,6 +588,9 @@ async fn http_connections_beyond_the_limit_are_closed_and_the_others_served() {
     // One leaves: its place is free again.
     drop(open.pop());
     let served = || async { get(http, "/healthz", None).await.0 == 200 };
-    assert!(wait_for(10, served).await, "the freed place was not given back");
+    assert!(
+        wait_for(10, served).await,
+        "the freed place was not given back"
+    );
     server.stop().await.unwrap();
 }

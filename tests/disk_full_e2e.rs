@@ -148,7 +148,10 @@ async fn a_full_disk_acks_nothing_unstored_says_so_and_recovers_without_loss() {
             let (s, b) = get(http, "/healthz", None).await;
             s == 503 && b.contains("history")
         };
-        assert!(wait_for(20, failing).await, "/healthz never said the disk is full");
+        assert!(
+            wait_for(20, failing).await,
+            "/healthz never said the disk is full"
+        );
         get(http, "/healthz", None).await
     };
     assert_eq!(status, 503);
@@ -157,7 +160,10 @@ async fn a_full_disk_acks_nothing_unstored_says_so_and_recovers_without_loss() {
         what: storage::HISTORY,
     };
     assert!(server.metrics.health.errors.get_or_create(&history).get() > 0);
-    assert_eq!(server.metrics.health.failing.get_or_create(&history).get(), 1);
+    assert_eq!(
+        server.metrics.health.failing.get_or_create(&history).get(),
+        1
+    );
 
     // While it is full, nothing is acknowledged beyond what is stored, and nothing new is
     // stored, though the agent keeps sending.
@@ -169,7 +175,10 @@ async fn a_full_disk_acks_nothing_unstored_says_so_and_recovers_without_loss() {
         let (acked, next) = outbox(&cfg.outbox);
         let (rows, distinct, max, _, _) = stored(&data).await;
         assert!(acked <= max, "seq {acked} acknowledged, only {max} stored");
-        assert_eq!((rows, distinct, max), (stored_full, stored_full, stored_full));
+        assert_eq!(
+            (rows, distinct, max),
+            (stored_full, stored_full, stored_full)
+        );
         sent_meanwhile = next;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
@@ -195,15 +204,23 @@ async fn a_full_disk_acks_nothing_unstored_says_so_and_recovers_without_loss() {
     // Space returns: the server says so and catches up, losing nothing.
     std::fs::remove_file(&filler).unwrap();
     let healthy = || async { get(http, "/healthz", None).await == (200, "ok\n".to_owned()) };
-    assert!(wait_for(20, || async {
-        // A written audit line clears the audit's failure; a named read writes one.
-        let _ = get(http, "/api/v1/rooms", ada).await;
-        healthy().await
-    })
-    .await);
-    assert_eq!(server.metrics.health.failing.get_or_create(&history).get(), 0);
+    assert!(
+        wait_for(20, || async {
+            // A written audit line clears the audit's failure; a named read writes one.
+            let _ = get(http, "/api/v1/rooms", ada).await;
+            healthy().await
+        })
+        .await
+    );
+    assert_eq!(
+        server.metrics.health.failing.get_or_create(&history).get(),
+        0
+    );
     let caught_up = || async { outbox(&cfg.outbox).0 >= sent_meanwhile };
-    assert!(wait_for(20, caught_up).await, "the backlog was not acknowledged");
+    assert!(
+        wait_for(20, caught_up).await,
+        "the backlog was not acknowledged"
+    );
     let _ = stop_tx.send(true);
     let totals = agent.await.unwrap().unwrap();
     assert_eq!(totals.unacked, 0);
@@ -211,7 +228,10 @@ async fn a_full_disk_acks_nothing_unstored_says_so_and_recovers_without_loss() {
 
     // Every count exactly once, including those sent while the disk was full.
     let (rows, distinct, max, sum_in, sum_out) = stored(&data).await;
-    assert!(max >= sent_meanwhile, "stored up to {max}, sent {sent_meanwhile}");
+    assert!(
+        max >= sent_meanwhile,
+        "stored up to {max}, sent {sent_meanwhile}"
+    );
     assert_eq!((rows, distinct), (max, max), "lost or doubled counts");
     assert_eq!((sum_in, sum_out), truth(max));
     // The audit log's chain survived the failed writes: no torn line.

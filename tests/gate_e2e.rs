@@ -163,7 +163,11 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         ) == 1.0
             && metric(&m, "tellijn_rejected_messages_total{reason=\"bad_topic\"}") == 3.0
     };
-    assert!(wait_for(10, metrics_ok).await, "{}", http_get(http, "/metrics").await);
+    assert!(
+        wait_for(10, metrics_ok).await,
+        "{}",
+        http_get(http, "/metrics").await
+    );
     let m = http_get(http, "/metrics").await;
     for (series, want) in [
         ("tellijn_rejected_messages_total{reason=\"not_json\"}", 1.0),

@@ -260,8 +260,8 @@ pub fn filter_within(filter: &str, allowed: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
     use argon2::Argon2;
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 
     fn hash(secret: &str) -> String {
         let salt = SaltString::generate(&mut OsRng);

@@ -164,10 +164,9 @@ impl GateHooks {
                     .inc();
                 tracing::debug!(reason, "Refused an MQTT connection.");
                 let source = self.source(info.id().remote_addr);
-                self.refusals
-                    .note(kind::AUTH_FAILURE, reason, source, || {
-                        Example::new(Some(&client_id), username.as_deref(), None)
-                    });
+                self.refusals.note(kind::AUTH_FAILURE, reason, source, || {
+                    Example::new(Some(&client_id), username.as_deref(), None)
+                });
                 let result = if reason == tellijn_config::metrics::auth_reason::BAD_SECRET
                     || reason == tellijn_config::metrics::auth_reason::UNKNOWN_USER
                 {
@@ -190,7 +189,9 @@ impl GateHooks {
             self.metrics.publish_throttled.inc();
             self.rate.until_key_ready(&key).await;
         }
-        self.metrics.publish_limiter_keys.set(self.rate.len() as i64);
+        self.metrics
+            .publish_limiter_keys
+            .set(self.rate.len() as i64);
         let at = Instant::now();
         let received = self.clock.now();
         match self

@@ -404,12 +404,7 @@ impl AuditLog {
 
     /// Appends `text` to today's file whole, or not at all: a partial write (the disk filled
     /// during it) is cut off again so the next line does not continue a torn one.
-    fn append(
-        dir: &Path,
-        guard: &mut State,
-        today: NaiveDate,
-        text: &[u8],
-    ) -> std::io::Result<()> {
+    fn append(dir: &Path, guard: &mut State, today: NaiveDate, text: &[u8]) -> std::io::Result<()> {
         if guard.open.as_ref().map(|o| o.date) != Some(today) {
             let path = dir.join(format!("{today}.jsonl"));
             let file = OpenOptions::new().create(true).append(true).open(path)?;

@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(auth["to"], "2026-12-01T10:01:00Z");
         let client = auth["example"]["client"].as_str().unwrap();
         assert_eq!(client.chars().count(), FIELD_MAX + 1);
-        let sub = l.iter().find(|v| v["refused"] == "subscribe_refused").unwrap();
+        let sub = l
+            .iter()
+            .find(|v| v["refused"] == "subscribe_refused")
+            .unwrap();
         assert_eq!(sub["count"], 500);
         assert_eq!(sub["sources"], 0);
         assert!(sub["example"]["topic"].as_str().unwrap().ends_with(CUT));
@@ -325,9 +328,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(AuditLog::open(dir.path()).unwrap());
         let r = Refusals::new(log);
-        r.note_at(at("2026-12-01T10:00:05Z"), kind::AUTH_FAILURE, "bad_secret", None, Example::default);
-        r.note_at(at("2026-12-01T10:00:50Z"), kind::AUTH_FAILURE, "bad_secret", None, Example::default);
-        r.note_at(at("2026-12-01T10:02:01Z"), kind::AUTH_FAILURE, "bad_secret", None, Example::default);
+        r.note_at(
+            at("2026-12-01T10:00:05Z"),
+            kind::AUTH_FAILURE,
+            "bad_secret",
+            None,
+            Example::default,
+        );
+        r.note_at(
+            at("2026-12-01T10:00:50Z"),
+            kind::AUTH_FAILURE,
+            "bad_secret",
+            None,
+            Example::default,
+        );
+        r.note_at(
+            at("2026-12-01T10:02:01Z"),
+            kind::AUTH_FAILURE,
+            "bad_secret",
+            None,
+            Example::default,
+        );
         let l = lines(dir.path());
         assert_eq!(l.len(), 1);
         assert_eq!(l[0]["count"], 2);
@@ -346,7 +367,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(AuditLog::open(dir.path()).unwrap());
         let r = Refusals::new(log.clone());
-        r.note_at(at("2026-12-01T10:00:05Z"), kind::AUTH_FAILURE, "bad_secret", None, Example::default);
+        r.note_at(
+            at("2026-12-01T10:00:05Z"),
+            kind::AUTH_FAILURE,
+            "bad_secret",
+            None,
+            Example::default,
+        );
         // The audit directory becomes unwritable: a file where the directory was.
         let audit = dir.path().join("audit");
         std::fs::remove_dir_all(&audit).unwrap();

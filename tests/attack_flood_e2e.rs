@@ -594,3 +594,50 @@ async fn http_connections_beyond_the_limit_are_closed_and_the_others_served() {
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_logins_cost_the_same_for_unknown_users_and_are_audited_aggregated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = format!("{}{}", campus_text(&data, "1h", ""), users());
+    let server = start_text(&data, &text, "127.0.0.1:0").await;
+    let port = server.postgres_addr().port();
+    let login = |user: String, password: &'static str| async move {
+        let t = Instant::now();
+        let r = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user={user} password={password} dbname=tellijn"),
+            tokio_postgres::NoTls,
+        )
+        .await;
+        (r.is_ok(), t.elapsed())
+    };
+    const N: usize = 10;
+    let (mut unknown, mut known) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..N {
+        let (ok, t) = login(format!("ghost{i}{}", "g".repeat(500)), "guess").await;
+        assert!(!ok);
+        unknown += t;
+        let (ok, t) = login("ada".to_owned(), "guess").await;
+        assert!(!ok);
+        known += t;
+    }
+    assert!(
+        unknown * 2 > known,
+        "unknown users refused in {unknown:?}, known ones in {known:?}"
+    );
+    assert_eq!(
+        auth_failures(&server, auth_reason::SQL_UNKNOWN_USER),
+        N as u64
+    );
+    assert_eq!(
+        auth_failures(&server, auth_reason::SQL_BAD_PASSWORD),
+        N as u64
+    );
+    server.stop().await.unwrap();
+    let lines = audit_lines(&data);
+    let refusals: Vec<_> = lines.iter().filter(|l| l["event"] == "refusals").collect();
+    let total: u64 = refusals.iter().map(|l| l["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 2 * N as u64, "{refusals:?}");
+    assert!(refusals.len() <= 4, "{refusals:?}");
+    assert!(refusals.iter().all(|l| l["sources"] == 1));
+}

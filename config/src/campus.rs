@@ -878,16 +878,21 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
         let c = Campus::parse(&example(), "campus.toml").unwrap();
         assert_eq!(c.limits, Limits::default());
         let text = format!(
-            "{}\n[limits]\npublish_rate = 0\nconnect_timeout = \"0s\"\n",
+            "{}\n[limits]\npublish_rate = 0\nmax_http_connections = 0\nconnect_timeout = \"0s\"\n",
             example()
         );
         let e = Campus::parse(&text, "campus.toml").unwrap_err();
         let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["limits.publish_rate", "limits.connect_timeout"],
+            [
+                "limits.publish_rate",
+                "limits.max_http_connections",
+                "limits.connect_timeout"
+            ],
             "{e}"
         );
+        assert_eq!(Limits::default().max_http_connections, 256);
         let text = format!("{}\n[limits]\nmax_pending_per_ip = 3\n", example());
         let c = Campus::parse(&text, "campus.toml").unwrap();
         assert_eq!(c.limits.max_pending_per_ip, 3);

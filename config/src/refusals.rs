@@ -206,6 +206,14 @@ impl Refusals {
             let end = start + self.window;
             let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
             for ((refused, reason), e) in std::mem::take(&mut w.entries) {
+                // One log line per audit line, not per attempt: logs fill disks too.
+                tracing::warn!(
+                    refused,
+                    reason,
+                    count = e.count,
+                    sources = e.sources.len(),
+                    "Refused clients that had not authenticated, in the last window."
+                );
                 w.unwritten.push(AuditEvent::Refusals {
                     refused,
                     reason,

@@ -181,10 +181,22 @@ impl Server {
                     .auth_failures
                     .get_or_create(&tellijn_config::metrics::ReasonLabels { reason })
                     .inc();
-                tracing::debug!(reason, %peer, "Refused a PostgreSQL login.");
-                refusals.note(kind::AUTH_FAILURE, reason, Some(peer.ip()), || {
-                    Example::new(Some("postgres"), Some(user), None)
-                });
+                if why == tellijn_queries::pg::LoginRefusal::NoSqlRole {
+                    // The password was right: a named, accountable user, one line each.
+                    tracing::warn!(user, reason, %peer, "Refused a PostgreSQL login.");
+                    if let Err(e) = refusals.log().record(AuditEvent::AuthFailure {
+                        client: format!("postgres {peer}"),
+                        username: Some(tellijn_config::refusals::field(user)),
+                        reason,
+                    }) {
+                        tracing::error!("Writing the audit log failed: {e}");
+                    }
+                } else {
+                    tracing::debug!(reason, %peer, "Refused a PostgreSQL login.");
+                    refusals.note(kind::AUTH_FAILURE, reason, Some(peer.ip()), || {
+                        Example::new(Some("postgres"), Some(user), None)
+                    });
+                }
             });
             tellijn_queries::pg::PgServer::start(
                 Arc::new(history.context().clone()),

@@ -133,6 +133,7 @@ impl Broker {
             events: cfg.events,
             clock: cfg.clock,
             rate: hooks::rate_limiter(&cfg.limits),
+            publishes: std::sync::atomic::AtomicU64::new(0),
             verifications: tokio::sync::Semaphore::new(hooks::verification_slots()),
         });
         let register = scx.extends.hook_mgr().register();

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::health::Health;
 use crate::metrics::storage;
-use crate::refusals::field;
+use crate::refusals::{field, field_of};
 
 /// Something worth an audit line.
 #[derive(Debug, Clone, Serialize)]
@@ -139,7 +139,7 @@ impl AuditEvent {
     pub fn protocol_error(client: &str, error: &str) -> AuditEvent {
         AuditEvent::ProtocolError {
             client: field(client),
-            error: error.chars().take(200).collect(),
+            error: field_of(error, 200),
         }
     }
 
@@ -161,7 +161,7 @@ impl AuditEvent {
             user: user.chars().take(128).collect(),
             via: "api",
             statement: None,
-            resource: Some(resource.chars().take(256).collect()),
+            resource: Some(field_of(resource, 256)),
             tables: bounded(&tables),
         }
     }

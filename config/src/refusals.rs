@@ -46,10 +46,15 @@ pub const MAX_UNWRITTEN: usize = 256;
 /// `?`), at most [`FIELD_MAX`] characters, followed by [`CUT`] when anything was changed.
 /// Nothing in it needs more than JSON's ordinary quoting.
 pub fn field(text: &str) -> String {
-    let mut out = String::with_capacity(FIELD_MAX + 3);
+    field_of(text, FIELD_MAX)
+}
+
+/// As [`field`], with room for `max` characters (longer texts such as error messages).
+pub fn field_of(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(max.min(256) + 3);
     let mut changed = false;
     for (i, c) in text.chars().enumerate() {
-        if i == FIELD_MAX {
+        if i == max {
             changed = true;
             break;
         }

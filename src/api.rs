@@ -12,6 +12,8 @@
 //! `/api/v1/buildings` is audited (`read`: user, resource, tables) before anything is read; when
 //! the audit log cannot be written the request fails. Anonymous requests name nobody and are
 //! not audited; neither are the public page, the transparency report and the OpenAPI document.
+//! Refused credentials (401) are counted and audited aggregated per reason and minute; an
+//! unknown user name costs the same argon2id verification as a wrong password.
 //!
 //! Current numbers come from [`Live`] (the processors' retained outputs); history from the
 //! `occupancy` table through DataFusion.
@@ -32,7 +34,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tellijn_config::campus::{Role, Room};
-use tellijn_config::{AuditEvent, AuditLog, Campus};
+use tellijn_config::metrics::{ReasonLabels, auth_reason};
+use tellijn_config::refusals::{Example, kind};
+use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics, Refusals};
 use tellijn_queries::History;
 use tellijn_wire::Clock;
 
@@ -62,6 +66,8 @@ pub struct Api {
     pub clock: Clock,
     pub data_dir: std::path::PathBuf,
     audit: Arc<AuditLog>,
+    refusals: Arc<Refusals>,
+    metrics: Metrics,
     verified: Mutex<HashMap<String, Verified>>,
     openapi: String,
 }
@@ -73,11 +79,14 @@ impl Api {
         history: Arc<History>,
         clock: Clock,
         data_dir: std::path::PathBuf,
-        audit: Arc<AuditLog>,
+        refusals: Arc<Refusals>,
+        metrics: Metrics,
     ) -> Api {
         Api {
             data_dir,
-            audit,
+            audit: refusals.log().clone(),
+            refusals,
+            metrics,
             live,
             history,
             clock,
@@ -162,23 +171,39 @@ impl IntoResponse for ApiError {
 }
 
 /// Checks HTTP Basic credentials, if any, against `[[users]]`.
-/// The named user and role, or `None` for an anonymous request.
+/// The named user and role, or `None` for an anonymous request. A refusal (401) is counted in
+/// `tellijn_auth_failures_total{reason="http_…"}` and audited aggregated, like every login of
+/// someone who has not authenticated.
 async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Option<(String, Role)>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::unauthorized(
+    let refuse = |reason: &'static str, user: Option<&str>, message: &str| {
+        api.metrics
+            .auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        api.refusals.note(kind::AUTH_FAILURE, reason, None, || {
+            Example::new(Some("http"), user, None)
+        });
+        ApiError::unauthorized(message)
+    };
+    let malformed = || {
+        refuse(
+            auth_reason::HTTP_MALFORMED,
+            None,
             "send HTTP Basic credentials of a [[users]] entry, or none for the public view",
         )
     };
-    let value = value.to_str().map_err(|_| bad())?;
-    let encoded = value.strip_prefix("Basic ").ok_or_else(bad)?.trim();
+    let value = value.to_str().map_err(|_| malformed())?;
+    let encoded = value.strip_prefix("Basic ").ok_or_else(malformed)?.trim();
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (name, password) = text.split_once(':').ok_or_else(bad)?;
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (name, password) = text.split_once(':').ok_or_else(malformed)?;
+    // A credential verified recently is answered from the cache, before and without waiting
+    // for a verification slot.
     let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
     {
         let cache = api.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,20 +214,21 @@ async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Option<(String, 
             return Ok(Some((name.to_owned(), *role)));
         }
     }
-    let wrong = || ApiError::unauthorized("wrong user name or password");
-    let user = api
-        .campus
-        .users
-        .iter()
-        .find(|u| u.name == name)
-        .ok_or_else(wrong)?;
-    let hash = user.password_hash.clone();
+    const WRONG: &str = "wrong user name or password";
     let pw = password.to_owned();
+    let Some(user) = api.campus.users.iter().find(|u| u.name == name) else {
+        // The same deliberately slow hash as for a known user: no user names by timing.
+        let hash = tellijn_config::password::DUMMY_HASH.to_owned();
+        tellijn_queries::pg::verify_password(hash, pw).await;
+        return Err(refuse(auth_reason::HTTP_UNKNOWN_USER, Some(name), WRONG));
+    };
+    let hash = user.password_hash.clone();
     let ok = tellijn_queries::pg::verify_password(hash, pw).await;
     if !ok {
-        return Err(wrong());
+        return Err(refuse(auth_reason::HTTP_BAD_PASSWORD, Some(name), WRONG));
     }
     let mut cache = api.verified.lock().unwrap_or_else(|p| p.into_inner());
+    // Only configured users are ever cached: the map is bounded by `[[users]]`.
     cache.insert(name.to_owned(), (digest, user.role, Instant::now()));
     Ok(Some((user.name.clone(), user.role)))
 }
@@ -600,7 +626,8 @@ mod tests {
             history,
             Clock::system(),
             dir.path().to_path_buf(),
-            audit,
+            Arc::new(Refusals::new(audit)),
+            Metrics::new(&mut prometheus_client::registry::Registry::default()),
         );
         let mut headers = HeaderMap::new();
         let basic = base64::engine::general_purpose::STANDARD.encode("ada:ada-pw");

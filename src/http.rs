@@ -6,7 +6,13 @@
 //! Served by hyper's HTTP/1.1 connection directly rather than `axum::serve`, for its header read
 //! timeout: a connection that has not sent a complete request header `[limits]
 //! http_idle_timeout` after it opened, or after its last response, is closed. That closes idle
-//! keep-alive connections and slow ("slowloris") headers alike.
+//! keep-alive connections and slow ("slowloris") headers alike. At most `[limits]
+//! max_http_connections` are open at once; one more is closed at accept and counted in
+//! `tellijn_http_refused_connections_total`, so HTTP cannot take the file descriptors the
+//! sensors' MQTT connections need.
+//!
+//! `/healthz` answers 503 with the reason while the history or the audit log cannot be written
+//! (a full disk, say), and `ok` again once they can.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,7 +66,7 @@ fn bearer_ok(expected: &[u8; 32], headers: &axum::http::HeaderMap) -> bool {
 
 /// The public router: the page, the anonymous API, `/healthz` and `/transparency`; every other
 /// path is a 404.
-pub fn router(api: Arc<crate::api::Api>) -> Router {
+pub fn router(api: Arc<crate::api::Api>, health: tellijn_config::health::Health) -> Router {
     use crate::api;
     let api_routes = Router::new()
         .route("/", get(api::page))
@@ -73,6 +79,7 @@ pub fn router(api: Arc<crate::api::Api>) -> Router {
         .with_state(api);
     Router::new()
         .route("/healthz", get(healthz))
+        .with_state(health)
         .merge(api_routes)
 }
 
@@ -123,8 +130,21 @@ async fn metrics(
     .into_response()
 }
 
-/// Serves `app` on `listener` until the task is aborted, closing connections idle for `idle`.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, idle: Duration) {
+/// How [`serve`] bounds its connections (from `[limits]`).
+#[derive(Clone)]
+pub struct ServeLimits {
+    /// A connection with no complete request header for this long is closed.
+    pub idle: Duration,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Counts the connections closed for `max_connections`.
+    pub refused: prometheus_client::metrics::counter::Counter,
+}
+
+/// Serves `app` on `listener` until the task is aborted, closing connections idle for
+/// `limits.idle` and any beyond `limits.max_connections`.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: ServeLimits) {
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -135,9 +155,17 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, idle: Duratio
                 continue;
             }
         };
+        let Ok(place) = open.clone().try_acquire_owned() else {
+            // Closed at once: waiting would hold the descriptor this limit is there to save.
+            limits.refused.inc();
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let idle = limits.idle;
         tokio::spawn(async move {
+            let _place = place;
             let mut conn = hyper::server::conn::http1::Builder::new();
             conn.timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(idle);
@@ -151,6 +179,15 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, idle: Duratio
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// `ok`, or 503 naming what cannot be stored and why.
+async fn healthz(State(health): State<tellijn_config::health::Health>) -> impl IntoResponse {
+    let problems = health.problems();
+    if problems.is_empty() {
+        return (StatusCode::OK, "ok\n".to_owned());
+    }
+    let mut body = String::new();
+    for (what, message) in problems {
+        body.push_str(&format!("failing: {what}: {message}\n"));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body)
 }

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
 use tellijn_broker::{Broker, BrokerConfig, Policy, TlsListener};
-use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
+use tellijn_config::refusals::{Example, kind};
+use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics, Refusals};
 use tellijn_processors::{Output, Processors, Summary};
 use tellijn_wire::Clock;
 
@@ -23,6 +24,12 @@ use tokio::task::JoinHandle;
 /// Capacity of the broker → processors channel. When it is full, publishers wait for their
 /// PUBACK: back-pressure instead of unbounded memory.
 pub const EVENT_QUEUE: usize = 4096;
+
+/// How often a closed window of aggregated refusals is looked for and written.
+const REFUSALS_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connections the metrics listener serves at once (Prometheus uses one per scrape target).
+const METRICS_CONNECTIONS: usize = 16;
 
 /// What to start.
 pub struct ServerOptions {
@@ -55,6 +62,8 @@ pub struct Server {
     metrics_http: JoinHandle<()>,
     pg: tellijn_queries::pg::PgServer,
     audit: Arc<AuditLog>,
+    refusals: Arc<Refusals>,
+    refusals_task: JoinHandle<()>,
     /// The current occupancy the API serves.
     pub live: Arc<Live>,
     pub metrics: Metrics,
@@ -95,6 +104,18 @@ impl Server {
         let metrics = Metrics::new(&mut registry);
         Metrics::register_process(&mut registry, &data_dir);
         metrics.seed(&campus);
+        audit.report_to(metrics.health.clone());
+        let refusals = Arc::new(Refusals::new(audit.clone()));
+        let refusals_task = {
+            let refusals = refusals.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(REFUSALS_TICK);
+                loop {
+                    tick.tick().await;
+                    refusals.flush_due(chrono::Utc::now());
+                }
+            })
+        };
 
         let mut processors = Processors::open(
             campus.clone(),
@@ -130,6 +151,7 @@ impl Server {
             policy: Arc::new(Policy::new(&campus)),
             metrics: metrics.clone(),
             audit: audit.clone(),
+            refusals: refusals.clone(),
             events: events_tx,
             clock: opts.clock,
             limits: campus.limits.clone(),
@@ -182,20 +204,28 @@ impl Server {
         let sql_audit = audit.clone();
         let pg = {
             let metrics = metrics.clone();
-            let audit = audit.clone();
+            let refusals = refusals.clone();
             let on_refusal: tellijn_queries::pg::OnRefusal = Arc::new(move |user, why, peer| {
                 let reason = why.as_str();
                 metrics
                     .auth_failures
                     .get_or_create(&tellijn_config::metrics::ReasonLabels { reason })
                     .inc();
-                tracing::warn!(user, reason, %peer, "Refused a PostgreSQL login.");
-                if let Err(e) = audit.record(AuditEvent::AuthFailure {
-                    client: format!("postgres {peer}"),
-                    username: Some(user.to_owned()),
-                    reason,
-                }) {
-                    tracing::error!("Writing the audit log failed: {e}");
+                if why == tellijn_queries::pg::LoginRefusal::NoSqlRole {
+                    // The password was right: a named, accountable user, one line each.
+                    tracing::warn!(user, reason, %peer, "Refused a PostgreSQL login.");
+                    if let Err(e) = refusals.log().record(AuditEvent::AuthFailure {
+                        client: format!("postgres {peer}"),
+                        username: Some(tellijn_config::refusals::field(user)),
+                        reason,
+                    }) {
+                        tracing::error!("Writing the audit log failed: {e}");
+                    }
+                } else {
+                    tracing::debug!(reason, %peer, "Refused a PostgreSQL login.");
+                    refusals.note(kind::AUTH_FAILURE, reason, Some(peer.ip()), || {
+                        Example::new(Some("postgres"), Some(user), None)
+                    });
                 }
             });
             tellijn_queries::pg::PgServer::start(
@@ -217,23 +247,33 @@ impl Server {
             history,
             opts.clock,
             data_dir.clone(),
-            audit.clone(),
+            refusals.clone(),
+            metrics.clone(),
         ));
-        let app = crate::http::router(api);
+        let app = crate::http::router(api, metrics.health.clone());
         let http = tokio::spawn(crate::http::serve(
             http_listener,
             app,
-            campus.limits.http_idle_timeout,
+            crate::http::ServeLimits {
+                idle: campus.limits.http_idle_timeout,
+                max_connections: campus.limits.max_http_connections,
+                refused: metrics.http_refused_connections.clone(),
+            },
         ));
         tracing::info!("HTTP listening on http://{http_addr}/.");
         let metrics_app = crate::http::metrics_router(crate::http::MetricsState {
             registry,
             token_sha256,
         });
+        // Its own connection bound: scrapers never compete with the public for places.
         let metrics_http = tokio::spawn(crate::http::serve(
             metrics_listener,
             metrics_app,
-            campus.limits.http_idle_timeout,
+            crate::http::ServeLimits {
+                idle: campus.limits.http_idle_timeout,
+                max_connections: METRICS_CONNECTIONS,
+                refused: metrics.http_refused_connections.clone(),
+            },
         ));
         tracing::info!("Metrics listening on http://{metrics_addr}/metrics.");
         Ok(Server {
@@ -248,6 +288,8 @@ impl Server {
             metrics_http,
             pg,
             audit,
+            refusals,
+            refusals_task,
             metrics,
             live,
         })
@@ -283,6 +325,12 @@ impl Server {
         &self.data_dir
     }
 
+    /// Writes the aggregated refusals counted so far now, without waiting for their minute to
+    /// end (stop does it too).
+    pub fn flush_refusals(&self) {
+        self.refusals.flush();
+    }
+
     /// Stops accepting, drains and flushes everything admitted; returns what was processed.
     pub async fn stop(self) -> Result<Summary> {
         self.broker.stop();
@@ -292,6 +340,8 @@ impl Server {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.bridge).await;
         self.http.abort();
         self.metrics_http.abort();
+        self.refusals_task.abort();
+        self.refusals.flush();
         self.audit.sync()?;
         Ok(summary)
     }

@@ -3,21 +3,40 @@
 //! messages and logins were refused in the last 30 days. `tellijn transparency` prints it as
 //! Markdown; `/transparency` serves the same content as an HTML page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use tellijn_config::Campus;
 use tellijn_config::campus::{Role, RoomKind};
 
-/// Refusals per (event, reason) in the audit files of the last `days` days.
-pub fn refusals(data_dir: &Path, now: DateTime<Utc>, days: i64) -> BTreeMap<(String, String), u64> {
+/// Refusal counts per (event, reason).
+type Counts = BTreeMap<(String, String), u64>;
+
+/// What has been counted of one audit file: up to which byte, and the counts so far.
+#[derive(Default)]
+struct FileCounts {
+    read: u64,
+    counts: Counts,
+}
+
+/// Counts of every audit file read so far, by path. An audit file only grows (lines are
+/// appended, whole), so each byte is read once: a closed day's file is never read again, and
+/// today's only from where the last request stopped. Anonymous `/transparency` requests thus
+/// cost a directory listing and a `stat` per day, never a re-read of the log.
+static CACHE: std::sync::LazyLock<std::sync::Mutex<HashMap<PathBuf, FileCounts>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Refusals per (event, reason) in the audit files of the last `days` days. Aggregated lines
+/// (`refusals`, see `tellijn_config::refusals`) count with their `count`.
+pub fn refusals(data_dir: &Path, now: DateTime<Utc>, days: i64) -> Counts {
     let mut out = BTreeMap::new();
     let since = (now - TimeDelta::days(days)).date_naive();
     let Ok(entries) = std::fs::read_dir(data_dir.join("audit")) else {
         return out;
     };
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     for e in entries.flatten() {
         let path = e.path();
         let date = path
@@ -27,24 +46,66 @@ pub fn refusals(data_dir: &Path, now: DateTime<Utc>, days: i64) -> BTreeMap<(Str
         if date.is_none_or(|d| d < since) {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(len) = e.metadata().map(|m| m.len()) else {
             continue;
         };
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let event = v["event"].as_str().unwrap_or_default();
-            if matches!(
-                event,
-                "publish_refused" | "auth_failure" | "subscribe_refused"
-            ) {
-                let reason = v["reason"].as_str().unwrap_or("-").to_owned();
-                *out.entry((event.to_owned(), reason)).or_insert(0) += 1;
-            }
+        let file = cache.entry(path.clone()).or_default();
+        if len < file.read {
+            // Shorter than what was counted: not the file counted before. Count it afresh.
+            *file = FileCounts::default();
+        }
+        if len > file.read {
+            read_more(&path, file);
+        }
+        for (k, n) in &file.counts {
+            *out.entry(k.clone()).or_insert(0) += n;
         }
     }
+    // Forget files that left the window or the disk, so the cache stays one entry per day.
+    cache.retain(|path, _| {
+        path.exists()
+            && path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .is_some_and(|d| d >= since)
+    });
     out
+}
+
+/// Counts the whole lines of `path` after `file.read`; a torn last line waits for its end.
+fn read_more(path: &Path, file: &mut FileCounts) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(file.read)).is_err() || f.read_to_end(&mut bytes).is_err() {
+        return;
+    }
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&bytes[..=end]);
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let event = v["event"].as_str().unwrap_or_default();
+        let (event, n) = match event {
+            "publish_refused" | "auth_failure" | "subscribe_refused" => (event, 1),
+            "refusals" => match v["refused"].as_str() {
+                Some(refused @ ("publish_refused" | "auth_failure" | "subscribe_refused")) => {
+                    (refused, v["count"].as_u64().unwrap_or(0))
+                }
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let reason = v["reason"].as_str().unwrap_or("-").to_owned();
+        *file.counts.entry((event.to_owned(), reason)).or_insert(0) += n;
+    }
+    file.read += end as u64 + 1;
 }
 
 /// "30 days" for whole days, else humantime's form.
@@ -338,5 +399,75 @@ mod tests {
         let later = Utc::now() + TimeDelta::days(40);
         assert!(report(&campus, dir.path(), later).contains("Nothing was refused."));
         assert!(page("<b>&").contains("&lt;b&gt;&amp;"));
+    }
+
+    fn sealed_lines(dir: &Path) -> PathBuf {
+        dir.join(format!("audit/{}.jsonl", Utc::now().date_naive()))
+    }
+
+    #[test]
+    fn the_refusal_summary_counts_aggregated_lines_and_reads_each_byte_once() {
+        use tellijn_config::refusals::{Example, kind};
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(tellijn_config::AuditLog::open(dir.path()).unwrap());
+        let agg = tellijn_config::Refusals::new(log.clone());
+        for _ in 0..1000 {
+            agg.note(kind::AUTH_FAILURE, "unknown_user", None, Example::default);
+        }
+        agg.flush();
+        log.record(tellijn_config::AuditEvent::publish_refused(
+            "s", "t", "not_json", b"x",
+        ))
+        .unwrap();
+        let now = Utc::now();
+        let key = |e: &str, r: &str| (e.to_owned(), r.to_owned());
+        let r = refusals(dir.path(), now, 30);
+        assert_eq!(r[&key("auth_failure", "unknown_user")], 1000);
+        assert_eq!(r[&key("publish_refused", "not_json")], 1);
+        // An older day's file, counted once.
+        let old = dir.path().join(format!(
+            "audit/{}.jsonl",
+            (now - TimeDelta::days(3)).date_naive()
+        ));
+        let line = |reason: &str| {
+            format!(
+                "{{\"event\":\"refusals\",\"refused\":\"subscribe_refused\",\"reason\":\"{reason}\",\"count\":7}}\n"
+            )
+        };
+        std::fs::write(&old, line("aaaa")).unwrap();
+        assert_eq!(
+            refusals(dir.path(), now, 30)[&key("subscribe_refused", "aaaa")],
+            7
+        );
+        // Rewritten in place with the same length: the counted bytes are not read again.
+        std::fs::write(&old, line("bbbb")).unwrap();
+        let r = refusals(dir.path(), now, 30);
+        assert_eq!(r[&key("subscribe_refused", "aaaa")], 7);
+        assert!(!r.contains_key(&key("subscribe_refused", "bbbb")));
+        // Today's file: only what was appended since is read.
+        let today = sealed_lines(dir.path());
+        let before = std::fs::read(&today).unwrap();
+        log.record(tellijn_config::AuditEvent::publish_refused(
+            "s", "t", "not_json", b"y",
+        ))
+        .unwrap();
+        let mut forged = std::fs::read(&today).unwrap();
+        let n = before.len();
+        forged[..n].copy_from_slice(&vec![b' '; n]);
+        std::fs::write(&today, &forged).unwrap();
+        let r = refusals(dir.path(), now, 30);
+        assert_eq!(r[&key("auth_failure", "unknown_user")], 1000);
+        assert_eq!(r[&key("publish_refused", "not_json")], 2);
+        // A torn last line waits until it is whole.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&old).unwrap();
+        std::io::Write::write_all(&mut f, line("cccc").trim_end().as_bytes()).unwrap();
+        assert!(!refusals(dir.path(), now, 30).contains_key(&key("subscribe_refused", "cccc")));
+        std::io::Write::write_all(&mut f, b"\n").unwrap();
+        assert_eq!(
+            refusals(dir.path(), now, 30)[&key("subscribe_refused", "cccc")],
+            7
+        );
+        // Out of the window: not counted, and forgotten by the cache.
+        assert!(refusals(dir.path(), now + TimeDelta::days(40), 30).is_empty());
     }
 }

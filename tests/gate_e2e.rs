@@ -173,7 +173,11 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         ) == 1.0
             && metric(&m, "tellijn_rejected_messages_total{reason=\"bad_topic\"}") == 3.0
     };
-    assert!(wait_for(10, metrics_ok).await);
+    assert!(
+        wait_for(10, metrics_ok).await,
+        "{}",
+        http_get(http, "/metrics").await
+    );
     let m = http_get(http, "/metrics").await;
     for (series, want) in [
         ("tellijn_rejected_messages_total{reason=\"not_json\"}", 1.0),
@@ -213,7 +217,9 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
         );
     }
 
-    // Every refusal is audited, without the payload.
+    // Every refusal is audited, without the payload: the logged-in sensor's one line each,
+    // those of clients that had not authenticated aggregated per reason and minute.
+    server.flush_refusals();
     let audit = audit_lines(dir.path());
     let reasons: Vec<&str> = audit
         .iter()
@@ -225,18 +231,20 @@ async fn gate_refuses_everything_but_valid_counts_and_stores_once() {
     }
     let blob_line = audit.iter().find(|l| l["reason"] == "too_large").unwrap();
     assert_eq!(blob_line["payload_bytes"], jpeg.len());
-    assert_eq!(
+    let aggregated = |refused: &str| -> u64 {
         audit
             .iter()
-            .filter(|l| l["event"] == "auth_failure")
-            .count(),
-        3
-    );
-    assert!(
-        audit
-            .iter()
-            .any(|l| l["event"] == "subscribe_refused" && l["filter"] == "#")
-    );
+            .filter(|l| l["event"] == "refusals" && l["refused"] == refused)
+            .map(|l| l["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(aggregated("auth_failure"), 3, "{audit:?}");
+    assert_eq!(aggregated("subscribe_refused"), 1, "{audit:?}");
+    assert!(audit.iter().any(|l| l["event"] == "refusals"
+        && l["refused"] == "subscribe_refused"
+        && l["example"]["topic"] == "#"));
+    // The anonymous client's forged publish is aggregated too.
+    assert_eq!(aggregated("publish_refused"), 1, "{audit:?}");
     let raw = serde_json::to_string(&audit).unwrap();
     assert!(
         !raw.contains("hello-garbage") && !raw.contains("FORGED"),

@@ -72,6 +72,33 @@ impl From<&tellijn_config::campus::Limits> for DoorLimits {
     }
 }
 
+/// The client address behind each of the door's loopback connections to rmqtt (rmqtt sees
+/// only loopback), so the hooks can count the sources of refusals. One entry per open
+/// connection.
+#[derive(Default)]
+pub(crate) struct Peers(Mutex<HashMap<SocketAddr, IpAddr>>);
+
+impl Peers {
+    /// The client address behind rmqtt's `remote_addr` of a connection.
+    pub(crate) fn get(&self, inner_local: SocketAddr) -> Option<IpAddr> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&inner_local).copied()
+    }
+}
+
+/// Removes a connection's entry from [`Peers`] when it ends.
+struct PeerEntry<'a> {
+    peers: &'a Peers,
+    local: SocketAddr,
+}
+
+impl Drop for PeerEntry<'_> {
+    fn drop(&mut self) {
+        let mut m = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(&self.local);
+    }
+}
+
 /// Counts shared by all listeners of one broker.
 pub(crate) struct Door {
     limits: DoorLimits,
@@ -80,6 +107,7 @@ pub(crate) struct Door {
     pending: Mutex<Pending>,
     /// rmqtt's loopback listener.
     inner: SocketAddr,
+    peers: Arc<Peers>,
 }
 
 #[derive(Default)]
@@ -114,13 +142,19 @@ impl Drop for Place {
 }
 
 impl Door {
-    pub(crate) fn new(limits: DoorLimits, metrics: Metrics, inner: SocketAddr) -> Arc<Door> {
+    pub(crate) fn new(
+        limits: DoorLimits,
+        metrics: Metrics,
+        inner: SocketAddr,
+        peers: Arc<Peers>,
+    ) -> Arc<Door> {
         Arc::new(Door {
             limits,
             metrics,
             open: AtomicUsize::new(0),
             pending: Mutex::new(Pending::default()),
             inner,
+            peers,
         })
     }
 
@@ -241,6 +275,14 @@ impl Door {
             refusal::CONNECTION_LIMIT
         })?;
         let _ = inner.set_nodelay(true);
+        let _peer = inner.local_addr().ok().map(|local| {
+            let mut m = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
+            m.insert(local, place.ip);
+            PeerEntry {
+                peers: &self.peers,
+                local,
+            }
+        });
         place.admitted();
         if inner.write_all(&connect).await.is_err() {
             return Ok(());
@@ -417,6 +459,7 @@ mod tests {
             },
             metrics,
             SocketAddr::from(([127, 0, 0, 1], 9)),
+            Arc::new(Peers::default()),
         );
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();

@@ -2,11 +2,16 @@
 //! PUBLISH.
 //!
 //! - `ClientAuthenticate`: credentials, client id and the last will (rmqtt publishes a will
-//!   without the publish ACL, so it is checked here and a bad one refuses the CONNECT).
+//!   without the publish ACL, so it is checked here and a bad one refuses the CONNECT). A
+//!   credential verified before is decided at once; only new ones queue for an argon2id slot.
 //! - `ClientSubscribeCheckAcl`: the topic filter.
 //! - `MessagePublishCheckAcl`: topic and payload; an admitted message is handed to the
 //!   processors *before* the PUBACK, through a bounded channel, so a slow processor slows its
 //!   publishers instead of growing memory.
+//!
+//! Refusals of clients that have not authenticated (every refused CONNECT; SUBSCRIBE, PUBLISH
+//! and protocol errors of anonymous clients) go to the audit log aggregated per reason and
+//! minute ([`Refusals`]); those of sensors and named readers get a line each.
 //!
 //! The listener is built with `allow_anonymous(false)` and nobody is a superuser, so rmqtt
 //! calls these hooks for every client and anonymity stays a decision of the gate.
@@ -23,7 +28,8 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, PublishAclResult, Reason, SubscribeAclResult,
 };
 use tellijn_config::metrics::ReasonLabels;
-use tellijn_config::{AuditEvent, AuditLog, Metrics};
+use tellijn_config::refusals::{Example, kind};
+use tellijn_config::{AuditEvent, AuditLog, Metrics, Refusals};
 use tellijn_wire::{Clock, SensorEvent};
 use tokio::sync::mpsc;
 
@@ -34,10 +40,17 @@ pub(crate) struct GateHooks {
     pub policy: Arc<Policy>,
     pub metrics: Metrics,
     pub audit: Arc<AuditLog>,
+    pub refusals: Arc<Refusals>,
+    /// The client addresses behind the door's loopback connections.
+    pub peers: Arc<crate::door::Peers>,
     pub events: mpsc::Sender<SensorEvent>,
     pub clock: Clock,
-    /// Per-client publish rate (`[limits] publish_rate`, `publish_burst`).
+    /// Per-client publish rate (`[limits] publish_rate`, `publish_burst`), keyed by
+    /// [`rate_key`]: only configured identities (and one key for all anonymous clients) ever
+    /// get an entry, so the limiter's memory is bounded by the config.
     pub rate: governor::DefaultKeyedRateLimiter<String>,
+    /// Publishes seen, to refresh `tellijn_publish_limiter_keys` now and then.
+    pub publishes: std::sync::atomic::AtomicU64,
     /// argon2id verifications running at once. Each holds its memory cost (a MiB or more) on a
     /// blocking thread; unbounded, a connect storm of N sensors would start N threads at once,
     /// and their allocator arenas keep that memory afterwards.
@@ -58,6 +71,17 @@ pub(crate) fn rate_limiter(
     let burst =
         std::num::NonZeroU32::new(limits.publish_burst).unwrap_or(std::num::NonZeroU32::MIN);
     governor::RateLimiter::keyed(governor::Quota::per_second(per_second).allow_burst(burst))
+}
+
+/// The rate limiter's key for an authenticated identity: the sensor or reader name, never a
+/// client id the client chose. All anonymous clients share one key (they may publish nothing;
+/// their refusals are aggregated).
+pub(crate) fn rate_key(who: &Identity) -> String {
+    match who {
+        Identity::Sensor(id) => format!("sensor/{id}"),
+        Identity::Reader(name) => format!("reader/{name}"),
+        Identity::Anonymous => "anonymous".to_owned(),
+    }
 }
 
 /// The protocol error behind a disconnect, if it was one: not a close, a timeout, a kick or
@@ -92,6 +116,11 @@ impl GateHooks {
         }
     }
 
+    /// The client's own address (rmqtt sees the door's loopback connection).
+    fn source(&self, remote: Option<std::net::SocketAddr>) -> Option<std::net::IpAddr> {
+        remote.and_then(|a| self.peers.get(a))
+    }
+
     async fn authenticate(&self, info: &ConnectInfo) -> ReturnType {
         let client_id = info.id().client_id.to_string();
         let username = info.username().map(|u| u.to_string());
@@ -102,18 +131,29 @@ impl GateHooks {
         });
         let policy = self.policy.clone();
         let (cid, user) = (client_id.clone(), username.clone());
-        // argon2id is deliberately slow: keep it off the async worker threads, a few at a time.
-        let _slot = self.verifications.acquire().await;
-        let decided = tokio::task::spawn_blocking(move || {
+        let decide = move || {
             let will = will
                 .as_ref()
                 .map(|(topic, payload)| Will { topic, payload });
             policy.authenticate(&cid, user.as_deref(), password.as_deref(), will)
-        })
-        .await
-        .unwrap_or(Err(AuthRefusal(
-            tellijn_config::metrics::auth_reason::BAD_SECRET,
-        )));
+        };
+        let cached = match (info.username(), info.password()) {
+            (Some(u), Some(p)) => self.policy.is_cached(u, p),
+            _ => false,
+        };
+        let decided = if cached {
+            // Verified before: SHA-256 only, so no waiting behind other clients' argon2id.
+            decide()
+        } else {
+            // argon2id is deliberately slow: keep it off the async worker threads, a few at a
+            // time.
+            let _slot = self.verifications.acquire().await;
+            tokio::task::spawn_blocking(decide)
+                .await
+                .unwrap_or(Err(AuthRefusal(
+                    tellijn_config::metrics::auth_reason::BAD_SECRET,
+                )))
+        };
         match decided {
             Ok(_) => (
                 false,
@@ -124,11 +164,10 @@ impl GateHooks {
                     .auth_failures
                     .get_or_create(&ReasonLabels { reason })
                     .inc();
-                tracing::warn!(client = %client_id, reason, "Refused an MQTT connection.");
-                self.audit(AuditEvent::AuthFailure {
-                    client: client_id,
-                    username,
-                    reason,
+                tracing::debug!(reason, "Refused an MQTT connection.");
+                let source = self.source(info.id().remote_addr);
+                self.refusals.note(kind::AUTH_FAILURE, reason, source, || {
+                    Example::new(Some(&client_id), username.as_deref(), None)
                 });
                 let result = if reason == tellijn_config::metrics::auth_reason::BAD_SECRET
                     || reason == tellijn_config::metrics::auth_reason::UNKNOWN_USER
@@ -144,14 +183,24 @@ impl GateHooks {
 
     async fn publish(&self, s: &Session, p: &rmqtt::types::Publish) -> ReturnType {
         // Over its rate, a client waits here (its PUBACK too): it slows down, loses nothing,
-        // and the other clients' sessions never wait for it.
-        let key = s.id.client_id.to_string();
+        // and the other clients' sessions never wait for it. Keyed by who the CONNECT proved
+        // the client to be, so no client id can create an entry of its own.
+        let who = self.identity(s);
+        let key = rate_key(&who);
         if self.rate.check_key(&key).is_err() {
             self.metrics.publish_throttled.inc();
             self.rate.until_key_ready(&key).await;
         }
+        // Counting the keys visits every shard: not on each of a sensor's publishes.
+        let n = self
+            .publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !matches!(who, Identity::Sensor(_)) || n.is_multiple_of(4096) {
+            self.metrics
+                .publish_limiter_keys
+                .set(self.rate.len() as i64);
+        }
         let at = Instant::now();
-        let who = self.identity(s);
         let received = self.clock.now();
         match self
             .policy
@@ -180,13 +229,21 @@ impl GateHooks {
             Err(reason) => {
                 self.metrics.reject(reason);
                 let client = s.id.client_id.to_string();
-                tracing::warn!(client = %client, topic = %p.topic, reason = reason.as_str(), "Refused a publish.");
-                self.audit(AuditEvent::publish_refused(
-                    &client,
-                    &p.topic,
-                    reason.as_str(),
-                    &p.payload,
-                ));
+                if who == Identity::Anonymous {
+                    let source = self.source(s.id.remote_addr);
+                    self.refusals
+                        .note(kind::PUBLISH_REFUSED, reason.as_str(), source, || {
+                            Example::new(Some(&client), None, Some(&p.topic))
+                        });
+                } else {
+                    tracing::warn!(client = %tellijn_config::refusals::field(&client), reason = reason.as_str(), "Refused a publish.");
+                    self.audit(AuditEvent::publish_refused(
+                        &client,
+                        &p.topic,
+                        reason.as_str(),
+                        &p.payload,
+                    ));
+                }
                 // MQTT 3.1.1 has no negative PUBACK: a refused QoS 1 publish would look
                 // delivered, so the connection is closed instead. MQTT 5 gets reason 0x87.
                 let v5 = s.protocol().await.is_ok_and(|v| v == MQTT_LEVEL_5);
@@ -204,11 +261,16 @@ impl GateHooks {
         }
         self.metrics.subscribe_refused.inc();
         let client = s.id.client_id.to_string();
-        tracing::warn!(client = %client, filter = %sub.topic_filter, "Refused a subscription.");
-        self.audit(AuditEvent::SubscribeRefused {
-            client,
-            filter: sub.topic_filter.chars().take(256).collect(),
-        });
+        if who == Identity::Anonymous {
+            let source = self.source(s.id.remote_addr);
+            self.refusals
+                .note(kind::SUBSCRIBE_REFUSED, "not_allowed", source, || {
+                    Example::new(Some(&client), None, Some(&sub.topic_filter))
+                });
+        } else {
+            tracing::warn!(client = %tellijn_config::refusals::field(&client), filter = %tellijn_config::refusals::field(&sub.topic_filter), "Refused a subscription.");
+            self.audit(AuditEvent::subscribe_refused(&client, &sub.topic_filter));
+        }
         let no = SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized);
         (false, Some(HookResult::SubscribeAclResult(no)))
     }
@@ -224,11 +286,18 @@ impl GateHooks {
             })
             .inc();
         let client = s.id.client_id.to_string();
-        tracing::warn!(client = %client, %error, "Disconnected an MQTT client for a protocol error.");
-        self.audit(AuditEvent::ProtocolError {
-            client,
-            error: error.chars().take(200).collect(),
-        });
+        if self.identity(s) == Identity::Anonymous {
+            let source = self.source(s.id.remote_addr);
+            self.refusals.note(
+                kind::PROTOCOL_ERROR,
+                crate::door::refusal::PROTOCOL_ERROR,
+                source,
+                || Example::new(Some(&client), None, None),
+            );
+        } else {
+            tracing::warn!(client = %tellijn_config::refusals::field(&client), %error, "Disconnected an MQTT client for a protocol error.");
+            self.audit(AuditEvent::protocol_error(&client, &error));
+        }
     }
 
     async fn connection(&self, s: &Session, up: bool) {
@@ -269,5 +338,28 @@ impl Handler for Hook {
             }
             _ => (true, acc),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_keys_come_from_the_identity_never_the_client_id() {
+        let limits = tellijn_config::campus::Limits::default();
+        let rate = rate_limiter(&limits);
+        // Ten thousand anonymous clients, each with its own client id, share one key.
+        for _ in 0..10_000 {
+            let _ = rate.check_key(&rate_key(&Identity::Anonymous));
+        }
+        let _ = rate.check_key(&rate_key(&Identity::Sensor("door-a".into())));
+        let _ = rate.check_key(&rate_key(&Identity::Reader("hvac".into())));
+        assert_eq!(rate.len(), 3);
+        // A reader named like a sensor does not share the sensor's budget.
+        assert_ne!(
+            rate_key(&Identity::Reader("door-a".into())),
+            rate_key(&Identity::Sensor("door-a".into()))
+        );
     }
 }

@@ -8,8 +8,9 @@
 //!   the derived topics the config grants) and publish (a sensor only valid count and status
 //!   messages on its own topics). No broker types; unit-tested on its own.
 //! - [`hooks`]: adapts the gate to rmqtt's `ClientAuthenticate`, `ClientSubscribeCheckAcl` and
-//!   `MessagePublishCheckAcl` hooks, counts and audits every refusal, and hands admitted
-//!   messages to the processors through a bounded channel.
+//!   `MessagePublishCheckAcl` hooks, counts and audits every refusal (aggregated per reason
+//!   and minute for clients that have not authenticated), and hands admitted messages to the
+//!   processors through a bounded channel.
 //! - [`retain`]: the retained-message store rmqtt 0.24 leaves to the embedder.
 //! - [`door`]: our own accept loop in front of rmqtt: connection limits, a deadline for the TLS
 //!   handshake and the CONNECT, the first packet checked; then bytes are copied to rmqtt on
@@ -36,7 +37,7 @@ use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{From, Id, Publish};
-use tellijn_config::{AuditLog, Metrics};
+use tellijn_config::{AuditLog, Metrics, Refusals};
 use tellijn_wire::{Clock, SensorEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -86,6 +87,8 @@ pub struct BrokerConfig {
     pub policy: Arc<Policy>,
     pub metrics: Metrics,
     pub audit: Arc<AuditLog>,
+    /// Where refusals of clients that have not authenticated are aggregated.
+    pub refusals: Arc<Refusals>,
     /// Admitted sensor events go here (bounded: a full channel slows publishers).
     pub events: mpsc::Sender<SensorEvent>,
     pub clock: Clock,
@@ -120,13 +123,17 @@ impl Broker {
         let scx = ServerContext::new().busy_check_enable(false).build().await;
         *scx.extends.retain_mut().await = Box::new(retain::RetainStore::default());
 
+        let peers = Arc::new(door::Peers::default());
         let hooks = Arc::new(hooks::GateHooks {
             policy: cfg.policy,
             metrics: cfg.metrics,
             audit: cfg.audit,
+            refusals: cfg.refusals,
+            peers: peers.clone(),
             events: cfg.events,
             clock: cfg.clock,
             rate: hooks::rate_limiter(&cfg.limits),
+            publishes: std::sync::atomic::AtomicU64::new(0),
             verifications: tokio::sync::Semaphore::new(hooks::verification_slots()),
         });
         let register = scx.extends.hook_mgr().register();
@@ -158,7 +165,12 @@ impl Broker {
         let server = MqttServer::new(scx.clone())
             .listener_by_id(inner, 1)
             .build();
-        let door = door::Door::new((&cfg.limits).into(), hooks.metrics.clone(), inner_addr);
+        let door = door::Door::new(
+            (&cfg.limits).into(),
+            hooks.metrics.clone(),
+            inner_addr,
+            peers,
+        );
         let plain = tokio::net::TcpListener::bind(cfg.mqtt)
             .await
             .map_err(|e| bind_err(e.into()))?;

@@ -3,7 +3,14 @@
 //! described by its size and SHA-256 only.
 //!
 //! Lines are written and flushed to the OS as they happen; `sync` (called on shutdown) makes
-//! them durable.
+//! them durable. A line that cannot be written whole (a full disk) is cut off again, so the
+//! file never holds half a line and the chain stays intact; the failure is returned, counted in
+//! `tellijn_storage_errors_total{what="audit"}` and shown by `/healthz` until a line is written
+//! again.
+//!
+//! Volume: refusals of clients that have not authenticated reach the log only aggregated, per
+//! reason and minute ([`crate::refusals`]); every text an attacker chooses (client id, user
+//! name, topic) is cut by [`crate::refusals::field`]. Authenticated actors get a line per event.
 //!
 //! Tamper evidence: every line carries `prev`, the hash of the line before it (across daily
 //! files and restarts; the very first line has [`GENESIS`]), and ends with `hash`, the SHA-256
@@ -20,6 +27,10 @@ use std::sync::Mutex;
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use crate::health::Health;
+use crate::metrics::storage;
+use crate::refusals::{field, field_of};
 
 /// Something worth an audit line.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +50,7 @@ pub enum AuditEvent {
         payload_bytes: usize,
         payload_sha256: String,
     },
-    /// A subscription was refused.
+    /// A subscription of an authenticated client was refused.
     SubscribeRefused { client: String, filter: String },
     /// A logged-in MQTT client was disconnected for a packet the protocol does not allow
     /// (too large, invalid UTF-8, an empty topic); the packet itself is not kept.
@@ -78,6 +89,21 @@ pub enum AuditEvent {
         config_sha256: String,
         source: String,
     },
+    /// Refusals of clients that had not authenticated, aggregated over `from`..`to` (see
+    /// [`crate::refusals`]): what was refused (`auth_failure`, `subscribe_refused`, …), why,
+    /// how often, from how many distinct source addresses (`sources_more`: more than were
+    /// kept), and the window's first attempt as an example.
+    Refusals {
+        refused: &'static str,
+        reason: &'static str,
+        from: String,
+        to: String,
+        count: u64,
+        sources: usize,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        sources_more: bool,
+        example: crate::refusals::Example,
+    },
     /// A named user (`[[users]]`) read: who, through what, which tables — never the results.
     /// `via` is `sql` (PostgreSQL wire; `statement` is the kind, e.g. `query`) or `api` (HTTP
     /// with Basic credentials; `resource` is the path under `/api/v1/`). `tables` are the SQL
@@ -102,11 +128,27 @@ impl AuditEvent {
         payload: &[u8],
     ) -> AuditEvent {
         AuditEvent::PublishRefused {
-            client: client.chars().take(128).collect(),
-            topic: topic.chars().take(256).collect(),
+            client: field(client),
+            topic: field(topic),
             reason,
             payload_bytes: payload.len(),
             payload_sha256: hex::encode(Sha256::digest(payload)),
+        }
+    }
+
+    /// A refused subscription of an authenticated client (texts cut by [`field`]).
+    pub fn subscribe_refused(client: &str, filter: &str) -> AuditEvent {
+        AuditEvent::SubscribeRefused {
+            client: field(client),
+            filter: field(filter),
+        }
+    }
+
+    /// A protocol error of a logged-in, authenticated client.
+    pub fn protocol_error(client: &str, error: &str) -> AuditEvent {
+        AuditEvent::ProtocolError {
+            client: field(client),
+            error: field_of(error, 200),
         }
     }
 
@@ -128,7 +170,7 @@ impl AuditEvent {
             user: user.chars().take(128).collect(),
             via: "api",
             statement: None,
-            resource: Some(resource.chars().take(256).collect()),
+            resource: Some(field_of(resource, 256)),
             tables: bounded(&tables),
         }
     }
@@ -286,7 +328,7 @@ fn last_hash(dir: &Path) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(
-        "cannot write the audit log in {dir}: {source}; check that the data directory is writable"
+        "cannot write the audit log in {dir}: {source}; check that the data directory is writable and its disk has space"
     )]
     Io {
         dir: PathBuf,
@@ -309,6 +351,8 @@ struct State {
 pub struct AuditLog {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Where write failures are reported, once the server has metrics.
+    health: std::sync::OnceLock<Health>,
 }
 
 impl AuditLog {
@@ -323,7 +367,13 @@ impl AuditLog {
         Ok(AuditLog {
             dir,
             state: Mutex::new(State { open: None, last }),
+            health: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reports write failures (and recoveries) to `health` from now on.
+    pub fn report_to(&self, health: Health) {
+        let _ = self.health.set(health);
     }
 
     /// The directory holding the log files.
@@ -349,19 +399,37 @@ impl AuditLog {
             source,
         };
         let today = now.date_naive();
+        let written = Self::append(&self.dir, &mut guard, today, text.as_bytes()).map_err(io);
+        if let Some(h) = self.health.get() {
+            match &written {
+                Ok(()) => h.succeeded(storage::AUDIT),
+                Err(e) => h.failed(storage::AUDIT, &e.to_string()),
+            }
+        }
+        written?;
+        guard.last = hash;
+        Ok(())
+    }
+
+    /// Appends `text` to today's file whole, or not at all: a partial write (the disk filled
+    /// during it) is cut off again so the next line does not continue a torn one.
+    fn append(dir: &Path, guard: &mut State, today: NaiveDate, text: &[u8]) -> std::io::Result<()> {
         if guard.open.as_ref().map(|o| o.date) != Some(today) {
-            let path = self.dir.join(format!("{today}.jsonl"));
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(io)?;
+            let path = dir.join(format!("{today}.jsonl"));
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
             guard.open = Some(Open { date: today, file });
         }
-        if let Some(o) = guard.open.as_mut() {
-            o.file.write_all(text.as_bytes()).map_err(io)?;
+        let Some(o) = guard.open.as_mut() else {
+            return Err(std::io::Error::other("the audit file is not open"));
+        };
+        let before = o.file.metadata()?.len();
+        if let Err(e) = o.file.write_all(text) {
+            if o.file.set_len(before).is_err() {
+                // Cannot even cut it: reopen next time, and let `verify` name the torn line.
+                guard.open = None;
+            }
+            return Err(e);
         }
-        guard.last = hash;
         Ok(())
     }
 
@@ -565,5 +633,40 @@ mod tests {
             l.insert(1, forged);
         });
         assert_eq!(broken_at(dir.path()).1, 2);
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::refusals::{CUT, FIELD_MAX};
+
+    #[test]
+    fn attacker_chosen_fields_are_cut_in_every_line() {
+        let long = format!("{}\n\"}}", "t".repeat(3000));
+        let events = [
+            AuditEvent::publish_refused(&long, &long, "not_json", b"x"),
+            AuditEvent::subscribe_refused(&long, &long),
+            AuditEvent::protocol_error(&long, &long),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        for e in events {
+            log.record(e).unwrap();
+        }
+        let text = std::fs::read_to_string(
+            dir.path()
+                .join(format!("audit/{}.jsonl", Utc::now().date_naive())),
+        )
+        .unwrap();
+        assert_eq!(text.lines().count(), 3);
+        for line in text.lines() {
+            assert!(line.len() < 700, "{} bytes: {line}", line.len());
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let client = v["client"].as_str().unwrap();
+            assert_eq!(client.chars().count(), FIELD_MAX + 1);
+            assert!(client.ends_with(CUT));
+        }
+        assert_eq!(verify(dir.path()).unwrap().lines, 3);
     }
 }

@@ -248,6 +248,9 @@ pub struct Limits {
     pub publish_rate: u32,
     /// Publishes one client may make at once before `publish_rate` applies.
     pub publish_burst: u32,
+    /// HTTP connections open at once; more are closed at accept (the default leaves the file
+    /// descriptors every sensor's MQTT connection needs).
+    pub max_http_connections: usize,
     /// An HTTP connection with no request for this long is closed.
     #[serde(deserialize_with = "duration_de", serialize_with = "duration_ser")]
     pub http_idle_timeout: Duration,
@@ -265,6 +268,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             publish_rate: 50,
             publish_burst: 500,
+            max_http_connections: 256,
             http_idle_timeout: Duration::from_secs(60),
             sql_idle_timeout: Duration::from_secs(15 * 60),
         }
@@ -479,6 +483,7 @@ impl Campus {
             ("max_pending_per_ip", l.max_pending_per_ip as u64),
             ("publish_rate", u64::from(l.publish_rate)),
             ("publish_burst", u64::from(l.publish_burst)),
+            ("max_http_connections", l.max_http_connections as u64),
         ] {
             if value == 0 {
                 err(
@@ -965,16 +970,21 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
         let c = Campus::parse(&example(), "campus.toml").unwrap();
         assert_eq!(c.limits, Limits::default());
         let text = format!(
-            "{}\n[limits]\npublish_rate = 0\nconnect_timeout = \"0s\"\n",
+            "{}\n[limits]\npublish_rate = 0\nmax_http_connections = 0\nconnect_timeout = \"0s\"\n",
             example()
         );
         let e = Campus::parse(&text, "campus.toml").unwrap_err();
         let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["limits.publish_rate", "limits.connect_timeout"],
+            [
+                "limits.publish_rate",
+                "limits.max_http_connections",
+                "limits.connect_timeout"
+            ],
             "{e}"
         );
+        assert_eq!(Limits::default().max_http_connections, 256);
         let text = format!("{}\n[limits]\nmax_pending_per_ip = 3\n", example());
         let c = Campus::parse(&text, "campus.toml").unwrap();
         assert_eq!(c.limits.max_pending_per_ip, 3);

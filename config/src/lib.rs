@@ -9,13 +9,21 @@
 //! - [`metrics`]: every Prometheus metric name and label set, typed, in one place.
 //! - [`process`]: process metrics (RSS, CPU, open fds) and data-disk space, read per scrape.
 //! - [`audit`]: the audit log (JSON lines under `{data}/audit/`), never carrying a payload.
+//! - [`refusals`]: unauthenticated refusals aggregated per reason and minute before they reach
+//!   the audit log, and the bound on every attacker-chosen field that is written.
+//! - [`health`]: whether the history and the audit log can be written (`/healthz`).
+//! - [`password`]: argon2id checks, and the dummy hash unknown users are verified against.
 
 pub mod audit;
 pub mod campus;
+pub mod health;
 pub mod metrics;
+pub mod password;
 pub mod process;
+pub mod refusals;
 
 pub use audit::{AuditEvent, AuditLog};
 pub use campus::{Campus, ConfigError, ConfigErrors};
 pub use metrics::Metrics;
+pub use refusals::Refusals;
 pub use tellijn_wire::is_valid_id;

@@ -84,6 +84,27 @@ pub mod auth_reason {
     pub const SQL_UNKNOWN_USER: &str = "sql_unknown_user";
     pub const SQL_BAD_PASSWORD: &str = "sql_bad_password";
     pub const SQL_ROLE_VIEWER: &str = "sql_role_viewer";
+    /// HTTP Basic credentials naming no `[[users]]` entry.
+    pub const HTTP_UNKNOWN_USER: &str = "http_unknown_user";
+    /// HTTP Basic credentials of a user with the wrong password.
+    pub const HTTP_BAD_PASSWORD: &str = "http_bad_password";
+    /// An `Authorization` header that is not well-formed HTTP Basic.
+    pub const HTTP_MALFORMED: &str = "http_malformed";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhatLabels {
+    pub what: &'static str,
+}
+
+/// What could not be stored, for `tellijn_storage_errors_total{what}` and
+/// `tellijn_storage_failing{what}`.
+pub mod storage {
+    /// Parquet history and the processors' state (a failed flush; nothing is acked).
+    pub const HISTORY: &str = "history";
+    /// The audit log.
+    pub const AUDIT: &str = "audit";
+    pub const ALL: [&str; 2] = [HISTORY, AUDIT];
 }
 
 /// All metric handles. Cloning is cheap (handles share their values).
@@ -115,6 +136,12 @@ pub struct Metrics {
     pub room_vacant: Family<RoomLabels, Gauge>,
     pub sensor_queue: Family<SensorLabels, Gauge>,
     pub room_info: Family<RoomInfoLabels, Gauge>,
+    /// HTTP connections closed at accept because `[limits] max_http_connections` were open.
+    pub http_refused_connections: Counter,
+    /// Keys the publish rate limiter holds (configured sensors and readers, one for anonymous).
+    pub publish_limiter_keys: Gauge,
+    /// Whether storage works, shared with `/healthz`; counts and flags storage errors.
+    pub health: crate::health::Health,
 }
 
 impl Metrics {
@@ -152,6 +179,9 @@ impl Metrics {
             room_vacant: Family::default(),
             sensor_queue: Family::default(),
             room_info: Family::default(),
+            http_refused_connections: Counter::default(),
+            publish_limiter_keys: Gauge::default(),
+            health: crate::health::Health::default(),
         };
         let r = registry;
         r.register(
@@ -186,7 +216,7 @@ impl Metrics {
         );
         r.register(
             "tellijn_auth_failures",
-            "Connections refused (MQTT, and SQL logins: sql_*), by reason",
+            "Connections and logins refused (MQTT; SQL logins: sql_*; HTTP Basic: http_*), by reason",
             m.auth_failures.clone(),
         );
         r.register(
@@ -274,6 +304,26 @@ impl Metrics {
             "1 per room, with its kind and whether it is public (from the config), for joins",
             m.room_info.clone(),
         );
+        r.register(
+            "tellijn_http_refused_connections",
+            "HTTP connections closed at accept: [limits] max_http_connections were open",
+            m.http_refused_connections.clone(),
+        );
+        r.register(
+            "tellijn_publish_limiter_keys",
+            "Clients the publish rate limiter holds state for (configured identities only)",
+            m.publish_limiter_keys.clone(),
+        );
+        r.register(
+            "tellijn_storage_errors",
+            "Writes to the data directory that failed (history flushes, audit lines), by what",
+            m.health.errors.clone(),
+        );
+        r.register(
+            "tellijn_storage_failing",
+            "1 while the last write of this kind failed (e.g. the disk is full), else 0",
+            m.health.failing.clone(),
+        );
         m
     }
 
@@ -340,6 +390,9 @@ impl Metrics {
             auth_reason::SQL_UNKNOWN_USER,
             auth_reason::SQL_BAD_PASSWORD,
             auth_reason::SQL_ROLE_VIEWER,
+            auth_reason::HTTP_UNKNOWN_USER,
+            auth_reason::HTTP_BAD_PASSWORD,
+            auth_reason::HTTP_MALFORMED,
         ] {
             let _ = self
                 .auth_failures
@@ -351,6 +404,10 @@ impl Metrics {
             stage::PARQUET_BUFFER,
         ] {
             let _ = self.queue_depth.get_or_create(&StageLabels { stage });
+        }
+        for what in storage::ALL {
+            let _ = self.health.errors.get_or_create(&WhatLabels { what });
+            let _ = self.health.failing.get_or_create(&WhatLabels { what });
         }
         for table in ["counts", "zone_counts", "occupancy"] {
             let _ = self.flush_failures.get_or_create(&TableLabels { table });

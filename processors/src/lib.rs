@@ -16,6 +16,10 @@
 //! - acks: after each successful flush, every sensor's watermark (the end of its first run of
 //!   stored seqs; a gap overdue longer than `gap_horizon` is declared lost, counted and
 //!   audited) is published retained on `tellijn/v1/sensors/{sensor}/ack`.
+//! - a failed flush (a full disk) acks nothing: its rows go back into the buffer and are
+//!   written by the next flush that succeeds; `tellijn_storage_failing{what="history"}` and
+//!   `/healthz` say so meanwhile. Past [`MAX_BUFFERED_WHILE_FAILING`] rows no more events are
+//!   taken, so publishers wait and the agents keep their counts.
 //!
 //! State and recovery: the dedup sets, occupancy counts and the flush number are saved to
 //! `{data}/state/processors.json` after the Parquet files of each flush (write aside, fsync,
@@ -46,7 +50,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tellijn_config::metrics::{
-    BuildingLabels, RoomLabels, SensorLabels, StageLabels, TableLabels, outcome, stage,
+    BuildingLabels, RoomLabels, SensorLabels, StageLabels, TableLabels, outcome, stage, storage,
 };
 use tellijn_config::{AuditEvent, AuditLog, Campus, Metrics};
 use tellijn_wire::count::rfc3339;
@@ -918,6 +922,7 @@ impl Processors {
         let acks = std::mem::take(&mut pending.acks);
         match self.finish_save(pending, joined) {
             Ok(()) => {
+                self.metrics.health.succeeded(storage::HISTORY);
                 let mut out = Vec::new();
                 for o in acks {
                     self.push_raw_if_changed(&mut out, o.topic, o.payload);
@@ -931,6 +936,12 @@ impl Processors {
                         table: schema::COUNTS,
                     })
                     .inc();
+                self.metrics.health.failed(
+                    storage::HISTORY,
+                    &format!(
+                        "writing the history failed: {e}; the messages stay buffered and unacknowledged (the sensors keep them) until a flush succeeds; free space on the data directory's disk"
+                    ),
+                );
                 Err(e)
             }
         }
@@ -1092,7 +1103,10 @@ impl Processors {
                         self.rebuild_due().await;
                     }
                 }
-                ev = events.recv() => match ev {
+                // While flushes fail (a full disk) the buffer grows; past a bound, stop taking
+                // events: the broker's channel fills and publishers wait for their PUBACK, so
+                // the agents keep the rest in their outboxes instead of this process in memory.
+                ev = events.recv(), if !self.held_back() => match ev {
                     Some(ev) => {
                         for o in self.handle(ev, &mut summary) {
                             let _ = out.send(o).await;
@@ -1130,6 +1144,22 @@ impl Processors {
             let _ = out.send(o).await;
         }
         Ok(summary)
+    }
+}
+
+/// Rows buffered while flushes fail before the processors stop taking events.
+pub const MAX_BUFFERED_WHILE_FAILING: usize = 200_000;
+
+impl Processors {
+    /// Whether to stop taking events: the history cannot be written and the buffer is full.
+    fn held_back(&self) -> bool {
+        self.buffer.len() >= MAX_BUFFERED_WHILE_FAILING
+            && self
+                .metrics
+                .health
+                .problems()
+                .iter()
+                .any(|(what, _)| *what == storage::HISTORY)
     }
 }
 

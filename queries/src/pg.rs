@@ -411,8 +411,8 @@ impl StartupHandler for PasswordStartup {
     }
 }
 
-/// An argon2id hash of a random secret, verified against for unknown users.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$dGVsbGlqbmR1bW15c2FsdA$2oNq0mKxVjzsR4pI6bq0m7U8qVjH8c8J9sQ2n0x3Yqk";
+// Unknown users are verified against the dummy hash every login shares.
+use tellijn_config::password::DUMMY_HASH;
 
 /// Refuses every statement that could write or change shared settings.
 #[derive(Debug)]

@@ -95,9 +95,10 @@ async fn get(addr: SocketAddr, path: &str, basic: Option<&str>) -> (u16, String)
     (status, body)
 }
 
+/// A running agent's (watermark, next seq), read without opening (and so repairing) its outbox.
 fn outbox(path: &Path) -> (u64, u64) {
-    Outbox::open(path, 100 << 20)
-        .map(|o| (o.acked(), o.next_seq()))
+    Outbox::peek(path)
+        .map(|(next, acked)| (acked, next))
         .unwrap_or((0, 0))
 }
 

@@ -117,33 +117,7 @@ fn audit_bytes(data: &std::path::Path) -> u64 {
 
 /// GET over HTTP/1.1 with optional Basic credentials: (status, body).
 async fn get(addr: SocketAddr, path: &str, basic: Option<&str>) -> (u16, String) {
-    use base64::Engine;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let auth = basic
-        .map(|b| {
-            format!(
-                "Authorization: Basic {}\r\n",
-                base64::engine::general_purpose::STANDARD.encode(b)
-            )
-        })
-        .unwrap_or_default();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf).await;
-    let status = buf
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    http_basic(addr, path, basic).await
 }
 
 fn auth_failures(server: &tellijn::server::Server, reason: &'static str) -> u64 {

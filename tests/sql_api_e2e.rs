@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
 use serde_json::{Value, json};
@@ -284,33 +283,8 @@ async fn occupancy_rows(c: &tokio_postgres::Client) -> u64 {
 
 /// A GET with optional Basic credentials: (status, body).
 async fn get(addr: SocketAddr, path: &str, user: Option<(&str, &str)>) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = user
-        .map(|(u, p)| {
-            format!(
-                "Authorization: Basic {}\r\n",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )
-        })
-        .unwrap_or_default();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let basic = user.map(|(u, p)| format!("{u}:{p}"));
+    http_basic(addr, path, basic.as_deref()).await
 }
 
 async fn get_json(addr: SocketAddr, path: &str, user: Option<(&str, &str)>) -> (u16, Value) {

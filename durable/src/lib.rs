@@ -99,10 +99,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     };
     create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.tmp", file_name(path)));
-    {
-        let mut f = File::create(&tmp).map_err(with_path("create", &tmp))?;
-        f.write_all(bytes).map_err(with_path("write", &tmp))?;
-        f.sync_all().map_err(with_path("sync", &tmp))?;
+    let written = File::create(&tmp)
+        .map_err(with_path("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(bytes).map_err(with_path("write", &tmp))?;
+            f.sync_all().map_err(with_path("sync", &tmp))
+        });
+    if let Err(e) = written {
+        // A full disk must not keep a half-written temporary file.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

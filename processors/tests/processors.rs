@@ -314,7 +314,7 @@ async fn messages_are_handled_while_a_flush_is_written() {
     let p = open(dir.path(), &campus(""));
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let fifo = state.join("processors.json.tmp");
+    let fifo = state.join(".processors.json.tmp"); // tellijn_durable::write_atomic's temporary file
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()

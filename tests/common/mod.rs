@@ -186,16 +186,55 @@ pub enum Payload<'a> {
 
 /// GET a path from the HTTP server; returns the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    http_request(addr, path, &[]).await.2
+}
+
+/// A raw HTTP/1.1 GET with extra headers: (status, head, body). Status 0 and empty texts when
+/// the server closed the connection without an answer (a refused connection).
+pub async fn http_request(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let _ = s
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
     let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    buf.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    let _ = s.read_to_string(&mut buf).await;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// A GET with optional HTTP Basic credentials `user:password`: (status, body).
+pub async fn http_basic(
+    addr: std::net::SocketAddr,
+    path: &str,
+    basic: Option<&str>,
+) -> (u16, String) {
+    use base64::Engine;
+    let auth = basic.map(|b| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(b)
+        )
+    });
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let (status, _, body) = http_request(addr, path, &headers).await;
+    (status, body)
 }
 
 /// The value of one sample line in Prometheus text (`name{labels}`), or 0.

@@ -367,6 +367,36 @@ pub async fn buildings(
     Ok(no_store(Json(list)))
 }
 
+/// One room's occupancy rows between `range.from` and `range.to`, grouped by `step` seconds
+/// (one DataFusion query over `occupancy`, pruned by `date`): columns t, omin, oavg, omax, pin,
+/// pout. The caller has validated every value formatted in: the room id exists in the config,
+/// the times were parsed, the step is one of the allowed ones.
+pub(crate) async fn occupancy_steps(
+    api: &Api,
+    room: &str,
+    range: &tellijn_wire::query::HistoryRange,
+    step: i64,
+) -> Result<Vec<arrow::array::RecordBatch>, ApiError> {
+    let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
+    let sql = format!(
+        "SELECT CAST(floor(extract(epoch FROM minute) / {step}) AS BIGINT) * {step} AS t, \
+         CAST(min(occupancy_min) AS BIGINT) AS omin, CAST(avg(occupancy_avg) AS DOUBLE) AS oavg, \
+         CAST(max(occupancy_max) AS BIGINT) AS omax, CAST(sum(people_in) AS BIGINT) AS pin, \
+         CAST(sum(people_out) AS BIGINT) AS pout \
+         FROM occupancy WHERE room = '{room}' AND date >= '{d0}' AND date <= '{d1}' \
+         AND minute >= TIMESTAMP '{from}' AND minute < TIMESTAMP '{to}' GROUP BY 1 ORDER BY 1",
+        d0 = day(range.from - TimeDelta::days(1)),
+        d1 = day(range.to + TimeDelta::days(1)),
+        from = fmt(range.from),
+        to = fmt(range.to),
+    );
+    api.history
+        .batches(&sql)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the history failed: {e}")))
+}
+
 /// One step of a room's history.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct HistoryRow {
@@ -421,28 +451,8 @@ pub async fn history(
         })));
     }
     let range = history_range(&q, api.clock.now())?;
-    let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
-    // Every value in this statement is validated above (the room id exists in the config,
-    // the times were parsed), so formatting it in is safe.
-    let sql = format!(
-        "SELECT CAST(floor(extract(epoch FROM minute) / {step}) AS BIGINT) * {step} AS t, \
-         CAST(min(occupancy_min) AS BIGINT) AS omin, CAST(avg(occupancy_avg) AS DOUBLE) AS oavg, \
-         CAST(max(occupancy_max) AS BIGINT) AS omax, CAST(sum(people_in) AS BIGINT) AS pin, \
-         CAST(sum(people_out) AS BIGINT) AS pout \
-         FROM occupancy WHERE room = '{room}' AND date >= '{d0}' AND date <= '{d1}' \
-         AND minute >= TIMESTAMP '{from}' AND minute < TIMESTAMP '{to}' GROUP BY 1 ORDER BY 1",
-        step = range.step,
-        room = room.id,
-        d0 = day(range.from - TimeDelta::days(1)),
-        d1 = day(range.to + TimeDelta::days(1)),
-        from = fmt(range.from),
-        to = fmt(range.to),
-    );
-    let batches = api
-        .history
-        .batches(&sql)
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the history failed: {e}")))?;
+    // The room id exists in the config and the times were parsed above.
+    let batches = occupancy_steps(&api, &room.id, &range, range.step).await?;
     let b = |v: i64| band(v.max(0) as u64, min, reader);
     let mut rows = Vec::new();
     for batch in &batches {

@@ -12,7 +12,7 @@
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use tellijn_config::campus::Room;
 use tellijn_wire::query::HistoryRange;
 
@@ -42,27 +42,8 @@ pub async fn rows(
     range: &HistoryRange,
 ) -> Result<Vec<HistoryRow>, ApiError> {
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let day = |t: DateTime<Utc>| t.format("%Y-%m-%d").to_string();
-    // Every value formatted in is validated: the room id exists in the config, the times
-    // were parsed and snapped to the grid.
-    let sql = format!(
-        "SELECT CAST(floor(extract(epoch FROM minute) / {QUARTER}) AS BIGINT) * {QUARTER} AS t, \
-         CAST(min(occupancy_min) AS BIGINT) AS omin, CAST(avg(occupancy_avg) AS DOUBLE) AS oavg, \
-         CAST(max(occupancy_max) AS BIGINT) AS omax, CAST(sum(people_in) AS BIGINT) AS pin, \
-         CAST(sum(people_out) AS BIGINT) AS pout \
-         FROM occupancy WHERE room = '{room}' AND date >= '{d0}' AND date <= '{d1}' \
-         AND minute >= TIMESTAMP '{from}' AND minute < TIMESTAMP '{to}' GROUP BY 1 ORDER BY 1",
-        room = room.id,
-        d0 = day(range.from - TimeDelta::days(1)),
-        d1 = day(range.to + TimeDelta::days(1)),
-        from = fmt(range.from),
-        to = fmt(range.to),
-    );
-    let batches = api
-        .history
-        .batches(&sql)
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the history failed: {e}")))?;
+    // The room id exists in the config; the times were parsed and snapped to the grid.
+    let batches = crate::api::occupancy_steps(api, &room.id, range, QUARTER).await?;
     let min = api.campus.privacy.public_min_count;
     let mut quarters = Vec::new();
     for batch in &batches {

@@ -34,7 +34,10 @@ use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::results::{QueryResponse, Response, Tag};
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_postgres::pgwire::api::Type;
+use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
 use datafusion_postgres::pgwire::api::store::PortalStore;
 use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -363,9 +366,56 @@ impl Run {
     }
 }
 
+/// The library's parser of prepared statements, refusing more than one statement (the
+/// library would keep the first and drop the rest silently), as PostgreSQL does.
+pub struct OneStatement {
+    inner: Arc<Parser>,
+    sql: PostgresCompatibilityParser,
+}
+
+#[async_trait]
+impl QueryParser for OneStatement {
+    type Statement = <Parser as QueryParser>::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let statements = self
+            .sql
+            .parse(sql)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        if statements.len() > 1 {
+            return Err(user_error(
+                "42601", // syntax_error
+                "cannot insert multiple commands into a prepared statement".to_owned(),
+            ));
+        }
+        self.inner.parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(stmt, column_format)
+    }
+}
+
 /// The handler of one connection: the library's, in this session's context, with limits.
 pub struct Session {
     inner: Arc<DfSessionService>,
+    parser: Arc<OneStatement>,
     limits: SessionLimits,
 }
 
@@ -381,8 +431,13 @@ impl Session {
         let mut hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(ReadOnlyHook)];
         hooks.extend(middle);
         hooks.push(Arc::new(ExecHook));
+        let inner = Arc::new(DfSessionService::new_with_hooks(ctx, hooks));
         Ok(Session {
-            inner: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+            parser: Arc::new(OneStatement {
+                inner: inner.query_parser(),
+                sql: PostgresCompatibilityParser::new(),
+            }),
+            inner,
             limits,
         })
     }
@@ -412,10 +467,10 @@ impl SimpleQueryHandler for Session {
 #[async_trait]
 impl ExtendedQueryHandler for Session {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = Parser;
+    type QueryParser = OneStatement;
 
-    fn query_parser(&self) -> Arc<Parser> {
-        self.inner.query_parser()
+    fn query_parser(&self) -> Arc<OneStatement> {
+        self.parser.clone()
     }
 
     async fn do_query<C>(

@@ -1,7 +1,6 @@
 //! Tests of [`super`]: per-session state and limits.
 
 use super::*;
-use datafusion_postgres::pgwire::api::results::FieldInfo;
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

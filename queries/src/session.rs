@@ -30,12 +30,12 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::pgwire::api::Type;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use datafusion_postgres::pgwire::api::Type;
 use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use datafusion_postgres::pgwire::api::stmt::QueryParser;
 use datafusion_postgres::pgwire::api::store::PortalStore;
@@ -258,6 +258,41 @@ impl QueryHook for ExecHook {
     }
 }
 
+/// The runtime SQL statements run on: DataFusion's partition tasks are spawned here, so a
+/// statement busy computing holds none of the threads that serve MQTT, HTTP and the
+/// connections themselves (and the statement timeout can fire while it computes).
+static SQL_RUNTIME: std::sync::LazyLock<Option<tokio::runtime::Runtime>> =
+    std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("tellijn-sql")
+            .enable_all()
+            .build()
+            .inspect_err(|e| {
+                tracing::warn!("No separate runtime for SQL ({e}); statements share the server's.")
+            })
+            .ok()
+    });
+
+/// A future polled with the SQL runtime entered: tasks it spawns run there.
+struct OnSqlRuntime<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for OnSqlRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let _entered = SQL_RUNTIME.as_ref().map(|r| r.enter());
+        self.0.as_mut().poll(cx)
+    }
+}
+
+fn on_sql_runtime<F: Future>(f: F) -> OnSqlRuntime<F> {
+    OnSqlRuntime(Box::pin(f))
+}
+
 /// The library's metadata key for `SET statement_timeout` (milliseconds).
 const CLIENT_TIMEOUT: &str = "statement_timeout_ms";
 
@@ -333,7 +368,7 @@ impl Run {
 
     /// `f` within the deadline.
     async fn bound<T>(&self, f: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
-        match tokio::time::timeout_at(self.deadline, f).await {
+        match tokio::time::timeout_at(self.deadline, on_sql_runtime(f)).await {
             Ok(r) => r.map_err(|e| self.error(e)),
             Err(_) => Err(self.timed_out()),
         }
@@ -353,7 +388,7 @@ impl Run {
             if Instant::now() >= self.deadline {
                 return Some((Err(self.timed_out()), None));
             }
-            match tokio::time::timeout_at(self.deadline, rows.next()).await {
+            match tokio::time::timeout_at(self.deadline, on_sql_runtime(rows.next())).await {
                 Ok(Some(Ok(row))) => Some((Ok(row), Some(rows))),
                 Ok(Some(Err(e))) => Some((Err(self.error(e)), None)),
                 Ok(None) => None,

@@ -302,7 +302,7 @@ async fn sql_attacks_write_nothing_and_change_no_other_session() {
             "\"PREPARE …\" is not allowed",
         ),
         (
-            format!("PREPARE p AS SELECT 1; EXECUTE p"),
+            "PREPARE p AS SELECT 1; EXECUTE p".to_owned(),
             "\"PREPARE …\" is not allowed",
         ),
         ("EXECUTE p".into(), "\"EXECUTE …\" is not allowed"),
@@ -566,10 +566,9 @@ async fn sql_connections_over_the_limit_are_refused() {
         open.push(c);
     }
     for password in [STEWARD.1, "wrong"] {
-        let e = connect(pg, password)
-            .await
-            .err()
-            .expect("a fourth connection was let in");
+        let Err(e) = connect(pg, password).await else {
+            panic!("a fourth connection was let in");
+        };
         assert_eq!(e.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{e}");
         let message = e.as_db_error().map(|d| d.message()).unwrap_or_default();
         assert!(

@@ -85,7 +85,7 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
 /// A size in bytes in the largest binary unit that divides it.
 pub fn format_bytes(n: u64) -> String {
     for (suffix, unit) in &BYTE_UNITS[..4] {
-        if n != 0 && n % unit == 0 {
+        if n != 0 && n.is_multiple_of(*unit) {
             return format!("{}{suffix}", n / unit);
         }
     }

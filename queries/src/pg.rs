@@ -637,13 +637,6 @@ mod tests {
         .to_string()
     }
 
-    fn plan(what: &str) -> String {
-        Refusal::Plan {
-            what: what.to_owned(),
-        }
-        .to_string()
-    }
-
     fn setting(name: &str) -> String {
         Refusal::Setting {
             name: name.to_owned(),

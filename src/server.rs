@@ -205,6 +205,7 @@ impl Server {
         let pg = {
             let metrics = metrics.clone();
             let refusals = refusals.clone();
+            let busy = metrics.sql_refused_connections.clone();
             let on_refusal: tellijn_queries::pg::OnRefusal = Arc::new(move |user, why, peer| {
                 let reason = why.as_str();
                 metrics
@@ -228,13 +229,18 @@ impl Server {
                     });
                 }
             });
+            let on_busy: tellijn_queries::pg::OnBusy = Arc::new(move |peer| {
+                busy.inc();
+                tracing::debug!(%peer, "Refused a PostgreSQL connection: [limits] max_sql_connections are open.");
+            });
             tellijn_queries::pg::PgServer::start(
                 Arc::new(history.context().clone()),
                 &campus.users,
                 opts.postgres.unwrap_or(campus.server.postgres),
                 on_refusal,
+                on_busy,
                 sql_audit,
-                campus.limits.sql_idle_timeout,
+                tellijn_queries::pg::PgLimits::from_config(&campus.limits),
             )
             .await?
         };

@@ -52,6 +52,67 @@ fn duration_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Er
     })
 }
 
+/// The smallest `[limits] sql_memory_limit`: below it even catalogue queries fail.
+const MIN_SQL_MEMORY: u64 = 16 << 20;
+
+const BYTE_UNITS: [(&str, u64); 9] = [
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("TB", 1_000_000_000_000),
+    ("GB", 1_000_000_000),
+    ("MB", 1_000_000),
+    ("KB", 1_000),
+    ("B", 1),
+];
+
+/// A size in bytes: "512MiB", "1GiB", "1500MB", "4096" or "4096B".
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (number, unit) = BYTE_UNITS
+        .iter()
+        .find_map(|(suffix, unit)| {
+            let n = t.len().checked_sub(suffix.len())?;
+            let (number, tail) = t.split_at_checked(n)?;
+            tail.eq_ignore_ascii_case(suffix)
+                .then_some((number.trim(), *unit))
+        })
+        .unwrap_or((t, 1));
+    number.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// A size in bytes in the largest binary unit that divides it.
+pub fn format_bytes(n: u64) -> String {
+    for (suffix, unit) in &BYTE_UNITS[..4] {
+        if n != 0 && n.is_multiple_of(*unit) {
+            return format!("{}{suffix}", n / unit);
+        }
+    }
+    format!("{n}B")
+}
+
+fn bytes_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Number(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Number(n) => Ok(n),
+        Size::Text(s) => parse_bytes(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "must be a size such as \"512MiB\", \"1GiB\" or a number of bytes (found {s:?})"
+            ))
+        }),
+    }
+}
+
+fn bytes_ser<S: serde::Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_bytes(*n))
+}
+
 fn duration_ser<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
@@ -257,6 +318,17 @@ pub struct Limits {
     /// A PostgreSQL-wire connection with no message for this long is closed.
     #[serde(deserialize_with = "duration_de", serialize_with = "duration_ser")]
     pub sql_idle_timeout: Duration,
+    /// PostgreSQL-wire connections open at once; more are refused (SQLSTATE 53300) before any
+    /// password is checked.
+    pub max_sql_connections: usize,
+    /// One SQL statement (planning and sending its rows) may run this long; then it is
+    /// cancelled (SQLSTATE 57014).
+    #[serde(deserialize_with = "duration_de", serialize_with = "duration_ser")]
+    pub sql_statement_timeout: Duration,
+    /// Memory one PostgreSQL session's statements may hold at once (sorts, joins, aggregates),
+    /// in bytes or as "512MiB", "1GiB"; more fails the statement. Nothing spills to disk.
+    #[serde(deserialize_with = "bytes_de", serialize_with = "bytes_ser")]
+    pub sql_memory_limit: u64,
 }
 
 impl Default for Limits {
@@ -271,6 +343,9 @@ impl Default for Limits {
             max_http_connections: 256,
             http_idle_timeout: Duration::from_secs(60),
             sql_idle_timeout: Duration::from_secs(15 * 60),
+            max_sql_connections: 64,
+            sql_statement_timeout: Duration::from_secs(5 * 60),
+            sql_memory_limit: 1 << 30,
         }
     }
 }
@@ -484,6 +559,7 @@ impl Campus {
             ("publish_rate", u64::from(l.publish_rate)),
             ("publish_burst", u64::from(l.publish_burst)),
             ("max_http_connections", l.max_http_connections as u64),
+            ("max_sql_connections", l.max_sql_connections as u64),
         ] {
             if value == 0 {
                 err(
@@ -496,6 +572,7 @@ impl Campus {
             ("connect_timeout", l.connect_timeout),
             ("http_idle_timeout", l.http_idle_timeout),
             ("sql_idle_timeout", l.sql_idle_timeout),
+            ("sql_statement_timeout", l.sql_statement_timeout),
         ] {
             if value.is_zero() {
                 err(
@@ -503,6 +580,15 @@ impl Campus {
                     "must be longer than 0s (found 0s); leave it out for the default.".into(),
                 );
             }
+        }
+        if l.sql_memory_limit < MIN_SQL_MEMORY {
+            err(
+                "limits.sql_memory_limit".into(),
+                format!(
+                    "must be at least 16MiB (found {}); leave it out for the default (1GiB).",
+                    format_bytes(l.sql_memory_limit)
+                ),
+            );
         }
         if self.server.timezone.parse::<chrono_tz::Tz>().is_err() {
             err(
@@ -985,10 +1071,49 @@ zones = [ {{ zone = "seats", room = "lib-2-study" }} ]
             "{e}"
         );
         assert_eq!(Limits::default().max_http_connections, 256);
+        let text = format!(
+            "{}\n[limits]\nmax_sql_connections = 0\nsql_statement_timeout = \"0s\"\nsql_memory_limit = \"1MiB\"\n",
+            example()
+        );
+        let e = Campus::parse(&text, "campus.toml").unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "limits.max_sql_connections",
+                "limits.sql_statement_timeout",
+                "limits.sql_memory_limit"
+            ],
+            "{e}"
+        );
+        let text = format!(
+            "{}\n[limits]\nsql_memory_limit = \"512MiB\"\nsql_statement_timeout = \"30s\"\n",
+            example()
+        );
+        let c = Campus::parse(&text, "campus.toml").unwrap();
+        assert_eq!(c.limits.sql_memory_limit, 512 << 20);
+        assert_eq!(c.limits.sql_statement_timeout, Duration::from_secs(30));
+        let text = format!("{}\n[limits]\nsql_memory_limit = \"lots\"\n", example());
+        let e = Campus::parse(&text, "campus.toml").unwrap_err();
+        assert!(e.to_string().contains("must be a size"), "{e}");
         let text = format!("{}\n[limits]\nmax_pending_per_ip = 3\n", example());
         let c = Campus::parse(&text, "campus.toml").unwrap();
         assert_eq!(c.limits.max_pending_per_ip, 3);
         assert_eq!(c.limits.publish_rate, Limits::default().publish_rate);
+    }
+
+    #[test]
+    fn sizes_parse_in_bytes_and_units() {
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("4096B"), Some(4096));
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("1 gib"), Some(1 << 30));
+        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_bytes("MiB"), None);
+        assert_eq!(parse_bytes("-1MiB"), None);
+        assert_eq!(parse_bytes("99999999999TiB"), None);
+        assert_eq!(format_bytes(1 << 30), "1GiB");
+        assert_eq!(format_bytes(1500), "1500B");
     }
 
     #[test]

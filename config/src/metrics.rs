@@ -122,6 +122,8 @@ pub struct Metrics {
     pub refused_connections: Family<ReasonLabels, Counter>,
     /// Publishes that waited for the per-client rate limit.
     pub publish_throttled: Counter,
+    /// PostgreSQL connections refused because `[limits] max_sql_connections` were open.
+    pub sql_refused_connections: Counter,
     pub sensor_last_seen: Family<SensorLabels, Gauge>,
     pub sensor_online: Family<SensorLabels, Gauge>,
     pub sensor_seq_gaps: Family<SensorLabels, Counter>,
@@ -158,6 +160,7 @@ impl Metrics {
             subscribe_refused: Counter::default(),
             refused_connections: Family::default(),
             publish_throttled: Counter::default(),
+            sql_refused_connections: Counter::default(),
             sensor_last_seen: Family::default(),
             sensor_online: Family::default(),
             sensor_seq_gaps: Family::default(),
@@ -218,6 +221,11 @@ impl Metrics {
             "tellijn_auth_failures",
             "Connections and logins refused (MQTT; SQL logins: sql_*; HTTP Basic: http_*), by reason",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "tellijn_sql_refused_connections",
+            "PostgreSQL connections refused because [limits] max_sql_connections were open",
+            m.sql_refused_connections.clone(),
         );
         r.register(
             "tellijn_subscribe_refused",

@@ -9,12 +9,16 @@
 //! - [`retained`]: wraps the history tables so no query ever sees a day past retention.
 //! - [`History::query`]: runs one statement and renders it as a table, CSV or JSON.
 //!
-//! Reads only; files appear whole (renamed into place by the processors), so querying while a
+//! Reads only: every entry point plans statements with DDL, DML and `SET` forbidden
+//! ([`readonly`]); the PostgreSQL endpoint gives each connection its own session ([`session`]).
+//! Files appear whole (renamed into place by the processors), so querying while a
 //! server writes is safe. Each query lists the files again, so new files are seen at once.
 
 pub mod access;
 pub mod pg;
+pub mod readonly;
 pub mod retained;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,9 +121,13 @@ impl History {
         Ok(History { ctx })
     }
 
-    /// Runs one SQL statement.
+    /// Runs one SQL statement; only a read ([`readonly::read_only_options`]: no DDL, DML,
+    /// `COPY` or `SET`, checked on the plan).
     pub async fn batches(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-        let df = self.ctx.sql(sql).await?;
+        let df = self
+            .ctx
+            .sql_with_options(sql, readonly::read_only_options())
+            .await?;
         Ok(df.collect().await?)
     }
 
@@ -224,7 +232,7 @@ fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {
         ("sensors", sensors),
     ] {
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        ctx.register_table(name, Arc::new(table))?;
+        ctx.register_table(name, Arc::new(readonly::ReadOnlyTable(Arc::new(table))))?;
     }
     Ok(())
 }

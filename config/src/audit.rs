@@ -415,8 +415,14 @@ impl AuditLog {
     /// during it) is cut off again so the next line does not continue a torn one.
     fn append(dir: &Path, guard: &mut State, today: NaiveDate, text: &[u8]) -> std::io::Result<()> {
         if guard.open.as_ref().map(|o| o.date) != Some(today) {
+            // The day rolled over: the finished file is made durable before it is let go
+            // (it was synced only at stop before), and the new file's name with its directory.
+            if let Some(old) = guard.open.take() {
+                old.file.sync_all()?;
+            }
             let path = dir.join(format!("{today}.jsonl"));
             let file = OpenOptions::new().create(true).append(true).open(path)?;
+            std::fs::File::open(dir)?.sync_all()?;
             guard.open = Some(Open { date: today, file });
         }
         let Some(o) = guard.open.as_mut() else {

@@ -161,7 +161,16 @@ async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>>
 }
 
 /// What a session sees of its settings and of timestamps.
-async fn outlook(c: &tokio_postgres::Client) -> Vec<Vec<Vec<Option<String>>>> {
+/// What a session sees of settings and of the seeded rows (`day`'s only: the running server
+/// adds live per-minute rows for the current day as the test goes on).
+async fn outlook(
+    c: &tokio_postgres::Client,
+    day: chrono::DateTime<Utc>,
+) -> Vec<Vec<Vec<Option<String>>>> {
+    let seeded = format!(
+        "SELECT min(minute), max(minute) FROM occupancy WHERE date = '{}'",
+        day.format("%Y-%m-%d")
+    );
     let mut out = Vec::new();
     for sql in [
         "SHOW timezone",
@@ -169,7 +178,7 @@ async fn outlook(c: &tokio_postgres::Client) -> Vec<Vec<Vec<Option<String>>>> {
         "SHOW datafusion.execution.batch_size",
         "SELECT CAST('2026-06-01T12:00:00Z' AS TIMESTAMP WITH TIME ZONE) AS t",
         "SELECT CAST(TIMESTAMP '2026-06-01 12:00:00' AS TIMESTAMPTZ) AS t",
-        "SELECT min(minute), max(minute) FROM occupancy",
+        seeded.as_str(),
     ] {
         out.push(rows(c, sql).await);
     }
@@ -201,7 +210,7 @@ async fn sql_attacks_write_nothing_and_change_no_other_session() {
 
     // A steward minding their own business in a session of their own.
     let victim = connect(pg, STEWARD.1).await.unwrap();
-    let seen = outlook(&victim).await;
+    let seen = outlook(&victim, day).await;
     let rooms_before = rows(&victim, "SELECT * FROM rooms ORDER BY id").await;
     let counts_before = rows(&victim, "SELECT count(*) FROM counts").await;
     let history_before = http_history(server.http_addr(), day).await;
@@ -376,9 +385,9 @@ async fn sql_attacks_write_nothing_and_change_no_other_session() {
         "{shown:?}"
     );
     // … and nowhere else: not in the concurrent session, not in a new one.
-    assert_eq!(outlook(&victim).await, seen);
+    assert_eq!(outlook(&victim, day).await, seen);
     let newcomer = connect(pg, STEWARD.1).await.unwrap();
-    assert_eq!(outlook(&newcomer).await, seen);
+    assert_eq!(outlook(&newcomer, day).await, seen);
 
     // Nothing was written, nothing changed.
     assert_eq!(

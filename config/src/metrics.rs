@@ -52,6 +52,24 @@ pub mod stage {
     pub const RETAINED_OUT: &str = "retained_out";
     /// Rows buffered for the next Parquet flush.
     pub const PARQUET_BUFFER: &str = "parquet_buffer";
+    /// Housekeeping jobs (compaction and rebuild, retention, day-start snapshots) waiting for
+    /// the housekeeping thread beside the processors' loop.
+    pub const HOUSEKEEPING: &str = "housekeeping";
+}
+
+/// Jobs of the housekeeping thread, in `tellijn_housekeeping_*`.
+pub mod job {
+    /// Compaction and rebuild by message time of the finished days that are due.
+    pub const REBUILD: &str = "rebuild";
+    /// Deleting day partitions past retention.
+    pub const RETENTION: &str = "retention";
+    /// Saving the engine state a UTC day starts from.
+    pub const SNAPSHOT: &str = "snapshot";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub job: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +153,9 @@ pub struct Metrics {
     pub processor_queue: Gauge,
     pub queue_depth: Family<StageLabels, Gauge>,
     pub flush_duration: Histogram,
+    /// Time each housekeeping job took, and the jobs that failed (they are retried).
+    pub housekeeping_duration: Family<JobLabels, Histogram>,
+    pub housekeeping_failures: Family<JobLabels, Counter>,
     pub room_vacant: Family<RoomLabels, Gauge>,
     pub sensor_queue: Family<SensorLabels, Gauge>,
     pub room_info: Family<RoomInfoLabels, Gauge>,
@@ -179,6 +200,10 @@ impl Metrics {
             flush_duration: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
             ]),
+            housekeeping_duration: Family::new_with_constructor(|| {
+                Histogram::new([0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 600.0])
+            }),
+            housekeeping_failures: Family::default(),
             room_vacant: Family::default(),
             sensor_queue: Family::default(),
             room_info: Family::default(),
@@ -296,6 +321,16 @@ impl Metrics {
             "tellijn_flush_duration_seconds",
             "Time to write one flush (Parquet files and state)",
             m.flush_duration.clone(),
+        );
+        r.register(
+            "tellijn_housekeeping_duration_seconds",
+            "Time a housekeeping job took beside the processors' loop (compaction and rebuild, retention, day-start snapshot)",
+            m.housekeeping_duration.clone(),
+        );
+        r.register(
+            "tellijn_housekeeping_failures",
+            "Housekeeping jobs that failed; each is retried at the next pass",
+            m.housekeeping_failures.clone(),
         );
         r.register(
             "tellijn_room_vacant",

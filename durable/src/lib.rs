@@ -14,11 +14,14 @@
 //! - [`replace_unsynced`]: the same without the fsyncs, for frequently written hints: never
 //!   torn, but a power cut may keep the previous content.
 //! - [`sync_dir`]: fsyncs a directory (after a rename or remove in it).
+//! - [`crash`]: named crash points for the fault-injection tests (feature `crash-points`).
 //!
 //! Errors are `std::io::Error`s whose message names the path and the operation, so callers
 //! can pass them on as they are.
 //!
 //! Depends on nothing but `std`: the sensor agent uses it too and must stay small.
+
+pub mod crash;
 
 use std::fs::File;
 use std::io::{Error, Write};
@@ -110,10 +113,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    crash::point("atomic-write.before-rename");
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         with_path("rename a temporary file to", path)(e)
     })?;
+    crash::point("atomic-write.before-dir-sync");
     sync_dir(dir)
 }
 

@@ -86,6 +86,22 @@ impl Buffer {
         self.counts.len() + self.zones.len() + self.occupancy.len()
     }
 
+    /// The first and last UTC day the buffered rows are written to (`None` when empty): the
+    /// days a flush of them must not share with a housekeeping job.
+    pub fn days(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let counts = self.counts.iter().map(|(m, _)| m.start.date_naive());
+        let zones = self.zones.iter().map(|(m, _)| m.at.date_naive());
+        let minutes = self.occupancy.iter().map(|r| {
+            DateTime::from_timestamp_micros(r.minute)
+                .unwrap_or_default()
+                .date_naive()
+        });
+        counts.chain(zones).chain(minutes).fold(None, |acc, d| match acc {
+            None => Some((d, d)),
+            Some((lo, hi)) => Some((lo.min(d), hi.max(d))),
+        })
+    }
+
     /// Puts `newer` after what is buffered (after a failed flush).
     pub fn append(&mut self, mut newer: Buffer) {
         self.counts.append(&mut newer.counts);
@@ -143,6 +159,7 @@ impl Buffer {
                 schema::counts(),
                 batch,
             )?);
+            tellijn_durable::crash::point("flush.after-file");
             written.counts += rows.len();
             #[cfg(test)]
             if PANIC_AFTER_FIRST_FILE
@@ -167,6 +184,7 @@ impl Buffer {
                 schema::zone_counts(),
                 batch,
             )?);
+            tellijn_durable::crash::point("flush.after-file");
             written.zones += rows.len();
         }
         let mut by_day: BTreeMap<NaiveDate, Vec<&MinuteRow>> = BTreeMap::new();
@@ -187,6 +205,7 @@ impl Buffer {
                 schema::occupancy(),
                 batch,
             )?);
+            tellijn_durable::crash::point("flush.after-file");
             written.minutes += rows.len();
         }
         Ok(())

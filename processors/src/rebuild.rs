@@ -282,6 +282,7 @@ pub fn swap_in(data_dir: &Path, table: &str, day: NaiveDate, built: &Path) -> st
         std::fs::rename(&target, &old)?;
         tellijn_durable::sync_dir(&data_dir.join(".rebuild"))?;
     }
+    tellijn_durable::crash::point("swap.between-renames");
     tellijn_durable::create_dir_all(&data_dir.join(table))?;
     std::fs::rename(built, &target)?;
     // Both renames durable before the old partition goes: a crash then finds the new one.
@@ -289,6 +290,7 @@ pub fn swap_in(data_dir: &Path, table: &str, day: NaiveDate, built: &Path) -> st
     if let Some(from) = built.parent() {
         tellijn_durable::sync_dir(from)?;
     }
+    tellijn_durable::crash::point("swap.before-delete-old");
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
     }
@@ -348,6 +350,7 @@ pub fn rebuild_and_swap(
         ..Default::default()
     };
     buffer.flush(&base, flush).map_err(|e| io(&e))?;
+    tellijn_durable::crash::point("rebuild.before-swap");
     let built = base.join(schema::OCCUPANCY).join(format!("date={day}"));
     if built.exists() {
         swap_in(data_dir, schema::OCCUPANCY, day, &built).map_err(|e| io(&e))?;
@@ -411,6 +414,7 @@ pub fn compact(
     }
     crate::parquet_sink::write_file(&base, table, day, flush, schema, sorted)
         .map_err(|e| err(&base, &e))?;
+    tellijn_durable::crash::point("compact.before-swap");
     swap_in(
         data_dir,
         table,

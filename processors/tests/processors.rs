@@ -215,6 +215,7 @@ async fn retention_deletes_exactly_the_expired_partitions_and_audits_them() {
     }
     let mut p = open(dir.path(), &campus(""));
     p.housekeeping();
+    p.housekeeping_idle().await;
     let left = |table: &str| {
         let mut v: Vec<String> = std::fs::read_dir(dir.path().join(table))
             .unwrap()

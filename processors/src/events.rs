@@ -1,0 +1,212 @@
+//! Applying one event: dedup, the occupancy engine, the per-minute rows and the buffer for
+//! the next flush; and what sensors report about themselves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tellijn_config::AuditEvent;
+use tellijn_config::metrics::{RoomLabels, SensorLabels, StageLabels, outcome, stage};
+use tellijn_wire::{CountMessage, SensorEvent, StatusMessage};
+
+use crate::dedup::Seen;
+use crate::occupancy::Engine;
+use crate::{Output, Processors, Summary};
+
+impl Processors {
+    /// Handles one event; returns the retained outputs it changed.
+    pub fn handle(&mut self, event: SensorEvent, summary: &mut Summary) -> Vec<Output> {
+        match event {
+            SensorEvent::Count { msg, received, at } => {
+                self.metrics.processor_queue.dec();
+                let sensor = SensorLabels {
+                    sensor: msg.sensor().to_owned(),
+                };
+                match self.dedup.observe(msg.sensor(), msg.seq()) {
+                    Seen::Duplicate => {
+                        self.metrics.outcome(outcome::DUPLICATE);
+                        summary.duplicates += 1;
+                        return Vec::new();
+                    }
+                    Seen::TooFarAhead { highest } => {
+                        self.metrics.outcome(outcome::SEQ_TOO_FAR_AHEAD);
+                        tracing::warn!(
+                            sensor = %msg.sensor(),
+                            seq = msg.seq(),
+                            highest,
+                            "Refused a count message whose seq lies implausibly far above the sensor's highest."
+                        );
+                        let event = AuditEvent::SeqTooFarAhead {
+                            sensor: msg.sensor().to_owned(),
+                            seq: msg.seq(),
+                            highest,
+                        };
+                        if let Err(e) = self.audit.record(event) {
+                            tracing::error!("{e}");
+                        }
+                        return Vec::new();
+                    }
+                    Seen::New { gap } => {
+                        if gap > 0 {
+                            self.metrics
+                                .sensor_seq_gaps
+                                .get_or_create(&sensor)
+                                .inc_by(gap);
+                        }
+                    }
+                }
+                // A message for a minute already closed is stored all the same, and counted as
+                // late: its minute's occupancy row was written without it.
+                let late = msg.time().timestamp_micros() < self.minutes.open_minute() - 60_000_000;
+                self.metrics.outcome(if late {
+                    outcome::LATE
+                } else {
+                    outcome::ACCEPTED
+                });
+                summary.accepted += 1;
+                summary.late += u64::from(late);
+                self.metrics
+                    .sensor_last_seen
+                    .get_or_create(&sensor)
+                    .set(received.timestamp());
+                self.snapshot_if_new_day(msg.time());
+                let (mut rooms, mut buildings) = (BTreeSet::new(), BTreeSet::new());
+                let mut touch = |engine: &Engine, place: &str| {
+                    if let Some(b) = engine.building_of(place) {
+                        rooms.insert(place.to_owned());
+                        buildings.insert(b.to_owned());
+                    } else {
+                        buildings.insert(place.to_owned());
+                    }
+                };
+                match &msg {
+                    CountMessage::Line(m) => {
+                        if let Some((into, from)) = self.engine.line_ends(&m.sensor, &m.line) {
+                            let (into, from) = (into.to_owned(), from.map(str::to_owned));
+                            self.minutes.crossed(&into, m.people_in, m.people_out);
+                            if let Some(f) = from {
+                                self.minutes.crossed(&f, m.people_out, m.people_in);
+                            }
+                        }
+                        for c in self
+                            .engine
+                            .line(&m.sensor, &m.line, m.people_in, m.people_out)
+                        {
+                            if c.clamped > 0
+                                && let Some(b) = self.engine.building_of(&c.place)
+                            {
+                                let labels = RoomLabels {
+                                    room: c.place.clone(),
+                                    building: b.to_owned(),
+                                };
+                                self.metrics
+                                    .occupancy_clamped
+                                    .get_or_create(&labels)
+                                    .inc_by(c.clamped);
+                            }
+                            touch(&self.engine, &c.place);
+                        }
+                    }
+                    CountMessage::Zone(m) => {
+                        if let Some(room) =
+                            self.engine
+                                .zone(&m.sensor, &m.zone, m.at.timestamp_micros(), m.count)
+                        {
+                            touch(&self.engine, &room);
+                        }
+                    }
+                }
+                let out = self.outputs(&rooms, &buildings);
+                match msg {
+                    CountMessage::Line(m) => self.buffer.counts.push((m, received)),
+                    CountMessage::Zone(m) => self.buffer.zones.push((m, received)),
+                }
+                self.metrics
+                    .processing_latency
+                    .observe(at.elapsed().as_secs_f64());
+                out
+            }
+            SensorEvent::Status { sensor, status } => {
+                self.sensor_status(sensor, status);
+                Vec::new()
+            }
+            SensorEvent::Connected { sensor } => {
+                self.metrics
+                    .sensor_online
+                    .get_or_create(&SensorLabels { sensor })
+                    .set(1);
+                Vec::new()
+            }
+            SensorEvent::Disconnected { sensor } => {
+                self.metrics
+                    .sensor_online
+                    .get_or_create(&SensorLabels { sensor })
+                    .set(0);
+                Vec::new()
+            }
+        }
+    }
+    /// Publishes the depths of the Parquet buffer and of the retained-output channel.
+    pub(crate) fn queue_depths(&self, out: &tokio::sync::mpsc::Sender<Output>) {
+        let set = |stage, n: usize| {
+            self.metrics
+                .queue_depth
+                .get_or_create(&StageLabels { stage })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        set(stage::PARQUET_BUFFER, self.buffer.len());
+        set(
+            stage::PROCESSORS_IN,
+            usize::try_from(self.metrics.processor_queue.get()).unwrap_or(0),
+        );
+        set(stage::RETAINED_OUT, out.max_capacity() - out.capacity());
+    }
+
+    /// Records what a sensor reports about itself. A change of its privacy-relevant settings
+    /// (what it sends, its config hash, its version) is audited, and the latest report of every
+    /// sensor is kept in `{data}/state/sensors.json`, so an auditor can see each device's
+    /// configuration from the server.
+    fn sensor_status(&mut self, sensor: String, status: StatusMessage) {
+        if !status.online {
+            return;
+        }
+        if let Some(q) = status.queue {
+            self.metrics
+                .sensor_queue
+                .get_or_create(&SensorLabels {
+                    sensor: sensor.clone(),
+                })
+                .set(i64::try_from(q).unwrap_or(i64::MAX));
+        }
+        let settings =
+            |s: &StatusMessage| (s.sends.clone(), s.config_hash.clone(), s.version.clone());
+        let changed = self
+            .statuses
+            .get(&sensor)
+            .is_none_or(|old| settings(old) != settings(&status));
+        if changed {
+            let event = AuditEvent::SensorSettings {
+                sensor: sensor.clone(),
+                sends: status.sends.clone().unwrap_or_default(),
+                config_hash: status.config_hash.clone(),
+                version: status.version.clone(),
+            };
+            if let Err(e) = self.audit.record(event) {
+                tracing::error!("{e}");
+            }
+        }
+        if status.corrupt_bytes.unwrap_or(0) > 0 || status.dropped.unwrap_or(0) > 0 {
+            tracing::warn!(
+                %sensor,
+                corrupt_bytes = status.corrupt_bytes.unwrap_or(0),
+                dropped = status.dropped.unwrap_or(0),
+                "A sensor reports a damaged or overflowing outbox."
+            );
+        }
+        self.statuses.insert(sensor, status);
+        self.statuses_dirty |= changed;
+    }
+
+    /// The latest status each sensor reported (online reports only).
+    pub fn statuses(&self) -> &BTreeMap<String, StatusMessage> {
+        &self.statuses
+    }
+}

@@ -13,7 +13,7 @@ use crate::{Processors, Summary};
 
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
 
-fn campus() -> Arc<Campus> {
+pub(crate) fn campus() -> Arc<Campus> {
     let text = format!(
         "[[buildings]]\nid = \"b\"\nname = \"B\"\n[[rooms]]\nid = \"r1\"\nbuilding = \"b\"\nname = \"Hall\"\nkind = \"study\"\ncapacity = 50\npublic = true\n[[sensors]]\nid = \"s1\"\nsecret_hash = \"{HASH}\"\nlines = [{{ line = \"main\", into = \"r1\" }}]\n"
     );
@@ -37,7 +37,7 @@ fn line(seq: u64) -> SensorEvent {
     }
 }
 
-fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

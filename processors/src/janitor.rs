@@ -436,3 +436,36 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_day_range_waits_for_an_overlapping_holder_only() {
+        let locks = Arc::new(DayLocks::default());
+        let job = locks.lock((d("2026-11-30"), d("2026-12-01")));
+        // Other days are free at once.
+        drop(locks.lock((d("2026-12-02"), d("2026-12-02"))));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let locks = locks.clone();
+            std::thread::spawn(move || {
+                let _g = locks.lock((d("2026-12-01"), d("2026-12-03")));
+                tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "an overlapping range was taken while held"
+        );
+        drop(job);
+        rx.recv().unwrap();
+        waiter.join().unwrap();
+        assert!(locks.held.lock().unwrap().is_empty());
+    }
+}

@@ -43,6 +43,8 @@ pub mod dedup;
 mod events;
 #[cfg(test)]
 mod flush_faults;
+#[cfg(test)]
+mod housekeeping_tests;
 mod flushing;
 mod home_assistant;
 mod housekeeping;

@@ -347,14 +347,17 @@ impl Worker {
     }
 
     /// Compacts and rebuilds, by message time, every finished day that has a start snapshot
-    /// and whose inputs changed since its last rebuild (late files).
+    /// and whose inputs changed since its last rebuild (late files). A day whose own snapshot
+    /// is missing (the server was down, or killed, as the day began) starts from the state the
+    /// rebuild of the day before ends with, so a crash at midnight does not leave the day
+    /// unrebuilt.
     fn rebuild_due(&self, now: DateTime<Utc>) -> bool {
         let data = &self.cx.data_dir;
         let dir = data.join("state").join("day-start");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return true;
         };
-        let mut days: Vec<NaiveDate> = entries
+        let mut days: std::collections::BTreeSet<NaiveDate> = entries
             .flatten()
             .filter_map(|e| {
                 e.file_name()
@@ -364,18 +367,24 @@ impl Worker {
                     .ok()
             })
             .collect();
-        days.sort();
-        let mut ok = true;
-        for day in days {
+        let finished = |day: NaiveDate| {
             let end = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() + TimeDelta::days(1);
-            if now < end + TimeDelta::minutes(10) {
+            now >= end + TimeDelta::minutes(10)
+        };
+        let mut ok = true;
+        while let Some(day) = days.pop_first() {
+            if !finished(day) {
                 continue;
             }
+            let next = day + TimeDelta::days(1);
+            let next_missing =
+                next <= now.date_naive() && !rebuild::snapshot_path(data, next).exists();
             let marker = data.join("state").join("rebuilt").join(day.to_string());
             let done: Option<u64> = std::fs::read_to_string(&marker)
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
-            if done.is_some_and(|done| done >= rebuild::inputs_version(data, day)) {
+            let current = done.is_some_and(|done| done >= rebuild::inputs_version(data, day));
+            if current && !next_missing {
                 continue;
             }
             let snapshot = rebuild::snapshot_path(data, day);
@@ -393,12 +402,40 @@ impl Worker {
                 },
                 Err(_) => continue,
             };
-            ok &= self.rebuild_day(day, start, &marker);
+            let end = if current {
+                let _held = self.cx.locks.lock((day - TimeDelta::days(1), day));
+                match rebuild::rebuild_day(data, &self.cx.campus, self.cx.tz, day, start) {
+                    Ok((_, end)) => Some(end),
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        None
+                    }
+                }
+            } else {
+                self.rebuild_day(day, start, &marker)
+            };
+            ok &= end.is_some();
+            if let Some(end) = end.filter(|_| next_missing) {
+                tracing::warn!(
+                    %next,
+                    "The day-start snapshot is missing (the server was not running as the day began); it starts from the end of the rebuilt day before."
+                );
+                let bytes = serde_json::to_vec(&end).unwrap_or_default();
+                if self.snapshot(next, &bytes) {
+                    days.insert(next);
+                }
+            }
         }
         ok
     }
 
-    fn rebuild_day(&self, day: NaiveDate, start: occupancy::State, marker: &std::path::Path) -> bool {
+    /// Compacts and rebuilds one day; the state it ends with, or `None` when it failed.
+    fn rebuild_day(
+        &self,
+        day: NaiveDate,
+        start: occupancy::State,
+        marker: &std::path::Path,
+    ) -> Option<occupancy::State> {
         let data = &self.cx.data_dir;
         // The rebuild reads the counts of the day before too (a crossing that began then).
         let _held = self.cx.locks.lock((day - TimeDelta::days(1), day));
@@ -418,7 +455,7 @@ impl Worker {
             rebuild::rebuild_and_swap(data, &self.cx.campus, self.cx.tz, day, start, first + 2)
         })();
         match result {
-            Ok(rows) => {
+            Ok((rows, end)) => {
                 tracing::info!(%day, rows, "Rebuilt the day's occupancy from its counts by message time.");
                 crash::point("rebuild.before-marker");
                 let version = rebuild::inputs_version(data, day);
@@ -427,11 +464,11 @@ impl Worker {
                     // Harmless: the day is rebuilt again at the next pass.
                     tracing::error!("Cannot record the rebuild of {day}: {e}");
                 }
-                true
+                Some(end)
             }
             Err(e) => {
                 tracing::error!("{e}");
-                false
+                None
             }
         }
     }

@@ -184,14 +184,15 @@ fn read_events(data_dir: &Path, day: NaiveDate) -> Result<Vec<(i64, Event)>, Reb
     Ok(out)
 }
 
-/// Recomputes the day's rows from its counts, starting from `start`. Returns the rows.
+/// Recomputes the day's rows from its counts, starting from `start`. Returns the rows and the
+/// engine state the day ends with (the next day's start, should its snapshot be missing).
 pub fn rebuild_day(
     data_dir: &Path,
     campus: &Campus,
     tz: Tz,
     day: NaiveDate,
     start: State,
-) -> Result<Vec<MinuteRow>, RebuildError> {
+) -> Result<(Vec<MinuteRow>, State), RebuildError> {
     let t0 = day_start(day);
     let t1 = day_start(day + TimeDelta::days(1));
     let mut events = read_events(data_dir, day)?;
@@ -266,7 +267,7 @@ pub fn rebuild_day(
     }
     rows.extend(minutes.roll(t1.timestamp_micros()));
     rows.retain(|r| r.minute >= t0_us && r.minute < t1.timestamp_micros());
-    Ok(rows)
+    Ok((rows, engine.state))
 }
 
 /// Puts a partition built aside (under `{data}/.rebuild/`) in place of `{table}/date={day}`: the
@@ -325,7 +326,8 @@ pub fn repair(data_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Rebuilds `day` and swaps the result in; `flush` numbers the new file. Returns the row count.
+/// Rebuilds `day` and swaps the result in; `flush` numbers the new file. Returns the row count
+/// and the state the day ends with.
 pub fn rebuild_and_swap(
     data_dir: &Path,
     campus: &Campus,
@@ -333,8 +335,8 @@ pub fn rebuild_and_swap(
     day: NaiveDate,
     start: State,
     flush: u64,
-) -> Result<usize, RebuildError> {
-    let rows = rebuild_day(data_dir, campus, tz, day, start)?;
+) -> Result<(usize, State), RebuildError> {
+    let (rows, end) = rebuild_day(data_dir, campus, tz, day, start)?;
     let n = rows.len();
     let base = data_dir.join(".rebuild").join(format!("new-{day}"));
     let io = |e: &dyn std::fmt::Display| RebuildError::Io {
@@ -356,7 +358,7 @@ pub fn rebuild_and_swap(
         swap_in(data_dir, schema::OCCUPANCY, day, &built).map_err(|e| io(&e))?;
     }
     std::fs::remove_dir_all(&base).map_err(|e| io(&e))?;
-    Ok(n)
+    Ok((n, end))
 }
 
 /// Compacts a finished day's partition of `counts` or `zone_counts` into one file (rows sorted

@@ -247,7 +247,7 @@ pub async fn reader(
     };
     if let Err(e) = api
         .audit
-        .record(AuditEvent::api_read(&name, resource, tables))
+        .record_confirmed(AuditEvent::api_read(&name, resource, tables))
     {
         tracing::error!("Writing the audit log failed, refusing an API read: {e}");
         return Err(ApiError {

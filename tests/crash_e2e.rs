@@ -44,7 +44,6 @@ fn day() -> NaiveDate {
 /// Old partitions the retention sweep must delete (and audit) across crashes.
 const OLD: [(&str, &str); 2] = [("counts", "2001-01-01"), ("occupancy", "2001-01-02")];
 
-
 fn campus_text(data: &Path) -> String {
     format!(
         r#"
@@ -123,7 +122,11 @@ fn crash_child() {
         // Until the harness closes stdin (the last, orderly stop) or kills this process.
         let _ = tokio::task::spawn_blocking(|| {
             let mut s = String::new();
-            while std::io::stdin().read_line(&mut s).map(|n| n > 0).unwrap_or(false) {}
+            while std::io::stdin()
+                .read_line(&mut s)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
         })
         .await;
         server.stop().await.unwrap();
@@ -151,7 +154,11 @@ struct Running {
 
 /// Starts the server child; `Err` with its exit status when it died before it was ready (a
 /// crash point reached during start).
-fn spawn(data: &Path, sim: &Sim, crash_at: Option<&str>) -> Result<Running, std::process::ExitStatus> {
+fn spawn(
+    data: &Path,
+    sim: &Sim,
+    crash_at: Option<&str>,
+) -> Result<Running, std::process::ExitStatus> {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(CHILD, data)
@@ -403,7 +410,10 @@ async fn acknowledged_counts_survive_a_kill_at_every_crash_point() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     old_partitions(&data);
-    let start = (day() - TimeDelta::days(2)).and_hms_opt(18, 0, 0).unwrap().and_utc();
+    let start = (day() - TimeDelta::days(2))
+        .and_hms_opt(18, 0, 0)
+        .unwrap()
+        .and_utc();
     let sim = Sim {
         t0: start,
         wall0: Utc::now(),
@@ -493,7 +503,15 @@ async fn acknowledged_counts_survive_a_kill_at_every_crash_point() {
             "not all acknowledged ({} of {last}) or {DAY} not rebuilt",
             agent.acked
         );
-        drive(&mut run, &mut agent, &sim, sim.now() + TimeDelta::minutes(30), true, false).await;
+        drive(
+            &mut run,
+            &mut agent,
+            &sim,
+            sim.now() + TimeDelta::minutes(30),
+            true,
+            false,
+        )
+        .await;
     }
     drop(run.child.stdin.take());
     assert!(run.child.wait().unwrap().success());

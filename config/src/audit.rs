@@ -2,8 +2,13 @@
 //! event). It records who was refused what and why — never a payload: a refused payload is
 //! described by its size and SHA-256 only.
 //!
-//! Lines are written and flushed to the OS as they happen; `sync` (called on shutdown) makes
-//! them durable. A line that cannot be written whole (a full disk) is cut off again, so the
+//! Lines are written by a thread of the log's own (`tellijn-audit`), fed by a bounded queue
+//! ([`QUEUE`] lines): [`AuditLog::record`] only queues, so a broker hook or the processors'
+//! loop never waits for the disk (only, when the queue is full, for room in it: back-pressure,
+//! never a dropped line). [`AuditLog::record_confirmed`] waits until its line is written, for
+//! callers that must not go on without it (a SQL or API read); [`AuditLog::sync`] waits for
+//! every queued line and makes them durable (on shutdown, before a retention deletion). Lines
+//! are flushed to the OS as they are written. A line that cannot be written whole (a full disk) is cut off again, so the
 //! file never holds half a line and the chain stays intact; the failure is returned, counted in
 //! `tellijn_storage_errors_total{what="audit"}` and shown by `/healthz` until a line is written
 //! again.
@@ -22,7 +27,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
@@ -347,27 +353,57 @@ struct State {
     last: String,
 }
 
+/// Lines the writer's queue holds before `record` waits for room.
+pub const QUEUE: usize = 4096;
+
+enum Cmd {
+    /// A line to write; the reply, if any, gets the write's result.
+    Line {
+        at: chrono::DateTime<Utc>,
+        event: AuditEvent,
+        reply: Option<std::sync::mpsc::Sender<Result<(), String>>>,
+    },
+    /// Written everything before it? Then fsync and reply (with the first error since the last
+    /// sync, if a line could not be written).
+    Sync(std::sync::mpsc::Sender<Result<(), String>>),
+}
+
 /// An append-only, hash-chained audit log, safe to share between tasks.
 pub struct AuditLog {
     dir: PathBuf,
-    state: Mutex<State>,
+    tx: Mutex<Option<SyncSender<Cmd>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Where write failures are reported, once the server has metrics.
-    health: std::sync::OnceLock<Health>,
+    health: Arc<std::sync::OnceLock<Health>>,
 }
 
 impl AuditLog {
-    /// Opens (creates) `{data}/audit/`.
+    /// Opens (creates) `{data}/audit/` and starts its writer thread.
     pub fn open(data_dir: &Path) -> Result<AuditLog, AuditError> {
         let dir = data_dir.join("audit");
-        std::fs::create_dir_all(&dir).map_err(|source| AuditError::Io {
+        let io = |source| AuditError::Io {
             dir: dir.clone(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
         let last = last_hash(&dir);
+        let health: Arc<std::sync::OnceLock<Health>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let writer = Writer {
+            dir: dir.clone(),
+            state: State { open: None, last },
+            health: health.clone(),
+            failed: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("tellijn-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io)?;
         Ok(AuditLog {
             dir,
-            state: Mutex::new(State { open: None, last }),
-            health: std::sync::OnceLock::new(),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(thread)),
+            health,
         })
     }
 
@@ -381,15 +417,131 @@ impl AuditLog {
         &self.dir
     }
 
-    /// Appends one event. A failure is logged, never fatal to the caller's request, and
-    /// returned so a caller that must not go on without an audit trail can stop.
+    fn send(&self, cmd: Cmd) -> Result<(), AuditError> {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .cloned();
+        match tx {
+            Some(tx) => tx.send(cmd).map_err(|_| self.stopped()),
+            None => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&self) -> AuditError {
+        AuditError::Io {
+            dir: self.dir.clone(),
+            source: std::io::Error::other("the audit writer has stopped"),
+        }
+    }
+
+    fn wait(&self, rx: std::sync::mpsc::Receiver<Result<(), String>>) -> Result<(), AuditError> {
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AuditError::Io {
+                dir: self.dir.clone(),
+                source: std::io::Error::other(e),
+            }),
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    /// Queues one event; it is written (in order, chained) by the writer thread. Waits only
+    /// while the queue is full. A write failure is logged, counted and shown by `/healthz`, and
+    /// returned by the next [`Self::sync`].
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let now = Utc::now();
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.send(Cmd::Line {
+            at: Utc::now(),
+            event,
+            reply: None,
+        })
+    }
+
+    /// Writes one event and waits until it is written: for callers that must not go on
+    /// without an audit trail (they refuse their request on an error).
+    pub fn record_confirmed(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        self.send(Cmd::Line {
+            at: Utc::now(),
+            event,
+            reply: Some(reply),
+        })?;
+        self.wait(rx)
+    }
+
+    /// Waits until every line queued so far is written and makes them durable; an error if
+    /// one of them could not be written.
+    pub fn sync(&self) -> Result<(), AuditError> {
+        let (reply, rx) = std::sync::mpsc::channel();
+        self.send(Cmd::Sync(reply))?;
+        self.wait(rx)
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Close the queue; the writer writes what is queued and ends.
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer thread's side: the open file and the chain.
+struct Writer {
+    dir: PathBuf,
+    state: State,
+    health: Arc<std::sync::OnceLock<Health>>,
+    /// The first write error since the last sync.
+    failed: Option<String>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Cmd>) {
+        for cmd in rx {
+            match cmd {
+                Cmd::Line { at, event, reply } => {
+                    let r = self.write(at, &event).map_err(|e| e.to_string());
+                    if let Err(e) = &r {
+                        tracing::error!("{e}");
+                        self.failed.get_or_insert_with(|| e.clone());
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(r);
+                    }
+                }
+                Cmd::Sync(reply) => {
+                    let synced = match self.state.open.as_ref() {
+                        Some(o) => o.file.sync_all().map_err(|source| {
+                            AuditError::Io {
+                                dir: self.dir.clone(),
+                                source,
+                            }
+                            .to_string()
+                        }),
+                        None => Ok(()),
+                    };
+                    let r = match self.failed.take() {
+                        Some(e) => Err(e),
+                        None => synced,
+                    };
+                    let _ = reply.send(r);
+                }
+            }
+        }
+        if let Some(o) = self.state.open.as_ref() {
+            let _ = o.file.sync_all();
+        }
+    }
+
+    fn write(&mut self, now: chrono::DateTime<Utc>, event: &AuditEvent) -> Result<(), AuditError> {
         let line = Line {
             ts: now.to_rfc3339_opts(SecondsFormat::Micros, true),
-            event: &event,
-            prev: &guard.last,
+            event,
+            prev: &self.state.last,
         };
         let body = serde_json::to_string(&line).unwrap_or_default();
         let (mut text, hash) = seal(&body);
@@ -399,7 +551,7 @@ impl AuditLog {
             source,
         };
         let today = now.date_naive();
-        let written = Self::append(&self.dir, &mut guard, today, text.as_bytes()).map_err(io);
+        let written = Self::append(&self.dir, &mut self.state, today, text.as_bytes()).map_err(io);
         if let Some(h) = self.health.get() {
             match &written {
                 Ok(()) => h.succeeded(storage::AUDIT),
@@ -407,7 +559,7 @@ impl AuditLog {
             }
         }
         written?;
-        guard.last = hash;
+        self.state.last = hash;
         Ok(())
     }
 
@@ -438,18 +590,6 @@ impl AuditLog {
         }
         Ok(())
     }
-
-    /// Makes every written line durable.
-    pub fn sync(&self) -> Result<(), AuditError> {
-        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(o) = guard.open.as_ref() {
-            o.file.sync_all().map_err(|source| AuditError::Io {
-                dir: self.dir.clone(),
-                source,
-            })?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -468,6 +608,7 @@ mod tests {
             secret,
         ))
         .unwrap();
+        log.sync().unwrap();
         let files: Vec<_> = std::fs::read_dir(log.dir()).unwrap().collect();
         assert_eq!(files.len(), 1);
         let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
@@ -495,6 +636,7 @@ mod tests {
             &["occupancy"],
         ))
         .unwrap();
+        log.sync().unwrap();
         let text = std::fs::read_to_string(
             dir.path()
                 .join(format!("audit/{}.jsonl", Utc::now().date_naive())),
@@ -660,6 +802,7 @@ mod bound_tests {
         for e in events {
             log.record(e).unwrap();
         }
+        log.sync().unwrap();
         let text = std::fs::read_to_string(
             dir.path()
                 .join(format!("audit/{}.jsonl", Utc::now().date_naive())),
@@ -674,5 +817,43 @@ mod bound_tests {
             assert!(client.ends_with(CUT));
         }
         assert_eq!(verify(dir.path()).unwrap().lines, 3);
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    /// `record` only queues; a line that cannot be written is still reported — by the next
+    /// `sync`, and at once to `record_confirmed` — never silently lost.
+    #[test]
+    fn a_failed_write_is_reported_by_sync_and_to_confirmed_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        let event = || AuditEvent::api_read("vic", "rooms", &["rooms"]);
+        log.record(event()).unwrap();
+        log.sync().unwrap();
+        // The audit directory becomes unwritable: a file where it was, and a new UTC day
+        // cannot be opened either. Force a reopen by pretending the day rolled over.
+        let audit = dir.path().join("audit");
+        std::fs::remove_dir_all(&audit).unwrap();
+        std::fs::write(&audit, b"").unwrap();
+        let (reply, rx) = std::sync::mpsc::channel();
+        log.send(Cmd::Line {
+            at: Utc::now() + chrono::TimeDelta::days(1),
+            event: event(),
+            reply: Some(reply),
+        })
+        .unwrap();
+        assert!(
+            rx.recv().unwrap().is_err(),
+            "the failed line was reported as written"
+        );
+        assert!(log.sync().is_err(), "sync did not report the failed line");
+        // Reported once: after a sync that reported it, the next sync is clean again.
+        log.sync().unwrap();
+        std::fs::remove_file(&audit).unwrap();
+        std::fs::create_dir(&audit).unwrap();
+        log.record_confirmed(event()).unwrap();
     }
 }

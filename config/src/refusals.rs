@@ -234,7 +234,7 @@ impl Refusals {
         let lines = std::mem::take(&mut w.unwritten);
         let mut rest = lines.into_iter();
         for event in rest.by_ref() {
-            if let Err(e) = self.log.record(event.clone()) {
+            if let Err(e) = self.log.record_confirmed(event.clone()) {
                 tracing::error!("Writing aggregated refusals to the audit log failed: {e}");
                 w.unwritten.push(event);
                 break;

@@ -58,7 +58,10 @@ async fn a_finished_day_is_rebuilt_while_counts_are_buffered() {
     tellijn_durable::write_atomic(&rebuild::snapshot_path(dir.path(), day), &start).unwrap();
     assert_eq!(parquet_files(&dir.path().join("counts")).len(), 2);
 
-    let next = (day + TimeDelta::days(1)).and_hms_opt(0, 20, 0).unwrap().and_utc();
+    let next = (day + TimeDelta::days(1))
+        .and_hms_opt(0, 20, 0)
+        .unwrap()
+        .and_utc();
     let mut p = open(dir.path(), next);
     p.handle(line(3, next), &mut s);
     assert!(!p.buffer.is_empty());
@@ -67,11 +70,23 @@ async fn a_finished_day_is_rebuilt_while_counts_are_buffered() {
     let counts = dir.path().join("counts").join(format!("date={day}"));
     assert_eq!(parquet_files(&counts).len(), 1, "the day was not compacted");
     let occupancy = dir.path().join("occupancy").join(format!("date={day}"));
-    assert_eq!(parquet_files(&occupancy).len(), 1, "the day was not rebuilt");
-    assert!(dir.path().join("state/rebuilt").join(day.to_string()).exists());
+    assert_eq!(
+        parquet_files(&occupancy).len(),
+        1,
+        "the day was not rebuilt"
+    );
+    assert!(
+        dir.path()
+            .join("state/rebuilt")
+            .join(day.to_string())
+            .exists()
+    );
     // The buffered count of the new day is untouched and written by the next flush.
     assert!(!p.buffer.is_empty());
     p.flush().await.unwrap();
-    let today = dir.path().join("counts").join(format!("date={}", next.date_naive()));
+    let today = dir
+        .path()
+        .join("counts")
+        .join(format!("date={}", next.date_naive()));
     assert_eq!(parquet_files(&today).len(), 1);
 }

@@ -320,7 +320,12 @@ impl Worker {
                     files,
                     retention: format!("{}s", keep.as_secs()),
                 };
-                if let Err(e) = self.cx.audit.record(event).and_then(|()| self.cx.audit.sync()) {
+                if let Err(e) = self
+                    .cx
+                    .audit
+                    .record(event)
+                    .and_then(|()| self.cx.audit.sync())
+                {
                     // Not deleted unaudited: retried at the next sweep.
                     tracing::error!("{e}; {} is kept until it can be audited", path.display());
                     ok = false;
@@ -459,7 +464,8 @@ impl Worker {
                 tracing::info!(%day, rows, "Rebuilt the day's occupancy from its counts by message time.");
                 crash::point("rebuild.before-marker");
                 let version = rebuild::inputs_version(data, day);
-                if let Err(e) = tellijn_durable::write_atomic(marker, version.to_string().as_bytes())
+                if let Err(e) =
+                    tellijn_durable::write_atomic(marker, version.to_string().as_bytes())
                 {
                     // Harmless: the day is rebuilt again at the next pass.
                     tracing::error!("Cannot record the rebuild of {day}: {e}");

@@ -43,11 +43,11 @@ pub mod dedup;
 mod events;
 #[cfg(test)]
 mod flush_faults;
-#[cfg(test)]
-mod housekeeping_tests;
 mod flushing;
 mod home_assistant;
 mod housekeeping;
+#[cfg(test)]
+mod housekeeping_tests;
 pub mod hvac;
 mod janitor;
 pub mod minutes;
@@ -165,4 +165,3 @@ pub struct Summary {
     /// Stored messages whose minute had already been closed.
     pub late: u64,
 }
-

@@ -96,10 +96,13 @@ impl Buffer {
                 .unwrap_or_default()
                 .date_naive()
         });
-        counts.chain(zones).chain(minutes).fold(None, |acc, d| match acc {
-            None => Some((d, d)),
-            Some((lo, hi)) => Some((lo.min(d), hi.max(d))),
-        })
+        counts
+            .chain(zones)
+            .chain(minutes)
+            .fold(None, |acc, d| match acc {
+                None => Some((d, d)),
+                Some((lo, hi)) => Some((lo.min(d), hi.max(d))),
+            })
     }
 
     /// Puts `newer` after what is buffered (after a failed flush).

@@ -102,7 +102,11 @@ impl Processors {
             })
             .collect()
     }
-    pub(crate) fn outputs(&mut self, rooms: &BTreeSet<String>, buildings: &BTreeSet<String>) -> Vec<Output> {
+    pub(crate) fn outputs(
+        &mut self,
+        rooms: &BTreeSet<String>,
+        buildings: &BTreeSet<String>,
+    ) -> Vec<Output> {
         let now = self.clock.now();
         let now_us = now.timestamp_micros();
         let ts = rfc3339(now);
@@ -184,7 +188,12 @@ impl Processors {
         });
     }
 
-    pub(crate) fn push_raw_if_changed(&mut self, out: &mut Vec<Output>, topic: String, payload: Vec<u8>) {
+    pub(crate) fn push_raw_if_changed(
+        &mut self,
+        out: &mut Vec<Output>,
+        topic: String,
+        payload: Vec<u8>,
+    ) {
         if self.published.get(&topic) == Some(&payload) {
             return;
         }

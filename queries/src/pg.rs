@@ -531,7 +531,10 @@ impl AuditHook {
     ) -> Option<PgWireResult<Response>> {
         let kind = crate::access::read_kind(statement)?;
         let tables = crate::access::tables_read(statement, plan, ctx).await;
-        match self.audit.record(AuditEvent::sql_read(user, kind, &tables)) {
+        match self
+            .audit
+            .record_confirmed(AuditEvent::sql_read(user, kind, &tables))
+        {
             Ok(()) => None,
             Err(e) => {
                 tracing::error!("Writing the audit log failed, refusing a SQL read: {e}");

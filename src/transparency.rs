@@ -357,7 +357,7 @@ mod tests {
         let campus = Campus::parse(&text, "examples/campus.toml").unwrap();
         let log = tellijn_config::AuditLog::open(dir.path()).unwrap();
         for _ in 0..3 {
-            log.record(tellijn_config::AuditEvent::publish_refused(
+            log.record_confirmed(tellijn_config::AuditEvent::publish_refused(
                 "x",
                 "t",
                 "not_json",
@@ -365,7 +365,7 @@ mod tests {
             ))
             .unwrap();
         }
-        log.record(tellijn_config::AuditEvent::AuthFailure {
+        log.record_confirmed(tellijn_config::AuditEvent::AuthFailure {
             client: "c".into(),
             username: None,
             reason: "bad_secret",
@@ -415,7 +415,7 @@ mod tests {
             agg.note(kind::AUTH_FAILURE, "unknown_user", None, Example::default);
         }
         agg.flush();
-        log.record(tellijn_config::AuditEvent::publish_refused(
+        log.record_confirmed(tellijn_config::AuditEvent::publish_refused(
             "s", "t", "not_json", b"x",
         ))
         .unwrap();
@@ -447,7 +447,7 @@ mod tests {
         // Today's file: only what was appended since is read.
         let today = sealed_lines(dir.path());
         let before = std::fs::read(&today).unwrap();
-        log.record(tellijn_config::AuditEvent::publish_refused(
+        log.record_confirmed(tellijn_config::AuditEvent::publish_refused(
             "s", "t", "not_json", b"y",
         ))
         .unwrap();

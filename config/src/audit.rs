@@ -361,11 +361,10 @@ enum Cmd {
     Line {
         at: chrono::DateTime<Utc>,
         event: AuditEvent,
-        reply: Option<std::sync::mpsc::Sender<Result<(), String>>>,
+        reply: Option<std::sync::mpsc::Sender<Result<(), AuditError>>>,
     },
-    /// Written everything before it? Then fsync and reply (with the first error since the last
-    /// sync, if a line could not be written).
-    Sync(std::sync::mpsc::Sender<Result<(), String>>),
+    /// Once everything before it is written: fsync, and reply.
+    Sync(std::sync::mpsc::Sender<Result<(), AuditError>>),
 }
 
 /// An append-only, hash-chained audit log, safe to share between tasks.
@@ -393,7 +392,6 @@ impl AuditLog {
             dir: dir.clone(),
             state: State { open: None, last },
             health: health.clone(),
-            failed: None,
         };
         let thread = std::thread::Builder::new()
             .name("tellijn-audit".into())
@@ -437,20 +435,16 @@ impl AuditLog {
         }
     }
 
-    fn wait(&self, rx: std::sync::mpsc::Receiver<Result<(), String>>) -> Result<(), AuditError> {
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AuditError::Io {
-                dir: self.dir.clone(),
-                source: std::io::Error::other(e),
-            }),
-            Err(_) => Err(self.stopped()),
-        }
+    fn wait(
+        &self,
+        rx: std::sync::mpsc::Receiver<Result<(), AuditError>>,
+    ) -> Result<(), AuditError> {
+        rx.recv().unwrap_or_else(|_| Err(self.stopped()))
     }
 
     /// Queues one event; it is written (in order, chained) by the writer thread. Waits only
-    /// while the queue is full. A write failure is logged, counted and shown by `/healthz`, and
-    /// returned by the next [`Self::sync`].
+    /// while the queue is full. A write failure is logged, counted and shown by `/healthz`;
+    /// callers that must know use [`Self::record_confirmed`].
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.send(Cmd::Line {
             at: Utc::now(),
@@ -471,8 +465,7 @@ impl AuditLog {
         self.wait(rx)
     }
 
-    /// Waits until every line queued so far is written and makes them durable; an error if
-    /// one of them could not be written.
+    /// Waits until every line queued so far is written and makes them durable.
     pub fn sync(&self) -> Result<(), AuditError> {
         let (reply, rx) = std::sync::mpsc::channel();
         self.send(Cmd::Sync(reply))?;
@@ -495,8 +488,6 @@ struct Writer {
     dir: PathBuf,
     state: State,
     health: Arc<std::sync::OnceLock<Health>>,
-    /// The first write error since the last sync.
-    failed: Option<String>,
 }
 
 impl Writer {
@@ -504,29 +495,22 @@ impl Writer {
         for cmd in rx {
             match cmd {
                 Cmd::Line { at, event, reply } => {
-                    let r = self.write(at, &event).map_err(|e| e.to_string());
-                    if let Err(e) = &r {
-                        tracing::error!("{e}");
-                        self.failed.get_or_insert_with(|| e.clone());
-                    }
-                    if let Some(reply) = reply {
-                        let _ = reply.send(r);
+                    let r = self.write(at, &event);
+                    match (reply, r) {
+                        (Some(reply), r) => {
+                            let _ = reply.send(r);
+                        }
+                        (None, Err(e)) => tracing::error!("{e}"),
+                        (None, Ok(())) => {}
                     }
                 }
                 Cmd::Sync(reply) => {
-                    let synced = match self.state.open.as_ref() {
-                        Some(o) => o.file.sync_all().map_err(|source| {
-                            AuditError::Io {
-                                dir: self.dir.clone(),
-                                source,
-                            }
-                            .to_string()
+                    let r = match self.state.open.as_ref() {
+                        Some(o) => o.file.sync_all().map_err(|source| AuditError::Io {
+                            dir: self.dir.clone(),
+                            source,
                         }),
                         None => Ok(()),
-                    };
-                    let r = match self.failed.take() {
-                        Some(e) => Err(e),
-                        None => synced,
                     };
                     let _ = reply.send(r);
                 }
@@ -824,10 +808,10 @@ mod bound_tests {
 mod writer_tests {
     use super::*;
 
-    /// `record` only queues; a line that cannot be written is still reported — by the next
-    /// `sync`, and at once to `record_confirmed` — never silently lost.
+    /// `record` only queues; a line that cannot be written is reported at once to a confirmed
+    /// caller (and to the log and `/healthz` for the others).
     #[test]
-    fn a_failed_write_is_reported_by_sync_and_to_confirmed_callers() {
+    fn a_failed_write_is_reported_to_confirmed_callers() {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path()).unwrap();
         let event = || AuditEvent::api_read("vic", "rooms", &["rooms"]);
@@ -845,13 +829,15 @@ mod writer_tests {
             reply: Some(reply),
         })
         .unwrap();
-        assert!(
-            rx.recv().unwrap().is_err(),
-            "the failed line was reported as written"
+        let e = rx
+            .recv()
+            .unwrap()
+            .expect_err("the failed line was reported as written");
+        assert_eq!(
+            e.to_string().matches("cannot write the audit log").count(),
+            1,
+            "{e}"
         );
-        assert!(log.sync().is_err(), "sync did not report the failed line");
-        // Reported once: after a sync that reported it, the next sync is clean again.
-        log.sync().unwrap();
         std::fs::remove_file(&audit).unwrap();
         std::fs::create_dir(&audit).unwrap();
         log.record_confirmed(event()).unwrap();

@@ -8,7 +8,8 @@
 //!   its file and key.
 //! - [`metrics`]: every Prometheus metric name and label set, typed, in one place.
 //! - [`process`]: process metrics (RSS, CPU, open fds) and data-disk space, read per scrape.
-//! - [`audit`]: the audit log (JSON lines under `{data}/audit/`), never carrying a payload.
+//! - [`audit`]: the audit log (JSON lines under `{data}/audit/`), never carrying a payload,
+//!   written by its own thread from a bounded queue so no caller waits for the disk.
 //! - [`refusals`]: unauthenticated refusals aggregated per reason and minute before they reach
 //!   the audit log, and the bound on every attacker-chosen field that is written.
 //! - [`health`]: whether the history and the audit log can be written (`/healthz`).

@@ -323,7 +323,7 @@ impl Worker {
                 if let Err(e) = self
                     .cx
                     .audit
-                    .record(event)
+                    .record_confirmed(event)
                     .and_then(|()| self.cx.audit.sync())
                 {
                     // Not deleted unaudited: retried at the next sweep.

@@ -35,7 +35,7 @@ use tellijn_wire::Clock;
 
 const CHILD: &str = "TELLIJN_CRASH_CHILD";
 /// Simulated seconds per real second.
-const SPEED: f64 = 7_200.0;
+const SPEED: f64 = 3_600.0;
 /// The day whose rebuilt rows are checked (yesterday, so that the queries' retention cutoff,
 /// taken from the real clock, keeps it); the run starts the evening before the day before it.
 fn day() -> NaiveDate {
@@ -324,9 +324,9 @@ async fn drive(
                 // then exact whichever way a message and the clock race.
                 let now = sim.now();
                 let minute = now.time().hour() * 60 + now.time().minute();
-                if minute < 23 * 60 + 45 && minute >= 15 {
+                if (15..23 * 60 + 45).contains(&minute) {
                     let seq = agent.sent.len() as u64 + 1;
-                    let m = Sent { end: now, people_in: 2, people_out: u32::from(seq % 3 == 0) };
+                    let m = Sent { end: now, people_in: 2, people_out: u32::from(seq.is_multiple_of(3)) };
                     agent.sent.insert(seq, m);
                     let _ = client
                         .publish(counts, QoS::AtLeastOnce, false, line_json(seq, m.end, m.people_in, m.people_out))

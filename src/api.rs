@@ -218,12 +218,12 @@ async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Option<(String, 
     let pw = password.to_owned();
     let Some(user) = api.campus.users.iter().find(|u| u.name == name) else {
         // The same deliberately slow hash as for a known user: no user names by timing.
-        let hash = tellijn_config::password::DUMMY_HASH.to_owned();
-        tellijn_queries::pg::verify_password(hash, pw).await;
+        let hash = tellijn_config::secrets::DUMMY_HASH.to_owned();
+        tellijn_config::secrets::verify_password(hash, pw).await;
         return Err(refuse(auth_reason::HTTP_UNKNOWN_USER, Some(name), WRONG));
     };
     let hash = user.password_hash.clone();
-    let ok = tellijn_queries::pg::verify_password(hash, pw).await;
+    let ok = tellijn_config::secrets::verify_password(hash, pw).await;
     if !ok {
         return Err(refuse(auth_reason::HTTP_BAD_PASSWORD, Some(name), WRONG));
     }

@@ -18,7 +18,8 @@
 //! - [`progress`]: the progress line of `tellijn sql` on a terminal.
 //! - [`sim`]: the demo's campus simulator (a timetable, sensors that miss a few crossings).
 //! - [`transparency`]: the transparency report (`tellijn transparency`, `/transparency`).
-//! - [`secrets`]: argon2id hashing for `hash-secret` and the demo.
+//! - [`secrets`]: argon2id hashing for `hash-secret` and the demo, and the demo-password check
+//!   of `serve` (a re-export of `tellijn_config::secrets`).
 
 pub mod api;
 pub mod demo;

@@ -638,7 +638,7 @@ impl Campus {
                     format!("must be a unique, non-empty name (found {:?}).", u.name),
                 );
             }
-            if let Err(m) = check_argon2id(&u.password_hash) {
+            if let Err(m) = crate::secrets::check_phc(&u.password_hash) {
                 err(format!("users[{i}].password_hash"), m);
             }
         }
@@ -652,7 +652,7 @@ impl Campus {
                     ),
                 );
             }
-            if let Err(m) = check_argon2id(&r.password_hash) {
+            if let Err(m) = crate::secrets::check_phc(&r.password_hash) {
                 err(format!("mqtt_readers[{i}].password_hash"), m);
             }
             for (j, f) in r.topics.iter().enumerate() {
@@ -722,7 +722,7 @@ impl Campus {
         let rooms: BTreeSet<&str> = self.rooms.iter().map(|r| r.id.as_str()).collect();
         for (i, s) in self.sensors.iter().enumerate() {
             check_id(format!("sensors[{i}].id"), &s.id, "sensor", &mut err);
-            if let Err(m) = check_argon2id(&s.secret_hash) {
+            if let Err(m) = crate::secrets::check_phc(&s.secret_hash) {
                 err(format!("sensors[{i}].secret_hash"), m);
             }
             if s.lines.is_empty() && s.zones.is_empty() {
@@ -832,18 +832,6 @@ fn derived_filter(f: &str) -> bool {
         || f.starts_with("tellijn/v1/public/")
         || f.starts_with("homeassistant/"))
         && well_formed_filter(f)
-}
-
-fn check_argon2id(hash: &str) -> Result<(), String> {
-    if !hash.starts_with("$argon2id$") {
-        return Err(
-            "must be an argon2id hash from `tellijn hash-secret` (it starts with \"$argon2id$\")."
-                .into(),
-        );
-    }
-    argon2::PasswordHash::new(hash).map(|_| ()).map_err(|e| {
-        format!("is not a valid argon2id hash ({e}); make a new one with `tellijn hash-secret`.")
-    })
 }
 
 /// The name of a `[table]` or `[[array]]` header line.

@@ -12,15 +12,17 @@
 //! - [`refusals`]: unauthenticated refusals aggregated per reason and minute before they reach
 //!   the audit log, and the bound on every attacker-chosen field that is written.
 //! - [`health`]: whether the history and the audit log can be written (`/healthz`).
-//! - [`password`]: argon2id checks, and the dummy hash unknown users are verified against.
+//! - [`secrets`]: every argon2id hash and verification (production and demo cost, bounded
+//!   verification, the dummy hash unknown users are verified against, the demo-password check
+//!   `serve` runs and its cache).
 
 pub mod audit;
 pub mod campus;
 pub mod health;
 pub mod metrics;
-pub mod password;
 pub mod process;
 pub mod refusals;
+pub mod secrets;
 
 pub use audit::{AuditEvent, AuditLog};
 pub use campus::{Campus, ConfigError, ConfigErrors};

@@ -418,36 +418,6 @@ fn fatal(code: &str, message: String) -> PgWireError {
     )))
 }
 
-/// At most one argon2id verification per core at a time for SQL and HTTP logins: each holds its
-/// memory cost on a blocking thread, and a login storm would otherwise start one thread per
-/// attempt whose allocator arena keeps that memory (the MQTT logins have their own bound in the
-/// broker's hooks).
-static VERIFICATIONS: std::sync::LazyLock<tokio::sync::Semaphore> =
-    std::sync::LazyLock::new(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    });
-
-/// [`password_matches`] on a blocking thread, waiting for one of the bounded verification slots.
-pub async fn verify_password(hash: String, password: String) -> bool {
-    let Ok(_slot) = VERIFICATIONS.acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || password_matches(&hash, &password))
-        .await
-        .unwrap_or(false)
-}
-
-/// Checks a password against an argon2id PHC string.
-pub fn password_matches(hash: &str, password: &str) -> bool {
-    use argon2::{PasswordHash, PasswordVerifier};
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
 #[async_trait]
 impl StartupHandler for PasswordStartup {
     async fn on_startup<C>(
@@ -513,7 +483,7 @@ impl StartupHandler for PasswordStartup {
 }
 
 // Unknown users are verified against the dummy hash every login shares.
-use tellijn_config::password::DUMMY_HASH;
+use tellijn_config::secrets::{DUMMY_HASH, verify_password};
 
 /// Writes an audit line for every statement that reads, before it runs (see the module docs).
 pub struct AuditHook {
@@ -933,47 +903,5 @@ mod tests {
         }
         // Statements that read nothing need no line, so they still run.
         assert!(hook.audit(&stmt("BEGIN"), None, ctx, "ada").await.is_none());
-    }
-
-    /// Logins wait for a verification slot: with every slot taken, a verification does not
-    /// run until one is given back.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn verifications_wait_for_a_slot() {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::from_b64("c29tZXNhbHQ").unwrap();
-        let hash = argon2::Argon2::default()
-            .hash_password(b"pw", &salt)
-            .unwrap()
-            .to_string();
-        let all =
-            u32::try_from(std::thread::available_parallelism().map_or(2, |n| n.get())).unwrap();
-        let held = VERIFICATIONS.acquire_many(all).await.unwrap();
-        let login = tokio::spawn(verify_password(hash.clone(), "pw".to_owned()));
-        // Unbounded, one verification takes milliseconds; held, it must still be waiting.
-        let waited = tokio::time::timeout(Duration::from_millis(500), async {
-            while !login.is_finished() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await;
-        assert!(waited.is_err(), "a verification ran without a free slot");
-        drop(held);
-        assert!(login.await.unwrap());
-        assert!(!verify_password(hash, "wrong".to_owned()).await);
-    }
-
-    #[test]
-    fn passwords_are_checked_against_argon2() {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").unwrap();
-        let hash = argon2::Argon2::default()
-            .hash_password(b"right", &salt)
-            .unwrap()
-            .to_string();
-        assert!(password_matches(&hash, "right"));
-        assert!(!password_matches(&hash, "wrong"));
-        assert!(!password_matches("not a hash", "right"));
-        // The dummy hash parses, so unknown users cost a real verification.
-        assert!(argon2::PasswordHash::new(DUMMY_HASH).is_ok());
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`campus`]: `campus.toml`, parsed and validated in one pass that reports every error with
-//!   its file and key.
+//!   its file and key; a folder: the model (one struct per table), defaults, units, loading
+//!   (and naming the key at a TOML error) and validation.
 //! - [`metrics`]: every Prometheus metric name and label set, typed, in one place.
 //! - [`process`]: process metrics (RSS, CPU, open fds) and data-disk space, read per scrape.
 //! - [`audit`]: the audit log (JSON lines under `{data}/audit/`), never carrying a payload.

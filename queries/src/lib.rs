@@ -32,7 +32,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tellijn_config::Campus;
-use tellijn_processors::schema;
+use tellijn_tables::schema;
 
 /// How to print a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

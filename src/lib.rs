@@ -11,7 +11,8 @@
 //! - [`view`]: what each reader sees of a room or building now, for the API and the public
 //!   MQTT tree alike; [`public_history`]: anonymous history on one fixed grid.
 //! - [`api`]: `/api/v1` (current and historical occupancy, with bands for small numbers), its
-//!   OpenAPI document and the public free-places page at `/`.
+//!   OpenAPI document and the public free-places page at `/`; a folder: `auth` (who is asking),
+//!   `now` (rooms and buildings now), `history`, `documents` (OpenAPI, transparency, page).
 //! - [`live`]: the latest occupancy of every room and building, fed from the retained outputs.
 //! - [`demo`]: a generated campus with simulated agents, each its own MQTT connection with its
 //!   own credential.

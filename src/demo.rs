@@ -33,7 +33,7 @@ pub struct DemoOptions {
 }
 
 /// The demo's SQL user and password.
-pub const DEMO_USER: (&str, &str) = ("demo", "demo");
+pub const DEMO_USER: (&str, &str) = ("demo", crate::secrets::DEMO_PASSWORD);
 
 const BUILDINGS: [(&str, &str); 6] = [
     ("lib", "University Library"),

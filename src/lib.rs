@@ -11,14 +11,16 @@
 //! - [`view`]: what each reader sees of a room or building now, for the API and the public
 //!   MQTT tree alike; [`public_history`]: anonymous history on one fixed grid.
 //! - [`api`]: `/api/v1` (current and historical occupancy, with bands for small numbers), its
-//!   OpenAPI document and the public free-places page at `/`.
+//!   OpenAPI document and the public free-places page at `/`; a folder: `auth` (who is asking),
+//!   `now` (rooms and buildings now), `history`, `documents` (OpenAPI, transparency, page).
 //! - [`live`]: the latest occupancy of every room and building, fed from the retained outputs.
 //! - [`demo`]: a generated campus with simulated agents, each its own MQTT connection with its
 //!   own credential.
 //! - [`progress`]: the progress line of `tellijn sql` on a terminal.
 //! - [`sim`]: the demo's campus simulator (a timetable, sensors that miss a few crossings).
 //! - [`transparency`]: the transparency report (`tellijn transparency`, `/transparency`).
-//! - [`secrets`]: argon2id hashing for `hash-secret` and the demo.
+//! - [`secrets`]: argon2id hashing for `hash-secret` and the demo, and the demo-password check
+//!   of `serve` (a re-export of `tellijn_config::secrets`).
 
 pub mod api;
 pub mod demo;

@@ -199,7 +199,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ports,
         } => {
             let campus = load_campus(&config)?;
-            let demo = tellijn::secrets::demo_credentials(&campus);
+            // Blocking, on every core; a restart verifies only new or changed secrets.
+            let data_dir = data
+                .clone()
+                .unwrap_or_else(|| campus.server.data_dir.clone());
+            let demo = tellijn::secrets::demo_credentials(&campus, &data_dir)?;
             anyhow::ensure!(
                 demo.is_empty(),
                 "{}: {} use the demo password; give each its own secret (`tellijn hash-secret`) before serving",

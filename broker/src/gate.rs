@@ -138,7 +138,7 @@ impl Policy {
                     self.verify(user, &reader.password_hash, password)?;
                     Identity::Reader(user.to_owned())
                 } else {
-                    tellijn_config::password::dummy(password);
+                    tellijn_config::secrets::dummy(password);
                     return Err(AuthRefusal(auth_reason::UNKNOWN_USER));
                 }
             }
@@ -178,7 +178,7 @@ impl Policy {
             return Ok(());
         }
         drop(cache);
-        if !tellijn_config::password::matches(hash, password) {
+        if !tellijn_config::secrets::matches(hash, password) {
             return Err(AuthRefusal(auth_reason::BAD_SECRET));
         }
         cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());

@@ -3,16 +3,11 @@
 //! all of it is older than the retention.
 
 use std::path::Path;
-use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::NaiveDate;
 
-/// The first date still kept when `retention` is applied at `now`.
-pub fn cutoff(now: DateTime<Utc>, retention: Duration) -> NaiveDate {
-    let keep = TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX);
-    now.checked_sub_signed(keep)
-        .map_or(NaiveDate::MIN, |t| t.date_naive())
-}
+// The cutoff is shared with the query side (which hides expired days before they are deleted).
+pub use tellijn_tables::retention::cutoff;
 
 /// Partitions of `table` dated before `cutoff`: (date, path).
 pub fn expired(
@@ -38,6 +33,8 @@ pub fn expired(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
+    use std::time::Duration;
 
     #[test]
     fn cutoff_and_expired_partitions() {

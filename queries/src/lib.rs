@@ -8,6 +8,9 @@
 //!   file exists) and the campus tables from the config (`rooms`, `buildings`, `sensors`).
 //! - [`retained`]: wraps the history tables so no query ever sees a day past retention.
 //! - [`History::query`]: runs one statement and renders it as a table, CSV or JSON.
+//! - [`pg`]: the PostgreSQL wire endpoint, a folder: `server` (listener, connection limit,
+//!   timeouts), `startup` (login against `[[users]]`), `audit` (the audit line before every read).
+//!   The tables' schemas and retention cutoff come from `tellijn-tables`.
 //!
 //! Reads only: every entry point plans statements with DDL, DML and `SET` forbidden
 //! ([`readonly`]); the PostgreSQL endpoint gives each connection its own session ([`session`]).
@@ -32,7 +35,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tellijn_config::Campus;
-use tellijn_processors::schema;
+use tellijn_tables::schema;
 
 /// How to print a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

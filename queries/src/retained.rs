@@ -24,7 +24,7 @@ pub struct Retained {
 
 impl Retained {
     fn cutoff(&self) -> String {
-        tellijn_processors::retention::cutoff(chrono::Utc::now(), self.retention).to_string()
+        tellijn_tables::retention::cutoff(chrono::Utc::now(), self.retention).to_string()
     }
 }
 

@@ -30,7 +30,6 @@ use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tellijn::server::{Server, ServerOptions};
 use tellijn_config::Campus;
-use tellijn_queries::{Format, History};
 use tellijn_wire::Clock;
 
 const CHILD: &str = "TELLIJN_CRASH_CHILD";
@@ -45,37 +44,21 @@ fn day() -> NaiveDate {
 const OLD: [(&str, &str); 2] = [("counts", "2001-01-01"), ("occupancy", "2001-01-02")];
 
 fn campus_text(data: &Path) -> String {
-    format!(
-        r#"
-[server]
-data_dir = "{}"
-flush_interval = "40ms"
-timezone = "UTC"
-
-[limits]
-publish_rate = 1000
-publish_burst = 5000
-
-[[buildings]]
-id = "b"
-name = "Building"
-
-[[rooms]]
-id = "r1"
-building = "b"
-name = "Hall"
-kind = "study"
-capacity = 100000
-public = true
-
-[[sensors]]
-id = "s1"
-secret_hash = "{}"
-lines = [{{ line = "main", into = "r1" }}]
-"#,
-        data.display(),
-        tellijn::secrets::hash_demo(S1_SECRET).unwrap()
-    )
+    tellijn_test_support::CampusToml::new()
+        .section(&format!(
+            "[server]\ndata_dir = \"{}\"\nflush_interval = \"40ms\"\ntimezone = \"UTC\"",
+            data.display()
+        ))
+        .section("[limits]\npublish_rate = 1000\npublish_burst = 5000")
+        .building("b", "Building")
+        .room("r1", "b", "Hall", "study", 100_000)
+        .with("public = true")
+        .line_sensor(
+            "s1",
+            &tellijn::secrets::hash_demo(S1_SECRET).unwrap(),
+            &[("main", "r1", None)],
+        )
+        .toml()
 }
 
 /// The server process: started by [`acknowledged_counts_survive_a_kill_at_every_crash_point`]
@@ -222,21 +205,11 @@ struct Agent {
 
 /// What the data directory holds: (rows, distinct seqs, seqs at or below `acked`, sum in - out).
 async fn stored(data: &Path, acked: u64) -> (u64, u64, u64, i64) {
-    let h = History::open(data, None).await.unwrap();
-    let csv = h
-        .query(
-            &format!("SELECT count(*), count(DISTINCT seq), count(DISTINCT CASE WHEN seq <= {acked} THEN seq END), coalesce(sum(people_in), 0) - coalesce(sum(people_out), 0) FROM counts WHERE sensor = 's1'"),
-            Format::Csv,
-        )
-        .await
-        .unwrap();
-    let v: Vec<i64> = csv
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let v = &sql_numbers(
+        data,
+        &format!("SELECT count(*), count(DISTINCT seq), count(DISTINCT CASE WHEN seq <= {acked} THEN seq END), coalesce(sum(people_in), 0) - coalesce(sum(people_out), 0) FROM counts WHERE sensor = 's1'"),
+    )
+    .await[0];
     (v[0] as u64, v[1] as u64, v[2] as u64, v[3])
 }
 
@@ -536,19 +509,11 @@ async fn acknowledged_counts_survive_a_kill_at_every_crash_point() {
         );
     }
     // DAY's rows, rebuilt, against a recomputation from the messages themselves.
-    let h = History::open(&data, None).await.unwrap();
-    let csv = h
-        .query(
-            &format!("SELECT people_in, people_out, occupancy_min, occupancy_max FROM occupancy WHERE room = 'r1' AND date = '{DAY}' ORDER BY minute"),
-            Format::Csv,
-        )
-        .await
-        .unwrap();
-    let got: Vec<Vec<i64>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
-        .collect();
+    let got = sql_numbers(
+        &data,
+        &format!("SELECT people_in, people_out, occupancy_min, occupancy_max FROM occupancy WHERE room = 'r1' AND date = '{DAY}' ORDER BY minute"),
+    )
+    .await;
     assert_eq!(got.len(), 1440, "one row per minute of {DAY}");
     let t0 = at(0, 0, 0);
     let before: i64 = agent

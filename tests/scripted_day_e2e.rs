@@ -21,28 +21,17 @@ const DAY: &str = "2026-03-29"; // Europe/Amsterdam: 02:00 CET → 03:00 CEST (0
 async fn scripted_day_rows_equal_the_truth_and_reset_at_three_on_the_dst_night() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let text = format!(
-        r#"
-[server]
-flush_interval = "50ms"
-timezone = "Europe/Amsterdam"
-[[buildings]]
-id = "b"
-name = "B"
-[[rooms]]
-id = "r1"
-building = "b"
-name = "Study"
-kind = "study"
-capacity = 40
-reset = "03:00"
-[[sensors]]
-id = "s1"
-secret_hash = "{}"
-lines = [{{ line = "main", into = "r1" }}]
-"#,
-        tellijn::secrets::hash_demo(S1_SECRET).unwrap()
-    );
+    let text = tellijn_test_support::CampusToml::new()
+        .section("[server]\nflush_interval = \"50ms\"\ntimezone = \"Europe/Amsterdam\"")
+        .building("b", "B")
+        .room("r1", "b", "Study", "study", 40)
+        .with("reset = \"03:00\"")
+        .line_sensor(
+            "s1",
+            &tellijn::secrets::hash_demo(S1_SECRET).unwrap(),
+            &[("main", "r1", None)],
+        )
+        .toml();
     let midnight: DateTime<Utc> = format!("{DAY}T00:00:00Z").parse().unwrap();
     // A day in about 12 s: the clock starts an hour before the day and runs 7200× real time.
     let clock = Clock::accelerated(midnight - TimeDelta::hours(1), 7200.0);

@@ -252,36 +252,17 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        let text = format!(
-            r#"
-[server]
-anonymous_read = ["tellijn/v1/public/rooms/#"]
-[[mqtt_readers]]
-name = "hvac"
-password_hash = "{}"
-topics = ["tellijn/v1/rooms/+/state"]
-[[buildings]]
-id = "lib"
-name = "Library"
-[[rooms]]
-id = "r1"
-building = "lib"
-name = "Room"
-kind = "study"
-capacity = 10
-[[sensors]]
-id = "s1"
-secret_hash = "{}"
-lines = [{{ line = "main", into = "r1" }}]
-[[sensors]]
-id = "s2"
-secret_hash = "{}"
-zones = [{{ zone = "seats", room = "r1" }}]
-"#,
-            hash("hvac-pw"),
-            hash("s1-secret"),
-            hash("s2-secret")
-        );
+        let text = tellijn_test_support::CampusToml::new()
+            .section("[server]\nanonymous_read = [\"tellijn/v1/public/rooms/#\"]")
+            .section(&format!(
+                "[[mqtt_readers]]\nname = \"hvac\"\npassword_hash = \"{}\"\ntopics = [\"tellijn/v1/rooms/+/state\"]",
+                hash("hvac-pw")
+            ))
+            .building("lib", "Library")
+            .room("r1", "lib", "Room", "study", 10)
+            .line_sensor("s1", &hash("s1-secret"), &[("main", "r1", None)])
+            .zone_sensor("s2", &hash("s2-secret"), &[("seats", "r1")])
+            .toml();
         Policy::new(&Campus::parse(&text, "test.toml").unwrap())
     }
 

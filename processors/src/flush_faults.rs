@@ -11,17 +11,22 @@ use tellijn_wire::{Clock, CountMessage, LineCount, SensorEvent};
 use crate::parquet_sink::PANIC_AFTER_FIRST_FILE;
 use crate::{Processors, Summary};
 
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
-
 pub(crate) fn campus() -> Arc<Campus> {
-    let text = format!(
-        "[[buildings]]\nid = \"b\"\nname = \"B\"\n[[rooms]]\nid = \"r1\"\nbuilding = \"b\"\nname = \"Hall\"\nkind = \"study\"\ncapacity = 50\npublic = true\n[[sensors]]\nid = \"s1\"\nsecret_hash = \"{HASH}\"\nlines = [{{ line = \"main\", into = \"r1\" }}]\n"
-    );
+    let text = tellijn_test_support::CampusToml::new()
+        .building("b", "B")
+        .room("r1", "b", "Hall", "study", 50)
+        .with("public = true")
+        .line_sensor("s1", tellijn_test_support::HASH, &[("main", "r1", None)])
+        .toml();
     Arc::new(Campus::parse(&text, "test").unwrap())
 }
 
 fn line(seq: u64) -> SensorEvent {
-    let end = Utc::now();
+    line_at(seq, Utc::now())
+}
+
+/// A line count of `s1` with this seq, ending at `end`.
+pub(crate) fn line_at(seq: u64, end: chrono::DateTime<Utc>) -> SensorEvent {
     SensorEvent::Count {
         msg: CountMessage::Line(LineCount {
             sensor: "s1".into(),

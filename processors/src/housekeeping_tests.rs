@@ -2,31 +2,14 @@
 //! taking counts (it used to wait for an empty buffer, which steady load never gives).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use prometheus_client::registry::Registry;
 use tellijn_config::{AuditLog, Metrics};
-use tellijn_wire::{Clock, CountMessage, LineCount, SensorEvent};
+use tellijn_wire::Clock;
 
-use crate::flush_faults::{campus, parquet_files};
+use crate::flush_faults::{campus, line_at as line, parquet_files};
 use crate::{Processors, Summary, occupancy, rebuild};
-
-fn line(seq: u64, end: DateTime<Utc>) -> SensorEvent {
-    SensorEvent::Count {
-        msg: CountMessage::Line(LineCount {
-            sensor: "s1".into(),
-            line: "main".into(),
-            seq,
-            start: end - TimeDelta::seconds(1),
-            end,
-            people_in: 1,
-            people_out: 0,
-        }),
-        received: end,
-        at: Instant::now(),
-    }
-}
 
 fn open(dir: &std::path::Path, now: DateTime<Utc>) -> Processors {
     let audit = Arc::new(AuditLog::open(dir).unwrap());

@@ -239,65 +239,26 @@ fn merge(changes: Vec<Change>) -> Vec<Change> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    const HASH: &str =
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+    use tellijn_test_support::{CampusToml, HASH};
 
     fn campus() -> Campus {
-        let text = format!(
-            r#"
-[[buildings]]
-id = "lib"
-name = "Library"
-[[buildings]]
-id = "eng"
-name = "Engineering"
-[[rooms]]
-id = "hall"
-building = "lib"
-name = "Hall"
-kind = "hall"
-capacity = 100
-[[rooms]]
-id = "study"
-building = "lib"
-name = "Study"
-kind = "study"
-capacity = 50
-[[rooms]]
-id = "lab"
-building = "eng"
-name = "Lab"
-kind = "meeting"
-capacity = 20
-[[rooms]]
-id = "aula"
-building = "eng"
-name = "Aula"
-kind = "lecture-hall"
-capacity = 300
-[[sensors]]
-id = "ent"
-secret_hash = "{HASH}"
-lines = [{{ line = "main", into = "lib" }}, {{ line = "inner", into = "hall" }}]
-[[sensors]]
-id = "door-a"
-secret_hash = "{HASH}"
-lines = [{{ line = "main", into = "study", from = "hall" }}]
-[[sensors]]
-id = "door-b"
-secret_hash = "{HASH}"
-lines = [{{ line = "main", into = "study", from = "hall" }}]
-[[sensors]]
-id = "lab-door"
-secret_hash = "{HASH}"
-lines = [{{ line = "main", into = "lab" }}]
-[[sensors]]
-id = "aula-cam"
-secret_hash = "{HASH}"
-zones = [{{ zone = "left", room = "aula" }}, {{ zone = "right", room = "aula" }}]
-"#
-        );
+        let text = CampusToml::new()
+            .building("lib", "Library")
+            .building("eng", "Engineering")
+            .room("hall", "lib", "Hall", "hall", 100)
+            .room("study", "lib", "Study", "study", 50)
+            .room("lab", "eng", "Lab", "meeting", 20)
+            .room("aula", "eng", "Aula", "lecture-hall", 300)
+            .line_sensor(
+                "ent",
+                HASH,
+                &[("main", "lib", None), ("inner", "hall", None)],
+            )
+            .line_sensor("door-a", HASH, &[("main", "study", Some("hall"))])
+            .line_sensor("door-b", HASH, &[("main", "study", Some("hall"))])
+            .line_sensor("lab-door", HASH, &[("main", "lab", None)])
+            .zone_sensor("aula-cam", HASH, &[("left", "aula"), ("right", "aula")])
+            .toml();
         Campus::parse(&text, "t").unwrap()
     }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tellijn_test_support::{CampusToml, HASH};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use prometheus_client::registry::Registry;
@@ -10,42 +11,17 @@ use tellijn_config::{AuditLog, Campus, Metrics};
 use tellijn_processors::{Output, Processors, Summary};
 use tellijn_wire::{Clock, CountMessage, LineCount, SensorEvent};
 
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
-
 fn campus(extra: &str) -> Arc<Campus> {
-    let text = format!(
-        r#"
-[privacy]
-raw_retention = "30d"
-aggregate_retention = "60d"
-{extra}
-[[buildings]]
-id = "b"
-name = "B"
-[[rooms]]
-id = "r1"
-building = "b"
-name = "Study hall"
-kind = "study"
-capacity = 50
-public = true
-vacancy_delay = "10m"
-[[rooms]]
-id = "r2"
-building = "b"
-name = "Office"
-kind = "office"
-capacity = 3
-[[sensors]]
-id = "s1"
-secret_hash = "{HASH}"
-lines = [{{ line = "main", into = "r1" }}]
-[[sensors]]
-id = "s2"
-secret_hash = "{HASH}"
-lines = [{{ line = "main", into = "r2", from = "r1" }}]
-"#
-    );
+    let text = CampusToml::new()
+        .section("[privacy]\nraw_retention = \"30d\"\naggregate_retention = \"60d\"")
+        .section(extra)
+        .building("b", "B")
+        .room("r1", "b", "Study hall", "study", 50)
+        .with("public = true\nvacancy_delay = \"10m\"")
+        .room("r2", "b", "Office", "office", 3)
+        .line_sensor("s1", HASH, &[("main", "r1", None)])
+        .line_sensor("s2", HASH, &[("main", "r2", Some("r1"))])
+        .toml();
     Arc::new(Campus::parse(&text, "test").unwrap())
 }
 

@@ -24,47 +24,18 @@ pub fn campus(data: &Path) -> Campus {
 /// The test campus as TOML, with a flush interval and extra `[server]` lines.
 pub fn campus_text(data: &Path, flush: &str, server_extra: &str) -> String {
     let h = |s: &str| tellijn::secrets::hash_demo(s).unwrap();
-    format!(
-        r#"
-[server]
-data_dir = "{}"
-flush_interval = "{flush}"
-anonymous_read = ["tellijn/v1/public/#"]
-{server_extra}
-
-[[buildings]]
-id = "b"
-name = "Building"
-
-[[rooms]]
-id = "r1"
-building = "b"
-name = "Room one"
-kind = "study"
-capacity = 10
-public = true
-
-[[rooms]]
-id = "r2"
-building = "b"
-name = "Room two"
-kind = "lecture-hall"
-capacity = 100
-
-[[sensors]]
-id = "s1"
-secret_hash = "{}"
-lines = [{{ line = "main", into = "r1" }}]
-
-[[sensors]]
-id = "s2"
-secret_hash = "{}"
-zones = [{{ zone = "seats", room = "r2" }}]
-"#,
-        data.display(),
-        h(S1_SECRET),
-        h(S2_SECRET)
-    )
+    tellijn_test_support::CampusToml::new()
+        .section(&format!(
+            "[server]\ndata_dir = \"{}\"\nflush_interval = \"{flush}\"\nanonymous_read = [\"tellijn/v1/public/#\"]\n{server_extra}",
+            data.display()
+        ))
+        .building("b", "Building")
+        .room("r1", "b", "Room one", "study", 10)
+        .with("public = true")
+        .room("r2", "b", "Room two", "lecture-hall", 100)
+        .line_sensor("s1", &h(S1_SECRET), &[("main", "r1", None)])
+        .zone_sensor("s2", &h(S2_SECRET), &[("seats", "r2")])
+        .toml()
 }
 
 /// Starts a server from campus text on the given MQTT address (port 0 for any).
@@ -95,23 +66,24 @@ pub fn agent_config(dir: &Path, broker: &str, interval_ms: u64) -> tellijn_agent
     tellijn_agent::AgentConfig::load(&dir.join("agent.toml")).unwrap()
 }
 
+/// The rows SQL answers over a data directory's history, as numbers.
+pub async fn sql_numbers(data: &Path, sql: &str) -> Vec<Vec<i64>> {
+    let h = tellijn_queries::History::open(data, None).await.unwrap();
+    let csv = h.query(sql, tellijn_queries::Format::Csv).await.unwrap();
+    csv.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+        .collect()
+}
+
 /// What SQL holds for `s1`: (rows, distinct seqs, max seq, sum in, sum out).
 pub async fn stored(data: &Path) -> (u64, u64, u64, u64, u64) {
-    let h = tellijn_queries::History::open(data, None).await.unwrap();
-    let csv = h
-        .query(
-            "SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0), coalesce(sum(people_in), 0), coalesce(sum(people_out), 0) FROM counts WHERE sensor = 's1'",
-            tellijn_queries::Format::Csv,
-        )
-        .await
-        .unwrap();
-    let v: Vec<u64> = csv
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let rows = sql_numbers(
+        data,
+        "SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0), coalesce(sum(people_in), 0), coalesce(sum(people_out), 0) FROM counts WHERE sensor = 's1'",
+    )
+    .await;
+    let v: Vec<u64> = rows[0].iter().map(|&x| x as u64).collect();
     (v[0], v[1], v[2], v[3], v[4])
 }
 

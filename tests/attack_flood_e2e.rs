@@ -8,6 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::raw_mqtt::{packet, string};
 use common::*;
 use tellijn_agent::outbox::Outbox;
 use tellijn_config::metrics::{ReasonLabels, auth_reason};
@@ -17,34 +18,6 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 // ---- raw MQTT 3.1.1 packets -------------------------------------------------------------
-
-fn remaining_length(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return out;
-        }
-    }
-}
-
-fn string(s: &[u8]) -> Vec<u8> {
-    let mut out = (s.len() as u16).to_be_bytes().to_vec();
-    out.extend(s);
-    out
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    p.extend(remaining_length(body.len()));
-    p.extend(body);
-    p
-}
 
 /// CONNECT (3.1.1, clean session) with an optional user name and an optional password.
 fn connect(client_id: &[u8], user: Option<&[u8]>, password: Option<&[u8]>) -> Vec<u8> {

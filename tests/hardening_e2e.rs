@@ -8,40 +8,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::raw_mqtt::{packet, string};
 use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 // ---- raw MQTT 3.1.1 packets -------------------------------------------------------------
-
-fn remaining_length(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return out;
-        }
-    }
-}
-
-fn string(s: &[u8]) -> Vec<u8> {
-    let mut out = (s.len() as u16).to_be_bytes().to_vec();
-    out.extend(s);
-    out
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    p.extend(remaining_length(body.len()));
-    p.extend(body);
-    p
-}
 
 /// CONNECT (3.1.1, clean session, keep-alive 30 s) with optional username and password.
 fn connect(client_id: &[u8], login: Option<(&str, &str)>) -> Vec<u8> {

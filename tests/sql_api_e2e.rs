@@ -58,46 +58,6 @@ fn write_occupancy(data: &Path, flush: u64, rooms: &[(&str, u32)]) -> DateTime<U
     day
 }
 
-struct Psql {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn psql(addr: SocketAddr, user: (&str, &str), sql: &str) -> Psql {
-    let out = tokio::process::Command::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-F",
-            ",",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &addr.port().to_string(),
-            "-U",
-            user.0,
-            "-d",
-            "tellijn",
-            "-c",
-            sql,
-        ])
-        .env("PGPASSWORD", user.1)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env("PGSSLMODE", "disable")
-        .output()
-        .await
-        .expect("psql must be installed (apt-get install postgresql-client)");
-    Psql {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn duckdb(data: &Path, sql: &str) -> String {
     let script = format!(
         "import duckdb\nfor r in duckdb.sql(\"\"\"{}\"\"\").fetchall(): print(','.join(str(x) for x in r))",

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw_mqtt;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,4 +274,57 @@ pub fn agent_bin() -> std::path::PathBuf {
         bin.display()
     );
     bin
+}
+
+/// What `psql` printed and whether it succeeded.
+pub struct Psql {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs Debian's `psql` against a Tellijn PostgreSQL endpoint (unaligned, comma-separated,
+/// tuples only), stopping at the first error.
+pub async fn psql(addr: std::net::SocketAddr, user: (&str, &str), sql: &str) -> Psql {
+    psql_run(addr, user, sql, true).await
+}
+
+/// Like [`psql`]; with `stop_on_error` false every statement of `sql` runs, as psql does by
+/// default.
+pub async fn psql_run(
+    addr: std::net::SocketAddr,
+    user: (&str, &str),
+    sql: &str,
+    stop_on_error: bool,
+) -> Psql {
+    let port = addr.port().to_string();
+    let mut args = vec!["-X", "-A", "-t", "-F", ","];
+    if stop_on_error {
+        args.extend(["-v", "ON_ERROR_STOP=1"]);
+    }
+    args.extend([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        user.0,
+        "-d",
+        "tellijn",
+        "-c",
+        sql,
+    ]);
+    let out = tokio::process::Command::new("psql")
+        .args(&args)
+        .env("PGPASSWORD", user.1)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", "disable")
+        .output()
+        .await
+        .expect("psql must be installed (apt-get install postgresql-client)");
+    Psql {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use tellijn_config::metrics::{JobLabels, StageLabels, job, stage};
@@ -197,14 +197,22 @@ impl Janitor {
     /// Waits (off the async threads) until every job queued so far is done: for tests and
     /// for callers that read what the janitor writes.
     pub(crate) async fn idle(&mut self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.submit(Job::Barrier(tx));
-        while !self.waiting.is_empty() {
-            // The queue is full: wait for room without holding up the runtime.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            self.pump();
-        }
-        let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
+        let (done, rx) = std::sync::mpsc::channel();
+        let mut jobs: Vec<Job> = self.waiting.drain(..).collect();
+        jobs.push(Job::Barrier(done));
+        let Some(tx) = self.tx.clone() else { return };
+        let queued = self.queued.clone();
+        // Blocking sends wait for room in the queue off the async threads (no polling).
+        let _ = tokio::task::spawn_blocking(move || {
+            for job in jobs {
+                queued.fetch_add(1, Ordering::SeqCst);
+                if tx.send(job).is_err() {
+                    return;
+                }
+            }
+            let _ = rx.recv();
+        })
+        .await;
     }
 
     /// Finishes the queued jobs, then stops and joins the thread.
@@ -483,6 +491,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()

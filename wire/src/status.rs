@@ -10,9 +10,10 @@ use serde_json::Value;
 use crate::Reason;
 use crate::fields::{Fields, int_value, parse_utc};
 
-/// A status message is at most this many bytes.
-pub const MAX_STATUS_PAYLOAD: usize = 512;
-const FIELDS: [&str; 10] = [
+/// A status message is at most this many bytes. 1024 since issue 18: a message with every
+/// field at its largest (the frame figures included) is 590 bytes, past the 512 of before.
+pub const MAX_STATUS_PAYLOAD: usize = 1024;
+const FIELDS: [&str; 17] = [
     "online",
     "since",
     "queue",
@@ -23,7 +24,18 @@ const FIELDS: [&str; 10] = [
     "merged",
     "dropped",
     "corrupt_bytes",
+    "frames",
+    "frame_drops",
+    "frame_late",
+    "frame_p99_us",
+    "frame_max_us",
+    "privacy_level",
+    "counter_restarts",
 ];
+
+/// The privacy levels a counter reports: 3 shows nothing but lines, 2 lets the installer view
+/// show tracked people as dots, 1 is reserved for a view with more (never built).
+pub const PRIVACY_LEVELS: std::ops::RangeInclusive<u8> = 1..=3;
 
 /// What an agent reports about itself. Everything but `online` is optional, so the last will
 /// can be `{"online":false}`.
@@ -54,6 +66,27 @@ pub struct StatusMessage {
     /// Bytes of torn or corrupt outbox tail cut off at start (power cut).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corrupt_bytes: Option<u64>,
+    /// Frames the camera's counter has read since it started (`kind = "camera"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    /// Frames it dropped unprocessed, behind or late, since it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_drops: Option<u64>,
+    /// Of those, frames dropped because they would have outlived the 200 ms promise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_late: Option<u64>,
+    /// The latest p99 of frame lifetime (first byte read → buffer zeroized), microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_p99_us: Option<u64>,
+    /// The longest frame lifetime since the agent's previous status, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame_max_us: Option<u64>,
+    /// The counter's privacy level (3: nothing but lines; 2: tracked people as dots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy_level: Option<u8>,
+    /// Times the agent restarted the counter (and its capture command) since it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter_restarts: Option<u64>,
 }
 
 fn short_text(v: &Value, max: usize) -> Result<String, Reason> {
@@ -96,6 +129,27 @@ impl StatusMessage {
         };
         let (merged, dropped, corrupt_bytes) =
             (count("merged")?, count("dropped")?, count("corrupt_bytes")?);
+        let (frames, frame_drops, frame_late) = (
+            count("frames")?,
+            count("frame_drops")?,
+            count("frame_late")?,
+        );
+        let (frame_p99_us, frame_max_us, counter_restarts) = (
+            count("frame_p99_us")?,
+            count("frame_max_us")?,
+            count("counter_restarts")?,
+        );
+        let privacy_level = f
+            .opt("privacy_level")
+            .map(|v| {
+                int_value(
+                    v,
+                    i64::from(*PRIVACY_LEVELS.start()),
+                    i64::from(*PRIVACY_LEVELS.end()),
+                )
+            })
+            .transpose()?
+            .map(|l| l as u8);
         let version = f.opt("version").map(|v| short_text(v, 32)).transpose()?;
         let config_hash = match f.opt("config_hash") {
             Some(v) => {
@@ -135,6 +189,13 @@ impl StatusMessage {
             merged,
             dropped,
             corrupt_bytes,
+            frames,
+            frame_drops,
+            frame_late,
+            frame_p99_us,
+            frame_max_us,
+            privacy_level,
+            counter_restarts,
         })
     }
 
@@ -188,6 +249,98 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_message_fits() {
+        let big = i64::MAX as u64;
+        let s = StatusMessage {
+            online: true,
+            since: Some("2026-11-22T10:00:00.123456789Z".into()),
+            queue: Some(big),
+            version: Some("v".repeat(32)),
+            oldest_unsent_s: Some(big),
+            sends: Some(vec!["line".into(), "zone".into()]),
+            config_hash: Some("ab".repeat(32)),
+            merged: Some(big),
+            dropped: Some(big),
+            corrupt_bytes: Some(big),
+            frames: Some(big),
+            frame_drops: Some(big),
+            frame_late: Some(big),
+            frame_p99_us: Some(big),
+            frame_max_us: Some(big),
+            privacy_level: Some(3),
+            counter_restarts: Some(big),
+        };
+        let json = s.to_json();
+        assert_eq!(json.len(), 590, "{}", String::from_utf8_lossy(&json));
+        assert!(json.len() <= MAX_STATUS_PAYLOAD);
+        assert_eq!(StatusMessage::parse(&json), Ok(s));
+    }
+
+    #[test]
+    fn frame_figures_round_trip_and_bad_values_are_refused() {
+        let mut s = StatusMessage::online("2026-11-22T10:00:00Z".parse().unwrap(), 0, "0.1.0");
+        s.frames = Some(1200);
+        s.frame_drops = Some(3);
+        s.frame_late = Some(1);
+        s.frame_p99_us = Some(41_000);
+        s.frame_max_us = Some(230_000);
+        s.privacy_level = Some(2);
+        s.counter_restarts = Some(0);
+        assert_eq!(StatusMessage::parse(&s.to_json()), Ok(s));
+        let fields = [
+            "frames",
+            "frame_drops",
+            "frame_late",
+            "frame_p99_us",
+            "frame_max_us",
+            "counter_restarts",
+        ];
+        for k in fields {
+            for (v, want) in [
+                ("-1", Reason::OutOfRange),
+                ("1.5", Reason::WrongType),
+                ("\"7\"", Reason::WrongType),
+                ("null", Reason::WrongType),
+                ("true", Reason::WrongType),
+                ("[1]", Reason::WrongType),
+                ("18446744073709551615", Reason::OutOfRange),
+            ] {
+                let p = format!(r#"{{"online":true,"{k}":{v}}}"#);
+                assert_eq!(StatusMessage::parse(p.as_bytes()), Err(want), "{p}");
+            }
+            let p = format!(r#"{{"online":true,"{k}":0}}"#);
+            assert!(StatusMessage::parse(p.as_bytes()).is_ok(), "{p}");
+            let p = format!(r#"{{"online":true,"{k}":1,"{k}":2}}"#);
+            assert_eq!(
+                StatusMessage::parse(p.as_bytes()),
+                Err(Reason::DuplicateField),
+                "{p}"
+            );
+        }
+        for (v, want) in [
+            ("0", Err(Reason::OutOfRange)),
+            ("1", Ok(1)),
+            ("2", Ok(2)),
+            ("3", Ok(3)),
+            ("4", Err(Reason::OutOfRange)),
+            ("-3", Err(Reason::OutOfRange)),
+            ("2.0", Err(Reason::WrongType)),
+            ("\"3\"", Err(Reason::WrongType)),
+            ("null", Err(Reason::WrongType)),
+        ] {
+            let p = format!(r#"{{"online":true,"privacy_level":{v}}}"#);
+            assert_eq!(
+                StatusMessage::parse(p.as_bytes()).map(|s| s.privacy_level.unwrap_or(0)),
+                want,
+                "{p}"
+            );
+        }
+        // Too large: the limit holds whatever the fields.
+        let p = format!(r#"{{"online":true,"version":"{}"}}"#, " ".repeat(1024));
+        assert_eq!(StatusMessage::parse(p.as_bytes()), Err(Reason::TooLarge));
+    }
+
+    #[test]
     fn side_channels_are_refused() {
         let cases: [(&[u8], Reason); 7] = [
             (br#"{"online":true,"image":"AAAA"}"#, Reason::UnknownField),
@@ -219,7 +372,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1200)) {
             let _ = StatusMessage::parse(&bytes);
         }
     }

@@ -89,6 +89,41 @@ pub struct SourceConfig {
     /// Seed for the simulated source (reproducible runs).
     #[serde(default)]
     pub seed: Option<u64>,
+    /// `camera`: the counter's own config file (`counter.toml`), relative to agent.toml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<PathBuf>,
+    /// `camera`: the counter's executable. Default: `tellijn-counter` beside the agent's
+    /// executable, else on `PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter_bin: Option<PathBuf>,
+    /// `camera`: a command (argv, never a shell string) whose stdout carries Y4M frames to the
+    /// counter's stdin, e.g. ffmpeg reading an RTSP stream. Without it the counter reads its
+    /// own device (v4l2) and its stdin is empty.
+    #[serde(
+        default,
+        deserialize_with = "argv_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub capture: Option<Vec<String>>,
+}
+
+fn argv_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Argv {
+        List(Vec<String>),
+        Other(toml::Value),
+    }
+    match Argv::deserialize(d)? {
+        Argv::List(v) => Ok(Some(v)),
+        Argv::Other(toml::Value::String(s)) => Err(serde::de::Error::custom(format!(
+            "capture must be an array of arguments such as [\"ffmpeg\", \"-i\", \"rtsp://…\", \"-f\", \"yuv4mpegpipe\", \"-\"], never a shell string (found {:?})",
+            s.chars().take(40).collect::<String>()
+        ))),
+        Argv::Other(_) => Err(serde::de::Error::custom(
+            "capture must be an array of strings such as [\"ffmpeg\", \"-i\", \"rtsp://…\", \"-f\", \"yuv4mpegpipe\", \"-\"]",
+        )),
+    }
 }
 
 fn default_lines() -> Vec<String> {
@@ -101,6 +136,8 @@ fn default_lines() -> Vec<String> {
 pub enum SourceKind {
     Simulated,
     Stdin,
+    /// `tellijn-counter` (and optionally a capture command) run by the agent as children.
+    Camera,
 }
 
 /// Errors in the agent config.
@@ -141,9 +178,23 @@ impl AgentConfig {
                 *p = base.join(&*p);
             }
         }
-        for p in [&mut cfg.ca, &mut cfg.cert, &mut cfg.key]
-            .into_iter()
-            .flatten()
+        // `counter_bin` is resolved against agent.toml only when it names a path: a bare
+        // name is looked up on PATH, as a shell would.
+        let bin_is_path = cfg
+            .source
+            .counter_bin
+            .as_ref()
+            .is_some_and(|b| b.components().count() > 1);
+        let bin = cfg.source.counter_bin.as_mut().filter(|_| bin_is_path);
+        for p in [
+            &mut cfg.ca,
+            &mut cfg.cert,
+            &mut cfg.key,
+            &mut cfg.source.counter,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(bin)
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -186,6 +237,35 @@ impl AgentConfig {
                     ids.iter().position(|x| x == id).unwrap_or(0)
                 ));
             }
+        }
+        let camera = self.source.kind == SourceKind::Camera;
+        if camera && self.source.counter.is_none() {
+            return Err("source kind \"camera\" needs counter = \"counter.toml\", the counter's config file.".into());
+        }
+        if !camera {
+            for (key, set) in [
+                ("counter", self.source.counter.is_some()),
+                ("counter_bin", self.source.counter_bin.is_some()),
+                ("capture", self.source.capture.is_some()),
+            ] {
+                if set {
+                    return Err(format!(
+                        "source {key} is only used with kind = \"camera\"; remove it or set kind = \"camera\"."
+                    ));
+                }
+            }
+        }
+        if let Some(argv) = &self.source.capture
+            && argv.first().is_none_or(|a| a.trim().is_empty())
+        {
+            return Err("source capture must be a non-empty array whose first entry is the program, such as [\"ffmpeg\", \"-i\", \"rtsp://…\", \"-f\", \"yuv4mpegpipe\", \"-\"]; leave it out to let the counter read its v4l2 device.".into());
+        }
+        if let Some(argv) = &self.source.capture
+            && let Some(i) = argv.iter().position(|a| a.contains('\0'))
+        {
+            return Err(format!(
+                "source capture[{i}] holds a NUL character, which no argument can carry."
+            ));
         }
         let addr = self.broker_addr()?;
         if addr.tls && self.ca.is_none() {
@@ -298,5 +378,122 @@ mod tests {
         );
         c.source.zones.pop();
         assert_eq!(c.check(), Ok(()));
+    }
+
+    const BASE: &str = "sensor = \"cam-1\"\nbroker = \"mqtt://127.0.0.1:1883\"\nsecret_file = \"secret\"\noutbox = \"outbox\"\n[source]\n";
+
+    fn load(source: &str) -> Result<AgentConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(&p, format!("{BASE}{source}")).unwrap();
+        AgentConfig::load(&p)
+            .map(|mut c| {
+                // Paths relative to the temporary directory, for comparisons.
+                for p in [&mut c.source.counter, &mut c.source.counter_bin]
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Ok(r) = p.strip_prefix(dir.path()) {
+                        *p = Path::new("DIR").join(r);
+                    }
+                }
+                c
+            })
+            .map_err(|e| {
+                e.to_string()
+                    .replace(&p.display().to_string(), "agent.toml")
+            })
+    }
+
+    #[test]
+    fn a_camera_source_is_accepted() {
+        let c = load(
+            "kind = \"camera\"\ncounter = \"counter.toml\"\ncapture = [\"ffmpeg\", \"-rtsp_transport\", \"tcp\", \"-i\", \"rtsp://cam/stream\", \"-f\", \"yuv4mpegpipe\", \"-pix_fmt\", \"yuv420p\", \"-\"]\nlines = [\"main\"]\nzones = [\"seats\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.source.kind, SourceKind::Camera);
+        assert_eq!(
+            c.source.counter.as_deref(),
+            Some(Path::new("DIR/counter.toml"))
+        );
+        assert_eq!(c.source.counter_bin, None);
+        assert_eq!(c.source.capture.as_ref().map(Vec::len), Some(10));
+        assert_eq!(c.source.zones, ["seats"]);
+        // Without capture (v4l2), and with a counter_bin by name (PATH) or by path.
+        let c = load("kind = \"camera\"\ncounter = \"/etc/tellijn/counter.toml\"\ncounter_bin = \"tellijn-counter\"\n").unwrap();
+        assert_eq!(c.source.capture, None);
+        assert_eq!(
+            c.source.counter.as_deref(),
+            Some(Path::new("/etc/tellijn/counter.toml"))
+        );
+        assert_eq!(
+            c.source.counter_bin.as_deref(),
+            Some(Path::new("tellijn-counter"))
+        );
+        let c = load(
+            "kind = \"camera\"\ncounter = \"c.toml\"\ncounter_bin = \"bin/tellijn-counter\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.source.counter_bin.as_deref(),
+            Some(Path::new("DIR/bin/tellijn-counter"))
+        );
+    }
+
+    #[test]
+    fn camera_mistakes_are_explained() {
+        let cases = [
+            (
+                "kind = \"camera\"\n",
+                "agent.toml: source kind \"camera\" needs counter = \"counter.toml\", the counter's config file.",
+            ),
+            (
+                "kind = \"camera\"\ncounter = \"c.toml\"\ncapture = []\n",
+                "agent.toml: source capture must be a non-empty array whose first entry is the program, such as [\"ffmpeg\", \"-i\", \"rtsp://…\", \"-f\", \"yuv4mpegpipe\", \"-\"]; leave it out to let the counter read its v4l2 device.",
+            ),
+            (
+                "kind = \"camera\"\ncounter = \"c.toml\"\ncapture = [\"\", \"-i\"]\n",
+                "agent.toml: source capture must be a non-empty array whose first entry is the program, such as [\"ffmpeg\", \"-i\", \"rtsp://…\", \"-f\", \"yuv4mpegpipe\", \"-\"]; leave it out to let the counter read its v4l2 device.",
+            ),
+            (
+                "kind = \"camera\"\ncounter = \"c.toml\"\ncapture = \"ffmpeg -i rtsp://cam | tee\"\n",
+                "agent.toml: capture must be an array of arguments such as [\"ffmpeg\", \"-i\", \"rtsp://…\", \"-f\", \"yuv4mpegpipe\", \"-\"], never a shell string (found \"ffmpeg -i rtsp://cam | tee\")",
+            ),
+            (
+                "kind = \"camera\"\ncounter = \"c.toml\"\ncapture = [\"ffmpeg\", 3]\n",
+                "agent.toml: capture must be an array of strings such as [\"ffmpeg\", \"-i\", \"rtsp://…\", \"-f\", \"yuv4mpegpipe\", \"-\"]",
+            ),
+            (
+                "kind = \"stdin\"\ncounter = \"c.toml\"\n",
+                "agent.toml: source counter is only used with kind = \"camera\"; remove it or set kind = \"camera\".",
+            ),
+            (
+                "kind = \"simulated\"\ncapture = [\"ffmpeg\"]\n",
+                "agent.toml: source capture is only used with kind = \"camera\"; remove it or set kind = \"camera\".",
+            ),
+            (
+                "kind = \"camera\"\ncounter = \"c.toml\"\ndevice = \"/dev/video0\"\n",
+                "agent.toml: unknown field `device`, expected one of `kind`, `lines`, `zones`, `seed`, `counter`, `counter_bin`, `capture`",
+            ),
+            (
+                "kind = \"webcam\"\n",
+                "agent.toml: unknown variant `webcam`, expected one of `simulated`, `stdin`, `camera`",
+            ),
+        ];
+        for (source, want) in cases {
+            assert_eq!(load(source).unwrap_err(), want, "{source}");
+        }
+    }
+
+    #[test]
+    fn the_config_hash_of_a_config_without_camera_keys_is_unchanged() {
+        // The new optional keys serialise to nothing when absent, so existing agents keep the
+        // config hash the server audited.
+        let c: AgentConfig = toml::from_str(&format!("{BASE}kind = \"stdin\"\n")).unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert!(
+            !text.contains("counter") && !text.contains("capture"),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,9 @@
 //! Data meets these parts in this order:
 //! - [`source`]: the count source (`simulated`, or `stdin` from the camera's own counter),
 //!   aggregated into one reading per `interval`.
+//! - [`camera`]: the `camera` source — `tellijn-counter` (behind an optional capture command)
+//!   run as child processes and restarted with back-off; its crossings go to the same
+//!   aggregator, its frame figures into the status.
 //! - [`outbox`]: every count message v1 (built with `tellijn-wire`, the code the broker
 //!   validates with) is appended and fsync'd before it is published; it leaves the outbox only
 //!   when the server's retained `ack` watermark covers it.
@@ -13,13 +16,15 @@
 //!   watermark after every (re)connect — once the connection's first (retained) ack has
 //!   arrived, so a fresh outbox continues above what the server holds — so nothing is lost when rumqttc drops unacknowledged
 //!   messages on reconnect; the server drops the duplicates. A retained status (with a last
-//!   will) reports queue depth, oldest unsent age, version and the agent's privacy settings.
+//!   will) reports queue depth, oldest unsent age, version and the agent's privacy settings
+//!   (with a camera: frames, drops, frame lifetime, privacy level, counter restarts).
 //! - [`tls`]: `mqtts://` with a CA file and an optional client certificate.
 //! - [`config`]: the `agent.toml` file.
 //!
 //! This crate must stay small: no DataFusion, Arrow or Parquet (checked in CI with
 //! `cargo tree -p tellijn-agent`).
 
+pub mod camera;
 pub mod config;
 pub mod outbox;
 pub mod source;
@@ -86,6 +91,7 @@ fn status(
     ob: &Outbox,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
+    camera: Option<&camera::Camera>,
 ) -> StatusMessage {
     let mut s = StatusMessage::online(since, ob.depth(), VERSION);
     s.oldest_unsent_s = ob.oldest_unsent(now).map(|d| d.num_seconds().max(0) as u64);
@@ -101,6 +107,9 @@ fn status(
     s.merged = Some(ob.stats.merged);
     s.dropped = Some(ob.stats.dropped);
     s.corrupt_bytes = Some(ob.stats.corrupt_bytes);
+    if let Some(c) = camera {
+        c.fill_status(&mut s);
+    }
     s
 }
 
@@ -166,9 +175,15 @@ pub async fn run_fed(
     let (synced_tx, mut synced_rx) = watch::channel(0u64);
     let wake = Arc::new(Notify::new());
     let since = clock.now();
+    let camera = match (&feed, cfg.source.kind) {
+        (None, config::SourceKind::Camera) => Some(camera::start(&cfg.source)),
+        _ => None,
+    };
+    let camera_state = camera.as_ref().map(|(c, _)| c.clone());
 
     let poller = {
         let (client, outbox, wake) = (client.clone(), outbox.clone(), wake.clone());
+        let camera = camera_state.clone();
         let (status_topic, ack_topic, sensor) =
             (status_topic.clone(), ack_topic.clone(), cfg.sensor.clone());
         let cfg = cfg.clone();
@@ -177,10 +192,22 @@ pub async fn run_fed(
             let mut status_tick = tokio::time::interval(STATUS_EVERY);
             let mut connected = false;
             loop {
+                let due = async {
+                    match &camera {
+                        Some(c) => c.status_due.notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let ev = tokio::select! {
                     ev = events.poll() => ev,
                     _ = status_tick.tick(), if connected => {
-                        let s = status(&cfg, &lock(&outbox), since, clock.now());
+                        let s = status(&cfg, &lock(&outbox), since, clock.now(), camera.as_deref());
+                        let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json());
+                        continue;
+                    }
+                    // Not while disconnected: the status of the next CONNACK carries it.
+                    _ = due, if connected => {
+                        let s = status(&cfg, &lock(&outbox), since, clock.now(), camera.as_deref());
                         let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, s.to_json());
                         continue;
                     }
@@ -191,7 +218,7 @@ pub async fn run_fed(
                         backoff = Duration::from_millis(250);
                         tracing::info!(%sensor, "Connected to the broker.");
                         let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
-                        let s = status(&cfg, &lock(&outbox), since, clock.now());
+                        let s = status(&cfg, &lock(&outbox), since, clock.now(), camera.as_deref());
                         let _ = client.try_publish(
                             status_topic.clone(),
                             QoS::AtLeastOnce,
@@ -338,6 +365,7 @@ pub async fn run_fed(
             tokio::spawn(source::read_stdin(agg.clone()));
             Some(agg)
         }
+        config::SourceKind::Camera => camera_state.as_ref().map(|c| c.agg.clone()),
         config::SourceKind::Simulated => None,
     };
     let seed = cfg.source.seed.unwrap_or_else(|| rand::rng().random());
@@ -407,6 +435,10 @@ pub async fn run_fed(
         wake.notify_one();
     }
 
+    // The counter and its capture stop with the agent (kill_on_drop).
+    if let Some((_, task)) = &camera {
+        task.abort();
+    }
     // Give the server up to DRAIN to store and acknowledge what is outstanding; what it has
     // not acknowledged by then stays in the outbox for the next start.
     let deadline = tokio::time::Instant::now() + DRAIN;

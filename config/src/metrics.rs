@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 use crate::Campus;
 
@@ -158,6 +159,15 @@ pub struct Metrics {
     pub housekeeping_failures: Family<JobLabels, Counter>,
     pub room_vacant: Family<RoomLabels, Gauge>,
     pub sensor_queue: Family<SensorLabels, Gauge>,
+    /// A camera agent's frame figures, as its last status reported. Created only for sensors
+    /// that report them (not seeded: a sensor without a camera has no privacy level).
+    pub sensor_frames: Family<SensorLabels, Gauge>,
+    pub sensor_frame_drops: Family<SensorLabels, Gauge>,
+    pub sensor_frame_late: Family<SensorLabels, Gauge>,
+    pub sensor_frame_lifetime_p99: Family<SensorLabels, Gauge<f64, AtomicU64>>,
+    pub sensor_frame_lifetime_max: Family<SensorLabels, Gauge<f64, AtomicU64>>,
+    pub sensor_privacy_level: Family<SensorLabels, Gauge>,
+    pub sensor_counter_restarts: Family<SensorLabels, Gauge>,
     pub room_info: Family<RoomInfoLabels, Gauge>,
     /// HTTP connections closed at accept because `[limits] max_http_connections` were open.
     pub http_refused_connections: Counter,
@@ -206,6 +216,13 @@ impl Metrics {
             housekeeping_failures: Family::default(),
             room_vacant: Family::default(),
             sensor_queue: Family::default(),
+            sensor_frames: Family::default(),
+            sensor_frame_drops: Family::default(),
+            sensor_frame_late: Family::default(),
+            sensor_frame_lifetime_p99: Family::default(),
+            sensor_frame_lifetime_max: Family::default(),
+            sensor_privacy_level: Family::default(),
+            sensor_counter_restarts: Family::default(),
             room_info: Family::default(),
             http_refused_connections: Counter::default(),
             publish_limiter_keys: Gauge::default(),
@@ -341,6 +358,41 @@ impl Metrics {
             "tellijn_sensor_queue",
             "Count messages waiting in a sensor's outbox, as its last status reported",
             m.sensor_queue.clone(),
+        );
+        r.register(
+            "tellijn_sensor_frames",
+            "Frames a camera's counter read since its agent started, as the last status reported",
+            m.sensor_frames.clone(),
+        );
+        r.register(
+            "tellijn_sensor_frame_drops",
+            "Frames a camera's counter dropped unprocessed (behind or late) since its agent started",
+            m.sensor_frame_drops.clone(),
+        );
+        r.register(
+            "tellijn_sensor_frame_late",
+            "Of the dropped frames, those dropped because they would have outlived 200 ms",
+            m.sensor_frame_late.clone(),
+        );
+        r.register(
+            "tellijn_sensor_frame_lifetime_p99_seconds",
+            "p99 of frame lifetime (first byte read to buffer zeroized), the counter's latest figure",
+            m.sensor_frame_lifetime_p99.clone(),
+        );
+        r.register(
+            "tellijn_sensor_frame_lifetime_max_seconds",
+            "Longest frame lifetime since the agent's previous status (the promise: at most 0.2 s)",
+            m.sensor_frame_lifetime_max.clone(),
+        );
+        r.register(
+            "tellijn_sensor_privacy_level",
+            "A camera counter's privacy level (3: nothing but lines shown; 2: tracked people as dots)",
+            m.sensor_privacy_level.clone(),
+        );
+        r.register(
+            "tellijn_sensor_counter_restarts",
+            "Times a camera agent restarted its counter since the agent started",
+            m.sensor_counter_restarts.clone(),
         );
         r.register(
             "tellijn_room_info",

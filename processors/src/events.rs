@@ -161,9 +161,11 @@ impl Processors {
     }
 
     /// Records what a sensor reports about itself. A change of its privacy-relevant settings
-    /// (what it sends, its config hash, its version) is audited, and the latest report of every
-    /// sensor is kept in `{data}/state/sensors.json`, so an auditor can see each device's
-    /// configuration from the server.
+    /// (what it sends, its config hash, its version, its counter's privacy level) is audited,
+    /// and the latest report of every sensor is kept in `{data}/state/sensors.json`, so an
+    /// auditor can see each device's configuration from the server. A camera's frame figures
+    /// become metrics at once and reach `sensors.json` at most every [`crate::FIGURES_EVERY`] (they
+    /// change with every status; the settings are written with the next flush).
     fn sensor_status(&mut self, sensor: String, status: StatusMessage) {
         if !status.online {
             return;
@@ -176,8 +178,29 @@ impl Processors {
                 })
                 .set(i64::try_from(q).unwrap_or(i64::MAX));
         }
-        let settings =
-            |s: &StatusMessage| (s.sends.clone(), s.config_hash.clone(), s.version.clone());
+        self.camera_metrics(&sensor, &status);
+        let settings = |s: &StatusMessage| {
+            (
+                s.sends.clone(),
+                s.config_hash.clone(),
+                s.version.clone(),
+                s.privacy_level,
+            )
+        };
+        let figures = |s: &StatusMessage| {
+            (
+                s.frames,
+                s.frame_drops,
+                s.frame_late,
+                s.frame_p99_us,
+                s.frame_max_us,
+                s.counter_restarts,
+            )
+        };
+        let figures_changed = self
+            .statuses
+            .get(&sensor)
+            .is_none_or(|old| figures(old) != figures(&status));
         let changed = self
             .statuses
             .get(&sensor)
@@ -188,6 +211,7 @@ impl Processors {
                 sends: status.sends.clone().unwrap_or_default(),
                 config_hash: status.config_hash.clone(),
                 version: status.version.clone(),
+                privacy_level: status.privacy_level,
             };
             if let Err(e) = self.audit.record(event) {
                 tracing::error!("{e}");
@@ -201,8 +225,54 @@ impl Processors {
                 "A sensor reports a damaged or overflowing outbox."
             );
         }
+        if let Some(level) = status.privacy_level.filter(|l| *l != 3)
+            && changed
+        {
+            tracing::warn!(
+                %sensor,
+                privacy_level = level,
+                "A camera reports privacy level {level}: its installer view may show tracked people as dots (level 3 shows nothing but lines). The transparency report lists it."
+            );
+        }
+        if let Some(max) = status.frame_max_us.filter(|m| *m > 200_000) {
+            tracing::warn!(
+                %sensor,
+                frame_max_us = max,
+                "A camera reports a frame kept longer than the promised 200 ms."
+            );
+        }
         self.statuses.insert(sensor, status);
         self.statuses_dirty |= changed;
+        self.statuses_figures_dirty |= figures_changed;
+    }
+
+    /// Sets the camera gauges of the figures a status carries; a sensor without a camera never
+    /// gets them (so an alert on the privacy level sees cameras only).
+    fn camera_metrics(&self, sensor: &str, status: &StatusMessage) {
+        let l = SensorLabels {
+            sensor: sensor.to_owned(),
+        };
+        let m = &self.metrics;
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (family, value) in [
+            (&m.sensor_frames, status.frames),
+            (&m.sensor_frame_drops, status.frame_drops),
+            (&m.sensor_frame_late, status.frame_late),
+            (&m.sensor_counter_restarts, status.counter_restarts),
+            (&m.sensor_privacy_level, status.privacy_level.map(u64::from)),
+        ] {
+            if let Some(v) = value {
+                family.get_or_create(&l).set(int(v));
+            }
+        }
+        for (family, value) in [
+            (&m.sensor_frame_lifetime_p99, status.frame_p99_us),
+            (&m.sensor_frame_lifetime_max, status.frame_max_us),
+        ] {
+            if let Some(us) = value {
+                family.get_or_create(&l).set(us as f64 / 1e6);
+            }
+        }
     }
 
     /// The latest status each sensor reported (online reports only).

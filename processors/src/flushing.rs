@@ -37,6 +37,9 @@ impl Processors {
         let acks_changed = acks
             .iter()
             .any(|o| self.published.get(&o.topic) != Some(&o.payload));
+        if self.statuses_figures_dirty && self.statuses_written.elapsed() >= crate::FIGURES_EVERY {
+            self.statuses_dirty = true;
+        }
         if self.buffer.is_empty() && !acks_changed && !self.statuses_dirty {
             return None;
         }
@@ -93,8 +96,11 @@ impl Processors {
         })
         .unwrap_or_default();
         let started = std::time::Instant::now();
-        let statuses = std::mem::take(&mut self.statuses_dirty)
-            .then(|| serde_json::to_vec_pretty(&self.statuses).unwrap_or_default());
+        let statuses = std::mem::take(&mut self.statuses_dirty).then(|| {
+            self.statuses_figures_dirty = false;
+            self.statuses_written = std::time::Instant::now();
+            serde_json::to_vec_pretty(&self.statuses).unwrap_or_default()
+        });
         let task = tokio::task::spawn_blocking(move || {
             let _held = days.map(|d| locks.lock(d));
             if let Some(text) = statuses {

@@ -78,6 +78,10 @@ use parquet_sink::Buffer;
 
 pub use flushing::MAX_BUFFERED_WHILE_FAILING;
 
+/// How often, at most, `sensors.json` is rewritten when only cameras' frame figures changed
+/// (every status carries new ones; 370 cameras would rewrite it with every flush).
+pub const FIGURES_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A retained message for the broker to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -142,6 +146,10 @@ pub struct Processors {
     /// flush, beside the event loop: 370 sensors connecting at once made 370 fsync'd writes
     /// on the loop).
     statuses_dirty: bool,
+    /// Only a camera's frame figures changed since then: written at most every
+    /// [`FIGURES_EVERY`], measured by `statuses_written`.
+    statuses_figures_dirty: bool,
+    statuses_written: std::time::Instant,
     vacancy: BTreeMap<String, hvac::Vacancy>,
     minutes: minutes::Minutes,
     /// Next nightly reset per room or building (UTC).

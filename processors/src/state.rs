@@ -142,6 +142,8 @@ impl Processors {
             gap_horizon,
             statuses: BTreeMap::new(),
             statuses_dirty: false,
+            statuses_figures_dirty: false,
+            statuses_written: std::time::Instant::now(),
             vacancy,
             minutes,
             resets,

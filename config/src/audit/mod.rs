@@ -80,6 +80,10 @@ pub enum AuditEvent {
         sends: Vec<String>,
         config_hash: Option<String>,
         version: Option<String>,
+        /// A camera counter's privacy level (3: nothing but lines shown); absent without one,
+        /// so the lines of other sensors read as before.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        privacy_level: Option<u8>,
     },
     /// A day partition past retention was deleted.
     RetentionDeleted {

@@ -1,0 +1,217 @@
+//! The `tellijn-counter` command: config, input, confinement, the reader thread, the loop.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{CounterConfig, SourceKind};
+use crate::frame::Ring;
+use crate::pipeline::{self, RunOptions, StdoutSink};
+use crate::sandbox;
+use crate::y4m_source::{Geometry, Read1, SourceError, Y4mSource};
+
+/// Turns camera frames into anonymous counts. Never touches the network.
+#[derive(Parser)]
+#[command(name = "tellijn-counter", version, about)]
+pub struct Args {
+    /// The counter's configuration.
+    #[arg(long, default_value = "counter.toml", global = true)]
+    pub config: PathBuf,
+    /// Show the installer's view on the terminal (stderr): a black canvas with the counting
+    /// lines, which light up when someone crosses. No image is ever shown.
+    #[arg(long)]
+    pub view: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Walk across the line a few times: suggests the [people] section from the tracks.
+    Calibrate,
+    /// Confines itself as when counting, then tries what it must not be able to do.
+    SandboxCheck,
+}
+
+/// Runs the command; the exit code says how it ended.
+pub fn main(args: Args) -> ExitCode {
+    install_panic_hook();
+    let text = match std::fs::read_to_string(&args.config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tellijn-counter: cannot read {}: {e}.", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = match CounterConfig::parse(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(args.command, Some(Command::SandboxCheck)) {
+        return sandbox_check();
+    }
+    if cfg.camera.source == SourceKind::V4l2 {
+        eprintln!(
+            "tellijn-counter: this build reads Y4M on stdin only; use source = \"y4m\" with `ffmpeg -f v4l2 -i {} -f yuv4mpegpipe -pix_fmt yuv420p -` in front of it.",
+            cfg.camera.device.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+        return ExitCode::from(2);
+    }
+    let input = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("tellijn-counter: cannot use stdin: {e}.");
+            return ExitCode::from(2);
+        }
+    };
+    let term = if args.view { Some(crate::view::terminal_size()) } else { None };
+    let calibrate = matches!(args.command, Some(Command::Calibrate));
+
+    // Confinement, part 1 (inherited by the reader thread).
+    match sandbox::landlock() {
+        Ok(c) if c.landlock == sandbox::Level::Full && c.no_new_privs => {}
+        Ok(c) => eprintln!(
+            "tellijn-counter: warning: this kernel enforces Landlock only {:?} (no_new_privs: {}); seccomp still denies files and sockets.",
+            c.landlock, c.no_new_privs
+        ),
+        Err(e) => {
+            eprintln!("tellijn-counter: {e}; refusing to read frames unconfined.");
+            return ExitCode::from(3);
+        }
+    }
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (ring_tx, ring_rx) = mpsc::channel::<Result<(Geometry, Arc<Ring>), SourceError>>();
+    let reader = std::thread::Builder::new()
+        .name("frames".into())
+        .spawn(move || reader(input, go_rx, ring_tx))
+        .map_err(|e| e.to_string());
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tellijn-counter: cannot start the reader thread: {e}.");
+            return ExitCode::from(3);
+        }
+    };
+    // Confinement, part 2: all threads, before any byte of the input is read.
+    if let Err(e) = sandbox::seccomp() {
+        eprintln!("tellijn-counter: {e}; refusing to read frames unconfined.");
+        return ExitCode::from(3);
+    }
+    let _ = go_tx.send(());
+    let (geometry, ring) = match ring_rx.recv() {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            eprintln!("tellijn-counter: {e}");
+            return ExitCode::from(1);
+        }
+        Err(_) => {
+            eprintln!("tellijn-counter: the reader thread ended before the stream header.");
+            return ExitCode::from(1);
+        }
+    };
+    let fps = geometry.fps.0 as f64 / geometry.fps.1 as f64;
+    let opts = RunOptions { split: !calibrate, fps };
+    let stdout = std::io::stdout().lock();
+    let report = if calibrate {
+        let mut sink = crate::calibrate::Calibration::new(&cfg);
+        let r = pipeline::run(&cfg, &ring, opts, &mut sink);
+        let mut out = stdout;
+        let _ = out.write_all(sink.report(&cfg).as_bytes());
+        r
+    } else if let Some(size) = term {
+        let mut sink = crate::view::View::new(&cfg, geometry, size, StdoutSink { out: stdout, broken: false });
+        pipeline::run(&cfg, &ring, opts, &mut sink)
+    } else {
+        let mut sink = StdoutSink { out: stdout, broken: false };
+        pipeline::run(&cfg, &ring, opts, &mut sink)
+    };
+    let read = reader.join().unwrap_or(Err(SourceError::Io("the reader thread failed".into())));
+    drop(ring);
+    eprintln!("tellijn-counter: {}.", pipeline::summary(&cfg, &report));
+    match read {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tellijn-counter: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The reader thread: stream header, then frames into the ring until the input ends.
+fn reader(
+    input: OwnedFd,
+    go: mpsc::Receiver<()>,
+    ring_tx: mpsc::Sender<Result<(Geometry, Arc<Ring>), SourceError>>,
+) -> Result<(), SourceError> {
+    if go.recv().is_err() {
+        return Ok(());
+    }
+    let mut src = match Y4mSource::open(input) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ring_tx.send(Err(e));
+            return Ok(());
+        }
+    };
+    let g = src.geometry();
+    let ring = Arc::new(Ring::new(g.width, g.height));
+    if ring_tx.send(Ok((g, ring.clone()))).is_err() {
+        return Ok(());
+    }
+    let result = read_all(&mut src, &ring);
+    ring.end();
+    result
+}
+
+/// Reads frames into the ring until the input ends or fails.
+pub fn read_all(src: &mut Y4mSource, ring: &Ring) -> Result<(), SourceError> {
+    loop {
+        let mut f = ring.take_free();
+        match src.read_frame(&mut f) {
+            Ok(Read1::Frame) | Ok(Read1::Late) => ring.publish(f),
+            Ok(Read1::End) => {
+                ring.abandon(f);
+                return Ok(());
+            }
+            Err(e) => {
+                ring.abandon(f);
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn sandbox_check() -> ExitCode {
+    let l = sandbox::landlock();
+    let s = sandbox::seccomp();
+    println!("landlock: {l:?}");
+    println!("seccomp: {}", if s.is_ok() { "on".to_string() } else { format!("{s:?}") });
+    let mut all_denied = l.is_ok() && s.is_ok();
+    for (what, r) in sandbox::probe() {
+        match r {
+            Ok(()) => {
+                all_denied = false;
+                println!("{what}: ALLOWED");
+            }
+            Err(errno) => println!("{what}: denied (errno {errno})"),
+        }
+    }
+    if all_denied { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// A panic prints where, never what: a payload could carry data.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("tellijn-counter: internal error at {at} (its message is withheld: it might quote input); please report it.");
+    }));
+}

@@ -137,8 +137,8 @@ fn head(pose: &Pose, look: &Look) -> Ellipse {
         cy: pose.y + sin * forward,
         cos,
         sin,
-        a: 0.25 * look.size,
-        b: 0.21 * look.size,
+        a: 0.23 * look.size,
+        b: 0.2 * look.size,
     }
 }
 

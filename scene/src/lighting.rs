@@ -23,7 +23,7 @@ impl Lighting {
     pub fn effects(rng: &mut StdRng, frames: u64, fps: u32) -> Lighting {
         let fps = fps as f32;
         let flicker_amp = rng.random_range(0.015..0.04);
-        let flicker_hz = 100.0 + rng.random_range(-0.05..0.05);
+        let flicker_hz: f64 = 100.0 + rng.random_range(-0.05..0.05);
         let flicker_phase = rng.random_range(0.0..TAU);
         let drift_amp = rng.random_range(0.03..0.08);
         let drift_period = rng.random_range(60.0..300.0);
@@ -43,7 +43,7 @@ impl Lighting {
                 }
                 let t = n as f64 / fps as f64;
                 // The flicker's phase in f64: 100 Hz × an hour is beyond f32's precision.
-                let flick = ((TAU as f64 * flicker_hz as f64 * t).rem_euclid(TAU as f64)) as f32;
+                let flick = ((TAU as f64 * flicker_hz * t).rem_euclid(TAU as f64)) as f32;
                 let drift = 1.0 + drift_amp * (TAU * t as f32 / drift_period + drift_phase).sin();
                 let g = level * drift * (1.0 + flicker_amp * (flick + flicker_phase).sin());
                 (g * 256.0).round().clamp(0.0, 1023.0) as u16

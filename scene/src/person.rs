@@ -114,7 +114,7 @@ impl Ellipse {
         let y0 = (self.cy - r).floor().max(0.0);
         let x1 = (self.cx + r).ceil().min(c.width as f32);
         let y1 = (self.cy + r).ceil().min(c.height as f32);
-        (x0 < x1 && y0 < y1).then(|| (x0 as usize, y0 as usize, x1 as usize, y1 as usize))
+        (x0 < x1 && y0 < y1).then_some((x0 as usize, y0 as usize, x1 as usize, y1 as usize))
     }
 }
 
@@ -231,7 +231,7 @@ mod tests {
         let head = buf[50 * 100 + 50];
         assert!(head.abs_diff(125) >= 60, "head luma {head}");
         let rim = buf[50 * 100 + 69];
-        assert!(rim < 125 && rim >= 105, "rim luma {rim}");
+        assert!((105..125).contains(&rim), "rim luma {rim}");
     }
 
     #[test]

@@ -377,6 +377,9 @@ pub async fn run(
                 lines: sensor.lines.iter().map(|l| l.line.clone()).collect(),
                 zones: sensor.zones.iter().map(|z| z.zone.clone()).collect(),
                 seed: None,
+                counter: None,
+                counter_bin: None,
+                capture: None,
             },
         };
         let mut stop_rx = stop_rx.clone();

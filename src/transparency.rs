@@ -320,6 +320,8 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
         );
     }
 
+    cameras(&mut s, campus, &statuses);
+
     let _ = writeln!(s, "\n## Refused in the last 30 days\n");
     let refused = refusals(data_dir, now, 30);
     if refused.is_empty() {
@@ -339,6 +341,65 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
     s
 }
 
+/// The cameras' privacy levels and frame figures, as their agents last reported them
+/// (`[source] kind = "camera"`): every device not at privacy level 3 is named.
+fn cameras(s: &mut String, campus: &Campus, statuses: &BTreeMap<String, serde_json::Value>) {
+    let _ = writeln!(s, "\n## Cameras\n");
+    let _ = writeln!(
+        s,
+        "A camera's counter (`tellijn-counter`) turns frames into counts on the camera computer and cannot reach the network. It keeps a frame at most 200 ms (first byte read to buffer zeroed; a frame that would be kept longer is dropped unprocessed) and shows nothing but the counting lines at privacy level 3, the default. At level 2 the installer view on the camera computer may also show tracked people as dots; no level sends more than counts."
+    );
+    let num = |st: &serde_json::Value, k: &str| st.get(k).and_then(serde_json::Value::as_u64);
+    let reported: Vec<(&str, &serde_json::Value)> = campus
+        .sensors
+        .iter()
+        .filter_map(|x| Some((x.id.as_str(), statuses.get(&x.id)?)))
+        .filter(|(_, st)| num(st, "privacy_level").is_some() || num(st, "frames").is_some())
+        .collect();
+    let not_3: Vec<String> = reported
+        .iter()
+        .filter_map(|(id, st)| {
+            let level = num(st, "privacy_level")?;
+            (level != 3).then(|| format!("`{id}` (level {level})"))
+        })
+        .collect();
+    if reported.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nNo sensor has reported a camera counter (they count with other means, or have not reported yet)."
+        );
+        return;
+    }
+    if not_3.is_empty() {
+        let _ = writeln!(s, "\nEvery camera reports privacy level 3.");
+    } else {
+        let _ = writeln!(s, "\nDevices not at privacy level 3: {}.", not_3.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "\n| sensor | privacy level | frames | dropped (of them late) | frame lifetime p99 / max | counter restarts |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let ms = |us: Option<u64>| {
+        us.map(|u| format!("{:.1} ms", u as f64 / 1000.0))
+            .unwrap_or_else(|| "—".into())
+    };
+    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "—".into());
+    for (id, st) in &reported {
+        let _ = writeln!(
+            s,
+            "| {id} | {} | {} | {} ({}) | {} / {} | {} |",
+            n(num(st, "privacy_level")),
+            n(num(st, "frames")),
+            n(num(st, "frame_drops")),
+            n(num(st, "frame_late")),
+            ms(num(st, "frame_p99_us")),
+            ms(num(st, "frame_max_us")),
+            n(num(st, "counter_restarts")),
+        );
+    }
+}
+
 /// The report as a self-contained HTML page ([`crate::transparency_html`]).
 pub fn page(markdown: &str) -> String {
     crate::transparency_html::page(markdown)
@@ -348,8 +409,19 @@ pub fn page(markdown: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The refusal cache is one per process: a report for a date 40 days ahead forgets the
+    /// files another test is counting (a race that failed
+    /// `the_refusal_summary_counts_aggregated_lines_and_reads_each_byte_once` once a third
+    /// test ran beside it). Tests that read the audit files take turns.
+    static CACHE_USERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        CACHE_USERS.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     #[test]
     fn the_report_follows_the_config_and_the_audit_log() {
+        let _turn = serial();
         let dir = tempfile::tempdir().unwrap();
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/campus.toml"))
@@ -401,12 +473,65 @@ mod tests {
         assert!(page("<b>&").contains("&lt;b&gt;&amp;"));
     }
 
+    #[test]
+    fn the_report_names_every_camera_not_at_privacy_level_3() {
+        let _turn = serial();
+        let dir = tempfile::tempdir().unwrap();
+        use tellijn_test_support::{CampusToml, HASH};
+        let text = CampusToml::new()
+            .building("b", "B")
+            .room("r1", "b", "Study hall", "study", 50)
+            .line_sensor("cam-1", HASH, &[("main", "r1", None)])
+            .line_sensor("cam-2", HASH, &[("main", "r1", None)])
+            .line_sensor("door-3", HASH, &[("main", "r1", None)])
+            .toml();
+        let campus = Campus::parse(&text, "test").unwrap();
+        let ids = ["cam-1", "cam-2"];
+        let r = report(&campus, dir.path(), Utc::now());
+        assert!(r.contains("No sensor has reported a camera counter"), "{r}");
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        let mut statuses = serde_json::Map::new();
+        statuses.insert(
+            ids[0].into(),
+            serde_json::json!({"online":true,"frames":1500,"frame_drops":4,"frame_late":1,"frame_p99_us":42000,"frame_max_us":51234,"privacy_level":2,"counter_restarts":3}),
+        );
+        statuses.insert(
+            ids[1].into(),
+            serde_json::json!({"online":true,"frames":10,"frame_drops":0,"frame_late":0,"frame_p99_us":1000,"frame_max_us":2000,"privacy_level":3,"counter_restarts":0}),
+        );
+        // Not a configured sensor: never listed.
+        statuses.insert(
+            "ghost".into(),
+            serde_json::json!({"online":true,"privacy_level":1}),
+        );
+        std::fs::write(
+            dir.path().join("state/sensors.json"),
+            serde_json::to_vec(&statuses).unwrap(),
+        )
+        .unwrap();
+        let r = report(&campus, dir.path(), Utc::now());
+        for needle in [
+            format!("Devices not at privacy level 3: `{}` (level 2).", ids[0]),
+            format!("| {} | 2 | 1500 | 4 (1) | 42.0 ms / 51.2 ms | 3 |", ids[0]),
+            format!("| {} | 3 | 10 | 0 (0) | 1.0 ms / 2.0 ms | 0 |", ids[1]),
+        ] {
+            assert!(r.contains(&needle), "{needle} missing:\n{r}");
+        }
+        assert!(!r.contains("ghost"));
+        assert!(
+            !r.contains("| door-3 | 3") && !r.contains("`door-3`"),
+            "{r}"
+        );
+        assert!(page(&r).contains("<td>42.0 ms / 51.2 ms</td>"));
+    }
+
     fn sealed_lines(dir: &Path) -> PathBuf {
         dir.join(format!("audit/{}.jsonl", Utc::now().date_naive()))
     }
 
     #[test]
     fn the_refusal_summary_counts_aggregated_lines_and_reads_each_byte_once() {
+        let _turn = serial();
         use tellijn_config::refusals::{Example, kind};
         let dir = tempfile::tempdir().unwrap();
         let log = std::sync::Arc::new(tellijn_config::AuditLog::open(dir.path()).unwrap());

@@ -26,6 +26,10 @@ pub struct Args {
     /// lines, which light up when someone crosses. No image is ever shown.
     #[arg(long)]
     pub view: bool,
+    /// Recorded input (a file, a test): wait for the counting instead of dropping frames.
+    /// Never for a live camera: its frames would wait in the pipe, outside the 200 ms measure.
+    #[arg(long, global = true)]
+    pub replay: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -88,11 +92,12 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::from(3);
         }
     }
+    let replay = args.replay;
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (ring_tx, ring_rx) = mpsc::channel::<Result<(Geometry, Arc<Ring>), SourceError>>();
     let reader = std::thread::Builder::new()
         .name("frames".into())
-        .spawn(move || reader(input, go_rx, ring_tx))
+        .spawn(move || reader(input, go_rx, ring_tx, replay))
         .map_err(|e| e.to_string());
     let reader = match reader {
         Ok(r) => r,
@@ -151,6 +156,7 @@ fn reader(
     input: OwnedFd,
     go: mpsc::Receiver<()>,
     ring_tx: mpsc::Sender<Result<(Geometry, Arc<Ring>), SourceError>>,
+    replay: bool,
 ) -> Result<(), SourceError> {
     if go.recv().is_err() {
         return Ok(());
@@ -164,6 +170,7 @@ fn reader(
     };
     let g = src.geometry();
     let ring = Arc::new(Ring::new(g.width, g.height));
+    ring.set_replay(replay);
     if ring_tx.send(Ok((g, ring.clone()))).is_err() {
         return Ok(());
     }

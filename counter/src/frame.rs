@@ -188,6 +188,8 @@ struct RingState {
     window: Lifetimes,
     total: Lifetimes,
     next_seq: u64,
+    /// Replay: the reader waits for the pipeline instead of dropping a waiting frame.
+    replay: bool,
 }
 
 /// The ring of frames shared by the reader and the pipeline.
@@ -210,11 +212,19 @@ impl Ring {
                 window: Lifetimes::default(),
                 total: Lifetimes::default(),
                 next_seq: 0,
+                replay: false,
             }),
             wake: Condvar::new(),
             width,
             height,
         }
+    }
+
+    /// Recorded input: wait for the pipeline before reading the next frame, drop nothing.
+    /// The wait happens before a frame's first byte is read, so lifetimes stay as short; a
+    /// live camera must not use it, since its frames would wait in the pipe instead.
+    pub fn set_replay(&self, on: bool) {
+        self.lock().replay = on;
     }
 
     /// Frame width and height.
@@ -231,6 +241,10 @@ impl Ring {
     pub fn take_free(&self) -> Frame {
         let mut s = self.lock();
         loop {
+            if s.replay && s.ready.is_some() {
+                s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
             if let Some(mut f) = s.free.pop() {
                 f.set_seq(s.next_seq);
                 s.next_seq += 1;

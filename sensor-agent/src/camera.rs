@@ -358,7 +358,8 @@ fn exit_text(st: std::io::Result<ExitStatus>) -> String {
 fn describe(what: &str, st: std::io::Result<ExitStatus>, then: &str) -> String {
     let hint = match &st {
         Ok(s) if s.success() => " (its input ended)",
-        _ => " (its stderr, logged above, says why)",
+        Ok(s) if s.code().is_some() => " (its stderr, logged above, says why)",
+        _ => "",
     };
     format!("{what} {}{hint}{then}", exit_text(st))
 }
@@ -535,7 +536,7 @@ async fn log_stderr<R: AsyncBufRead + Unpin>(child: &'static str, mut r: R) {
     let mut budget = Budget::new();
     while let Ok(Some(_)) = read_line_bounded(&mut r, &mut buf, LOG_LINE_MAX * 4).await {
         if budget.allow(child) {
-            tracing::warn!(child, "{}", log_text(&buf));
+            tracing::info!(child, "{}", log_text(&buf));
         }
     }
 }

@@ -163,17 +163,19 @@ impl FrameFigures {
 
     /// Writes the figures into a status message and starts a new window for the maximum.
     pub fn publish(&mut self, s: &mut StatusMessage) {
-        s.counter_restarts = Some(self.restarts);
+        s.counter_restarts = Some(self.restarts.min(i64::MAX as u64));
         if !self.seen {
             return;
         }
-        s.frames = Some(self.done.0.saturating_add(self.run.0));
-        s.frame_drops = Some(self.done.1.saturating_add(self.run.1));
-        s.frame_late = Some(self.done.2.saturating_add(self.run.2));
-        s.frame_p99_us = self.p99_us;
+        // The wire takes integers up to i64::MAX; past it the whole status would be refused.
+        let cap = |v: u64| v.min(i64::MAX as u64);
+        s.frames = Some(cap(self.done.0.saturating_add(self.run.0)));
+        s.frame_drops = Some(cap(self.done.1.saturating_add(self.run.1)));
+        s.frame_late = Some(cap(self.done.2.saturating_add(self.run.2)));
+        s.frame_p99_us = self.p99_us.map(cap);
         let max = self.window_max_us.take().or(self.published_max_us);
         self.published_max_us = max;
-        s.frame_max_us = max;
+        s.frame_max_us = max.map(cap);
         s.privacy_level = self.privacy_level;
     }
 }
@@ -749,6 +751,46 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), camera.status_due.notified())
             .await
             .unwrap();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_counter_output_never_panics(text in ".{0,400}", prefix in proptest::bool::ANY) {
+            let text = if prefix { format!("{{\"status\":{text}") } else { text };
+            if let Ok(CounterLine::Status(s)) = classify(&text) {
+                proptest::prop_assert!((1..=3).contains(&s.privacy_level));
+            }
+            let _ = log_text(text.as_bytes());
+        }
+
+        #[test]
+        fn status_lines_round_trip_and_figures_past_i64_max_are_capped_not_refused(
+            v in proptest::collection::vec(proptest::num::u64::ANY, 6),
+            level in 1u8..=3,
+        ) {
+            let line = format!(
+                r#"{{"status":{{"frames":{},"processed":{},"dropped_behind":{},"dropped_late":{},"lifetime_p99_us":{},"lifetime_max_us":{},"privacy_level":{level}}}}}"#,
+                v[0], v[1], v[2], v[3], v[4], v[5]
+            );
+            let want = CounterStatus {
+                frames: v[0],
+                processed: v[1],
+                dropped_behind: v[2],
+                dropped_late: v[3],
+                lifetime_p99_us: v[4],
+                lifetime_max_us: v[5],
+                privacy_level: level,
+            };
+            proptest::prop_assert_eq!(classify(&line), Ok(CounterLine::Status(want)));
+            // Whatever the counter reports, the agent's status stays valid on the wire.
+            let mut f = FrameFigures::default();
+            f.observe(&want);
+            f.run_ended();
+            f.observe(&want);
+            let mut s = StatusMessage { online: true, ..Default::default() };
+            f.publish(&mut s);
+            proptest::prop_assert_eq!(StatusMessage::parse(&s.to_json()), Ok(s));
+        }
     }
 
     #[test]

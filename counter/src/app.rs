@@ -30,6 +30,9 @@ pub struct Args {
     /// Never for a live camera: its frames would wait in the pipe, outside the 200 ms measure.
     #[arg(long, global = true)]
     pub replay: bool,
+    /// Diagnostics: each crossing's frame number on stderr (positions only, never pixels).
+    #[arg(long, hide = true)]
+    pub trace: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -124,7 +127,7 @@ pub fn main(args: Args) -> ExitCode {
         }
     };
     let fps = geometry.fps.0 as f64 / geometry.fps.1 as f64;
-    let opts = RunOptions { split: !calibrate, fps };
+    let opts = RunOptions { split: !calibrate, fps, trace: args.trace };
     let stdout = std::io::stdout().lock();
     let report = if calibrate {
         let mut sink = crate::calibrate::Calibration::new(&cfg);

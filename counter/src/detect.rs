@@ -194,6 +194,32 @@ impl Detector {
                 stats[l as usize].add(x, y);
             }
         }
+        // Parts of one person (head, shoulders, a shadow's rim) can fall apart into several
+        // components: components closer than part of a person are joined first.
+        let size = self.p.person_size / self.scale as f32;
+        let join = 0.6 * size;
+        let mut group: Vec<usize> = (0..stats.len()).collect();
+        let centre = |b: &Blob| (b.sx as f32 / b.n as f32, b.sy as f32 / b.n as f32);
+        let live: Vec<usize> = (1..stats.len()).filter(|&i| stats[i].n >= 3).collect();
+        for (a, &i) in live.iter().enumerate() {
+            for &j in &live[a + 1..] {
+                let (ci, cj) = (centre(&stats[i]), centre(&stats[j]));
+                if (ci.0 - cj.0).hypot(ci.1 - cj.1) < join {
+                    let (ri, rj) = (root(&mut group, i), root(&mut group, j));
+                    if ri != rj {
+                        group[rj] = ri;
+                    }
+                }
+            }
+        }
+        for &i in &live {
+            let r = root(&mut group, i);
+            if r != i {
+                let b = stats[i];
+                stats[r].merge(&b);
+                stats[i].n = 0;
+            }
+        }
         let min_area = (0.15 * self.person_area).max(3.0);
         let s = self.scale as f32;
         for (id, b) in stats.iter().enumerate().skip(1) {
@@ -211,7 +237,8 @@ impl Detector {
                 self.pts.clear();
                 for y in b.y0..=b.y1 {
                     for x in b.x0..=b.x1 {
-                        if labels[y as usize * self.w + x as usize] == id as u32 {
+                        let l = labels[y as usize * self.w + x as usize] as usize;
+                        if l != 0 && root(&mut group, l) == id {
                             self.pts.push((x as u16, y as u16));
                         }
                     }
@@ -224,15 +251,16 @@ impl Detector {
         self.mask[..].zeroize();
     }
 
-    /// How many people a blob holds, from its area and its extent across its long axis.
+    /// How many people a blob holds: from its length across its long axis (people side by
+    /// side), capped by its area. Area alone overcounts: a shadow adds half a person.
     fn people_in(&self, b: &Blob) -> usize {
         let size = self.p.person_size / self.scale as f32;
         let by_area = b.n as f32 / self.person_area;
         let (major, _) = b.axes();
-        // A single person is about 1.1 sizes long along their shoulders.
-        let by_length = major / (1.15 * size);
-        let k = by_area.max(0.0).round().max(by_length.min(by_area * 1.6).round());
-        (k as usize).clamp(1, 8)
+        // A single person is about 1.1 sizes long along their shoulders, with a shadow 1.3.
+        let by_length = (major / (1.1 * size) + 0.25).floor();
+        let k = by_length.min((by_area * 1.2).ceil());
+        (k.max(1.0) as usize).clamp(1, 8)
     }
 }
 
@@ -260,7 +288,28 @@ struct Blob {
     y1: u32,
 }
 
+fn root(g: &mut [usize], mut i: usize) -> usize {
+    while g[i] != i {
+        g[i] = g[g[i]];
+        i = g[i];
+    }
+    i
+}
+
 impl Blob {
+    fn merge(&mut self, o: &Blob) {
+        self.n += o.n;
+        self.sx += o.sx;
+        self.sy += o.sy;
+        self.sxx += o.sxx;
+        self.syy += o.syy;
+        self.sxy += o.sxy;
+        self.x0 = self.x0.min(o.x0);
+        self.y0 = self.y0.min(o.y0);
+        self.x1 = self.x1.max(o.x1);
+        self.y1 = self.y1.max(o.y1);
+    }
+
     fn add(&mut self, x: u32, y: u32) {
         if self.n == 0 {
             (self.x0, self.y0, self.x1, self.y1) = (x, y, x, y);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::CounterConfig;
 use crate::count::{Counting, Dir, Event};
 use crate::detect::{DetectParams, Detection, Detector};
+use crate::frame::Frame;
 use crate::frame::{FrameCounts, Lifetimes, MAX_LIFETIME, Ring};
 use crate::track::{Track, Tracker};
 
@@ -88,66 +89,121 @@ pub struct Report {
 pub struct RunOptions {
     pub split: bool,
     pub fps: f64,
+    /// Diagnostics on stderr: per crossing its frame and position (positions only, no pixels).
+    pub trace: bool,
 }
+
+/// Detection, tracking and counting, frame by frame, without the ring's timing (tests and
+/// benchmarks drive it directly, deterministically).
+pub struct Engine {
+    detector: Detector,
+    tracker: Tracker,
+    pub counting: Counting,
+    dets: Vec<Detection>,
+    events: Vec<Event>,
+    fps: f64,
+}
+
+impl Engine {
+    /// For frames of `width` × `height` at `fps`.
+    pub fn new(cfg: &CounterConfig, width: usize, height: usize, fps: f64, split: bool) -> Engine {
+        let params = DetectParams {
+            person_size: cfg.people.size,
+            threshold: cfg.detection.threshold,
+            learning_rate: cfg.detection.learning_rate,
+            split,
+        };
+        Engine {
+            detector: Detector::new(width, height, params),
+            tracker: Tracker::new(cfg.people.size, cfg.lines.len()),
+            counting: Counting::new(cfg),
+            dets: Vec::with_capacity(64),
+            events: Vec::with_capacity(16),
+            fps: fps.max(0.001),
+        }
+    }
+
+    /// Reads a frame (the only step that sees pixels).
+    pub fn detect(&mut self, frame: &Frame) {
+        self.detector.detect(frame, &mut self.dets);
+    }
+
+    /// Tracks and counts the detections of frame `seq`; returns its events.
+    pub fn count(&mut self, seq: u64, sink: &mut dyn Sink) -> &[Event] {
+        let matched = self.tracker.update(&self.dets);
+        if !self.tracker.ended().is_empty() {
+            sink.ended(self.tracker.ended(), &self.counting);
+        }
+        self.events.clear();
+        self.counting.crossings(self.tracker.tracks_mut(), &matched, &mut self.events);
+        let t = Duration::from_secs_f64(seq as f64 / self.fps);
+        self.counting.zones(self.tracker.tracks(), t, &mut self.events);
+        for e in &self.events {
+            sink.event(&self.counting, e);
+        }
+        sink.frame(&self.counting, self.tracker.tracks());
+        &self.events
+    }
+
+    /// The end of input: tracks still alive go to the sink.
+    pub fn finish(&mut self, sink: &mut dyn Sink) {
+        sink.ended(self.tracker.tracks(), &self.counting);
+    }
+
+    /// Detections of the last frame (diagnostics).
+    pub fn detections(&self) -> usize {
+        self.dets.len()
+    }
+}
+
+/// Processing-time samples kept for the 200 ms decision.
+const RECENT: usize = 8;
 
 /// Runs the loop until the ring ends.
 pub fn run(cfg: &CounterConfig, ring: &Arc<Ring>, opts: RunOptions, sink: &mut dyn Sink) -> Report {
     let (w, h) = ring.size();
-    let params = DetectParams {
-        person_size: cfg.people.size,
-        threshold: cfg.detection.threshold,
-        learning_rate: cfg.detection.learning_rate,
-        split: opts.split,
-    };
-    let mut detector = Detector::new(w, h, params);
-    let mut tracker = Tracker::new(cfg.people.size, cfg.lines.len());
-    let mut counting = Counting::new(cfg);
-    let mut dets: Vec<Detection> = Vec::with_capacity(64);
-    let mut events: Vec<Event> = Vec::with_capacity(16);
+    let mut engine = Engine::new(cfg, w, h, opts.fps, opts.split);
     let slow = cfg.testing.slow_frame;
-    // How long processing takes now: the maximum over the last 32 frames.
-    let mut recent = [slow.unwrap_or(Duration::from_millis(5)); 32];
+    // How long processing takes now: the maximum of the last few frames. When it drops a
+    // frame, the largest sample decays, so a stall (the scheduler, a busy core) passes.
+    let mut recent = [slow.unwrap_or(Duration::from_millis(5)); RECENT];
     let mut ri = 0;
     let mut last_status = Instant::now();
     let level = cfg.view.privacy_level;
     while let Some(frame) = ring.next() {
-        let estimate = recent.iter().copied().max().unwrap_or_default();
+        let (imax, estimate) = recent.iter().copied().enumerate().max_by_key(|&(_, d)| d).unwrap_or_default();
         if frame.age() + estimate >= MAX_LIFETIME {
             ring.done(frame, false);
+            recent[imax] = estimate * 3 / 4;
             continue;
         }
         let t0 = Instant::now();
-        detector.detect(&frame, &mut dets);
+        engine.detect(&frame);
         if let Some(d) = slow {
             std::thread::sleep(d);
         }
         let seq = frame.seq();
         ring.done(frame, true);
-        recent[ri % recent.len()] = t0.elapsed();
+        recent[ri % RECENT] = t0.elapsed();
         ri += 1;
-        let matched = tracker.update(&dets);
-        if !tracker.ended().is_empty() {
-            sink.ended(tracker.ended(), &counting);
+        let n = engine.detections();
+        let events = engine.count(seq, sink).to_vec();
+        if opts.trace {
+            for e in &events {
+                eprintln!("trace: frame {seq}: {} ({n} detections)", event_json(&engine.counting, e));
+            }
         }
-        events.clear();
-        counting.crossings(tracker.tracks_mut(), &matched, &mut events);
-        let t = Duration::from_secs_f64(seq as f64 / opts.fps.max(0.001));
-        counting.zones(tracker.tracks(), t, &mut events);
-        for e in &events {
-            sink.event(&counting, e);
-        }
-        sink.frame(&counting, tracker.tracks());
         if last_status.elapsed() >= cfg.status.interval {
             last_status = Instant::now();
             let (c, l) = ring.take_window();
             sink.status(&status_json(&c, &l, level));
         }
     }
-    sink.ended(tracker.tracks(), &counting);
+    engine.finish(sink);
     let (c, l) = ring.take_window();
     sink.status(&status_json(&c, &l, level));
     let (counts, lifetimes) = ring.totals();
-    Report { counts, lifetimes, crossings: counting.totals.clone() }
+    Report { counts, lifetimes, crossings: engine.counting.totals.clone() }
 }
 
 /// Counts in and out per line from a report, for summaries.

@@ -145,6 +145,41 @@ impl Tracker {
             }
         }
         self.tracks = keep;
+        let matched: Vec<usize> = matched.into_iter().map(|i| remap[i]).filter(|&i| i != usize::MAX).collect();
+        self.merge_duplicates(matched)
+    }
+
+    /// Two tracks closer than two people can stand are one person seen twice (a blob split
+    /// in two, a shadow): the younger one ends, the older one keeps its sides.
+    fn merge_duplicates(&mut self, matched: Vec<usize>) -> Vec<usize> {
+        let near = 0.45 * self.gate / 0.9;
+        let mut gone = vec![false; self.tracks.len()];
+        for i in 0..self.tracks.len() {
+            for j in i + 1..self.tracks.len() {
+                if gone[i] || gone[j] {
+                    continue;
+                }
+                let (a, b) = (&self.tracks[i], &self.tracks[j]);
+                // Only two tracks both seen in this frame: a track coasting past another (people
+                // passing each other, one hidden in a merged blob) is not a duplicate.
+                if a.misses == 0 && b.misses == 0 && (a.x - b.x).hypot(a.y - b.y) < near {
+                    // Tracks are kept in creation order: j is the younger.
+                    gone[j] = true;
+                }
+            }
+        }
+        if !gone.contains(&true) {
+            return matched;
+        }
+        let mut remap = vec![usize::MAX; self.tracks.len()];
+        let mut keep = Vec::with_capacity(self.tracks.len());
+        for (i, t) in std::mem::take(&mut self.tracks).into_iter().enumerate() {
+            if !gone[i] {
+                remap[i] = keep.len();
+                keep.push(t);
+            }
+        }
+        self.tracks = keep;
         matched.into_iter().map(|i| remap[i]).filter(|&i| i != usize::MAX).collect()
     }
 

@@ -309,3 +309,101 @@ mod tests {
         assert!(matches!(parse_header(b"YUV4MPEG2 W99999 H99999\n"), Err(SourceError::BadHeader(_))));
     }
 }
+
+#[cfg(test)]
+mod stream_tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::app::read_all;
+    use crate::frame::Ring;
+
+    /// A source over bytes written into a pipe (closed after writing).
+    fn source(bytes: &[u8]) -> Result<Y4mSource, SourceError> {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let bytes = bytes.to_vec();
+        let t = std::thread::spawn(move || {
+            let _ = w.write_all(&bytes);
+        });
+        let s = Y4mSource::open(OwnedFd::from(r));
+        if s.is_err() {
+            // The writer may still be blocked on a full pipe: let it fail and finish.
+            return s;
+        }
+        t.join().unwrap();
+        s
+    }
+
+    fn stream(frames: &[&[u8]]) -> Vec<u8> {
+        let mut v = b"YUV4MPEG2 W16 H16 F15:1 Ip A1:1 C420jpeg\n".to_vec();
+        for f in frames {
+            v.extend_from_slice(b"FRAME\n");
+            v.extend_from_slice(f);
+        }
+        v
+    }
+
+    #[test]
+    fn a_truncated_frame_is_zeroized_and_reported_without_its_bytes() {
+        let whole = [0xABu8; 256 + 128];
+        let mut bytes = stream(&[&whole]);
+        bytes.extend_from_slice(b"FRAME\n");
+        bytes.extend_from_slice(&[0xCD; 200]);
+        let mut src = source(&bytes).unwrap();
+        let ring = Ring::new(16, 16);
+        let e = read_all(&mut src, &ring).unwrap_err();
+        assert_eq!(e, SourceError::Truncated { frame: 1, got: 200, want: 384 });
+        assert!(!e.to_string().contains('\u{ab}') && !e.to_string().contains('\u{cd}'));
+        // The whole frame waits for the pipeline; drain it, then every buffer must be zero.
+        ring.end();
+        let f = ring.next().unwrap();
+        assert!(f.luma().iter().all(|&b| b == 0xAB));
+        ring.done(f, true);
+        assert!(ring.all_free_zero(), "the truncated frame's buffer was zeroized");
+    }
+
+    #[test]
+    fn a_bad_frame_header_or_a_new_stream_header_is_an_error_and_zeroized() {
+        for (tail, want) in [
+            (&b"FRAMX\n"[..], SourceError::BadFrameHeader { frame: 1 }),
+            (&b"YUV4MPEG2 W32 H32 F15:1\n"[..], SourceError::SizeChanged { frame: 1 }),
+            (&[0xEEu8; 300][..], SourceError::BadFrameHeader { frame: 1 }),
+        ] {
+            let mut bytes = stream(&[&[7u8; 384]]);
+            bytes.extend_from_slice(tail);
+            let mut src = source(&bytes).unwrap();
+            let ring = Ring::new(16, 16);
+            assert_eq!(read_all(&mut src, &ring).unwrap_err(), want);
+            ring.end();
+            if let Some(f) = ring.next() {
+                ring.done(f, true);
+            }
+            assert!(ring.all_free_zero());
+        }
+    }
+
+    #[test]
+    fn the_end_of_input_between_frames_is_a_clean_end_and_every_buffer_is_zero() {
+        let mut src = source(&stream(&[&[1u8; 384], &[2u8; 384], &[3u8; 384], &[4u8; 384]])).unwrap();
+        let ring = Ring::new(16, 16);
+        read_all(&mut src, &ring).unwrap();
+        ring.end();
+        while let Some(f) = ring.next() {
+            ring.done(f, true);
+        }
+        let (c, l) = ring.totals();
+        assert_eq!(c.frames, 4);
+        assert_eq!(l.count(), 4, "every frame's lifetime was measured");
+        assert!(ring.all_free_zero());
+    }
+
+    #[test]
+    fn headers_that_are_not_y4m_are_refused() {
+        assert_eq!(source(b"").err(), Some(SourceError::Empty));
+        assert_eq!(source(b"GIF89a...........\n").err(), Some(SourceError::NotY4m));
+        assert_eq!(source(&[b'Y'; 2000]).err(), Some(SourceError::NotY4m));
+        let mut long = b"YUV4MPEG2 ".to_vec();
+        long.extend(std::iter::repeat_n(b'X', 2000));
+        assert_eq!(source(&long).err(), Some(SourceError::HeaderTooLong));
+    }
+}

@@ -73,7 +73,10 @@ mod tests {
 
     #[test]
     fn every_freed_or_moved_block_is_zero_when_it_is_freed() {
-        let a = ZeroingAlloc(Checking { freed_dirty: AtomicUsize::new(0), freed: AtomicUsize::new(0) });
+        let a = ZeroingAlloc(Checking {
+            freed_dirty: AtomicUsize::new(0),
+            freed: AtomicUsize::new(0),
+        });
         let l = Layout::from_size_align(4096, 8).unwrap();
         unsafe {
             let p = a.alloc(l);

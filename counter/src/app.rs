@@ -52,7 +52,10 @@ pub fn main(args: Args) -> ExitCode {
     let text = match std::fs::read_to_string(&args.config) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("tellijn-counter: cannot read {}: {e}.", args.config.display());
+            eprintln!(
+                "tellijn-counter: cannot read {}: {e}.",
+                args.config.display()
+            );
             return ExitCode::from(2);
         }
     };
@@ -69,7 +72,11 @@ pub fn main(args: Args) -> ExitCode {
     if cfg.camera.source == SourceKind::V4l2 {
         eprintln!(
             "tellijn-counter: this build reads Y4M on stdin only; use source = \"y4m\" with `ffmpeg -f v4l2 -i {} -f yuv4mpegpipe -pix_fmt yuv420p -` in front of it.",
-            cfg.camera.device.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            cfg.camera
+                .device
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
         return ExitCode::from(2);
     }
@@ -80,7 +87,11 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let term = if args.view { Some(crate::view::terminal_size()) } else { None };
+    let term = if args.view {
+        Some(crate::view::terminal_size())
+    } else {
+        None
+    };
     let calibrate = matches!(args.command, Some(Command::Calibrate));
 
     // Confinement, part 1 (inherited by the reader thread).
@@ -127,7 +138,11 @@ pub fn main(args: Args) -> ExitCode {
         }
     };
     let fps = geometry.fps.0 as f64 / geometry.fps.1 as f64;
-    let opts = RunOptions { split: !calibrate, fps, trace: args.trace };
+    let opts = RunOptions {
+        split: !calibrate,
+        fps,
+        trace: args.trace,
+    };
     let stdout = std::io::stdout().lock();
     let report = if calibrate {
         let mut sink = crate::calibrate::Calibration::new(&cfg);
@@ -136,13 +151,26 @@ pub fn main(args: Args) -> ExitCode {
         let _ = out.write_all(sink.report(&cfg).as_bytes());
         r
     } else if let Some(size) = term {
-        let mut sink = crate::view::View::new(&cfg, geometry, size, StdoutSink { out: stdout, broken: false });
+        let mut sink = crate::view::View::new(
+            &cfg,
+            geometry,
+            size,
+            StdoutSink {
+                out: stdout,
+                broken: false,
+            },
+        );
         pipeline::run(&cfg, &ring, opts, &mut sink)
     } else {
-        let mut sink = StdoutSink { out: stdout, broken: false };
+        let mut sink = StdoutSink {
+            out: stdout,
+            broken: false,
+        };
         pipeline::run(&cfg, &ring, opts, &mut sink)
     };
-    let read = reader.join().unwrap_or(Err(SourceError::Io("the reader thread failed".into())));
+    let read = reader
+        .join()
+        .unwrap_or(Err(SourceError::Io("the reader thread failed".into())));
     drop(ring);
     eprintln!("tellijn-counter: {}.", pipeline::summary(&cfg, &report));
     match read {
@@ -204,7 +232,14 @@ fn sandbox_check() -> ExitCode {
     let l = sandbox::landlock();
     let s = sandbox::seccomp();
     println!("landlock: {l:?}");
-    println!("seccomp: {}", if s.is_ok() { "on".to_string() } else { format!("{s:?}") });
+    println!(
+        "seccomp: {}",
+        if s.is_ok() {
+            "on".to_string()
+        } else {
+            format!("{s:?}")
+        }
+    );
     let mut all_denied = l.is_ok() && s.is_ok();
     for (what, r) in sandbox::probe() {
         match r {
@@ -215,13 +250,22 @@ fn sandbox_check() -> ExitCode {
             Err(errno) => println!("{what}: denied (errno {errno})"),
         }
     }
-    if all_denied { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if all_denied {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// A panic prints where, never what: a payload could carry data.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("tellijn-counter: internal error at {at} (its message is withheld: it might quote input); please report it.");
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "tellijn-counter: internal error at {at} (its message is withheld: it might quote input); please report it."
+        );
     }));
 }

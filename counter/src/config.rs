@@ -112,7 +112,9 @@ pub struct StatusConfig {
 
 impl Default for StatusConfig {
     fn default() -> Self {
-        StatusConfig { interval: default_status_interval() }
+        StatusConfig {
+            interval: default_status_interval(),
+        }
     }
 }
 
@@ -130,7 +132,10 @@ pub struct DetectionConfig {
 
 impl Default for DetectionConfig {
     fn default() -> Self {
-        DetectionConfig { threshold: default_threshold(), learning_rate: default_learning_rate() }
+        DetectionConfig {
+            threshold: default_threshold(),
+            learning_rate: default_learning_rate(),
+        }
     }
 }
 
@@ -161,7 +166,9 @@ fn default_learning_rate() -> f32 {
 fn duration_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!("must be a duration such as \"10s\" (found {s:?}: {e})"))
+        serde::de::Error::custom(format!(
+            "must be a duration such as \"10s\" (found {s:?}: {e})"
+        ))
     })
 }
 
@@ -189,13 +196,20 @@ impl CounterConfig {
             ConfigError::Syntax(format!("counter.toml: {}", e.message()))
         })?;
         let errors = cfg.problems();
-        if errors.is_empty() { Ok(cfg) } else { Err(ConfigError::Invalid(errors)) }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
     }
 
     /// Every problem of a parsed config.
     pub fn problems(&self) -> Vec<String> {
         let mut e = Vec::new();
-        let finite = |p: &[f32; 2]| p.iter().all(|v| v.is_finite() && v.abs() <= MAX_SIDE as f32 * 2.0);
+        let finite = |p: &[f32; 2]| {
+            p.iter()
+                .all(|v| v.is_finite() && v.abs() <= MAX_SIDE as f32 * 2.0)
+        };
         if self.camera.source == SourceKind::V4l2 && self.camera.device.is_none() {
             e.push("counter.toml: camera.device is required for source = \"v4l2\" (e.g. \"/dev/video0\").".into());
         }
@@ -203,13 +217,17 @@ impl CounterConfig {
             if let Some(v) = v
                 && (v == 0 || v > MAX_SIDE)
             {
-                e.push(format!("counter.toml: camera.{k} must be between 1 and {MAX_SIDE} (found {v})."));
+                e.push(format!(
+                    "counter.toml: camera.{k} must be between 1 and {MAX_SIDE} (found {v})."
+                ));
             }
         }
         if let Some(f) = self.camera.fps
             && !(1..=240).contains(&f)
         {
-            e.push(format!("counter.toml: camera.fps must be between 1 and 240 (found {f})."));
+            e.push(format!(
+                "counter.toml: camera.fps must be between 1 and 240 (found {f})."
+            ));
         }
         if self.lines.is_empty() && self.zones.is_empty() {
             e.push("counter.toml: give at least one [[lines]] or [[zones]] entry; without them nothing is counted.".into());
@@ -218,19 +236,27 @@ impl CounterConfig {
         for (i, l) in self.lines.iter().enumerate() {
             let at = format!("counter.toml: lines[{i}] ({:?})", l.line);
             if !valid_name(&l.line) {
-                e.push(format!("{at}: line must be 1-64 characters of a-z, 0-9, '-' or '_'."));
+                e.push(format!(
+                    "{at}: line must be 1-64 characters of a-z, 0-9, '-' or '_'."
+                ));
             }
             if names.contains(&l.line.as_str()) {
-                e.push(format!("{at}: the name is used twice; give each line its own name."));
+                e.push(format!(
+                    "{at}: the name is used twice; give each line its own name."
+                ));
             }
             names.push(&l.line);
             if !finite(&l.from) || !finite(&l.to) || !finite(&l.inside) {
-                e.push(format!("{at}: from, to and inside must be finite pixel coordinates."));
+                e.push(format!(
+                    "{at}: from, to and inside must be finite pixel coordinates."
+                ));
                 continue;
             }
             let len = ((l.to[0] - l.from[0]).powi(2) + (l.to[1] - l.from[1]).powi(2)).sqrt();
             if len < 2.0 {
-                e.push(format!("{at}: from and to must be at least 2 pixels apart (found {len:.1})."));
+                e.push(format!(
+                    "{at}: from and to must be at least 2 pixels apart (found {len:.1})."
+                ));
                 continue;
             }
             let side = cross(l.from, l.to, l.inside) / len;
@@ -243,29 +269,41 @@ impl CounterConfig {
             if let Some(b) = l.band
                 && !(b.is_finite() && b > 0.0 && b < 1000.0)
             {
-                e.push(format!("{at}: band must be a positive number of pixels (found {b})."));
+                e.push(format!(
+                    "{at}: band must be a positive number of pixels (found {b})."
+                ));
             }
         }
         let mut znames: Vec<&str> = Vec::new();
         for (i, z) in self.zones.iter().enumerate() {
             let at = format!("counter.toml: zones[{i}] ({:?})", z.zone);
             if !valid_name(&z.zone) {
-                e.push(format!("{at}: zone must be 1-64 characters of a-z, 0-9, '-' or '_'."));
+                e.push(format!(
+                    "{at}: zone must be 1-64 characters of a-z, 0-9, '-' or '_'."
+                ));
             }
             if znames.contains(&z.zone.as_str()) {
-                e.push(format!("{at}: the name is used twice; give each zone its own name."));
+                e.push(format!(
+                    "{at}: the name is used twice; give each zone its own name."
+                ));
             }
             znames.push(&z.zone);
             if z.polygon.len() < 3 || z.polygon.len() > 64 {
-                e.push(format!("{at}: polygon must have 3 to 64 corners (found {}).", z.polygon.len()));
+                e.push(format!(
+                    "{at}: polygon must have 3 to 64 corners (found {}).",
+                    z.polygon.len()
+                ));
             } else if !z.polygon.iter().all(finite) {
-                e.push(format!("{at}: polygon corners must be finite pixel coordinates."));
+                e.push(format!(
+                    "{at}: polygon corners must be finite pixel coordinates."
+                ));
             }
             if z.interval < Duration::from_secs(1) || z.interval > Duration::from_secs(3600) {
                 e.push(format!("{at}: interval must be between 1s and 1h."));
             }
         }
-        if !(self.people.size.is_finite() && self.people.size >= 4.0 && self.people.size <= 1000.0) {
+        if !(self.people.size.is_finite() && self.people.size >= 4.0 && self.people.size <= 1000.0)
+        {
             e.push(format!(
                 "counter.toml: people.size must be the shoulder width in pixels, between 4 and 1000 (found {}); `tellijn-counter calibrate` suggests one.",
                 self.people.size
@@ -281,11 +319,16 @@ impl CounterConfig {
             e.push("counter.toml: status.interval must be at least 1s.".into());
         }
         if self.detection.threshold < 4 {
-            e.push(format!("counter.toml: detection.threshold must be at least 4 (found {}).", self.detection.threshold));
+            e.push(format!(
+                "counter.toml: detection.threshold must be at least 4 (found {}).",
+                self.detection.threshold
+            ));
         }
         let lr = self.detection.learning_rate;
         if !(lr.is_finite() && lr > 0.0 && lr <= 0.5) {
-            e.push(format!("counter.toml: detection.learning_rate must be in (0, 0.5] (found {lr})."));
+            e.push(format!(
+                "counter.toml: detection.learning_rate must be in (0, 0.5] (found {lr})."
+            ));
         }
         if let Some(d) = self.testing.slow_frame
             && d > Duration::from_secs(5)
@@ -299,7 +342,8 @@ impl CounterConfig {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Twice the signed area of (a, b, p): > 0 when p is left of a→b (y down: clockwise).
@@ -341,7 +385,9 @@ size = 40
             .replace("inside = [160, 200]", "inside = [160, 120]")
             .replace("size = 40", "size = 1")
             .replace("zone = \"seats\"", "zone = \"Seats!\"");
-        let Err(ConfigError::Invalid(errs)) = CounterConfig::parse(&bad) else { panic!("accepted") };
+        let Err(ConfigError::Invalid(errs)) = CounterConfig::parse(&bad) else {
+            panic!("accepted")
+        };
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs[0].contains("lies on the line"), "{}", errs[0]);
         assert!(errs[1].contains("zone must be"), "{}", errs[1]);
@@ -351,13 +397,25 @@ size = 40
     #[test]
     fn unknown_fields_and_bad_values_are_refused() {
         for (text, needle) in [
-            (GOOD.replace("[people]", "[people]\ncolour = 1"), "unknown field"),
+            (
+                GOOD.replace("[people]", "[people]\ncolour = 1"),
+                "unknown field",
+            ),
             (GOOD.replace("\"y4m\"", "\"rtsp\""), "unknown variant"),
             (GOOD.replace("\"10s\"", "\"soon\""), "duration"),
-            (GOOD.replace("source = \"y4m\"", "source = \"v4l2\""), "camera.device"),
-            (format!("{GOOD}\n[view]\nprivacy_level = 1\n"), "privacy_level"),
+            (
+                GOOD.replace("source = \"y4m\"", "source = \"v4l2\""),
+                "camera.device",
+            ),
+            (
+                format!("{GOOD}\n[view]\nprivacy_level = 1\n"),
+                "privacy_level",
+            ),
         ] {
-            let e = CounterConfig::parse(&text).err().expect("accepted").to_string();
+            let e = CounterConfig::parse(&text)
+                .err()
+                .expect("accepted")
+                .to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
     }

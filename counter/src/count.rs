@@ -82,7 +82,9 @@ impl Zone {
         let n = self.polygon.len();
         for i in 0..n {
             let (a, b) = (self.polygon[i], self.polygon[(i + n - 1) % n]);
-            if (a[1] > p[1]) != (b[1] > p[1]) && p[0] < (b[0] - a[0]) * (p[1] - a[1]) / (b[1] - a[1]) + a[0] {
+            if (a[1] > p[1]) != (b[1] > p[1])
+                && p[0] < (b[0] - a[0]) * (p[1] - a[1]) / (b[1] - a[1]) + a[0]
+            {
                 inside = !inside;
             }
         }
@@ -136,7 +138,11 @@ impl Counting {
             })
             .collect();
         let totals = vec![(0, 0); lines.len()];
-        Counting { lines, zones, totals }
+        Counting {
+            lines,
+            zones,
+            totals,
+        }
     }
 
     /// Crossings of the tracks matched in this frame.
@@ -167,11 +173,19 @@ impl Counting {
         for (zi, z) in self.zones.iter_mut().enumerate() {
             let start = *z.start.get_or_insert(t);
             if t >= start + z.interval && !z.samples.is_empty() {
-                out.push(Event::Zone { zone: zi, count: median(&mut z.samples) });
+                out.push(Event::Zone {
+                    zone: zi,
+                    count: median(&mut z.samples),
+                });
                 z.samples.clear();
-                z.start = Some(start + z.interval * ((t - start).as_nanos() / z.interval.as_nanos()) as u32);
+                z.start = Some(
+                    start + z.interval * ((t - start).as_nanos() / z.interval.as_nanos()) as u32,
+                );
             }
-            let n = tracks.iter().filter(|k| k.confirmed() && k.misses <= 2 && z.contains([k.x, k.y])).count();
+            let n = tracks
+                .iter()
+                .filter(|k| k.confirmed() && k.misses <= 2 && z.contains([k.x, k.y]))
+                .count();
             z.samples.push(n as u32);
         }
     }
@@ -202,7 +216,11 @@ mod tests {
         let mut tr = Tracker::new(40.0, 1);
         let mut ev = Vec::new();
         for &y in ys {
-            let m = tr.update(&[crate::detect::Detection { x: 160.0, y, area: 800.0 }]);
+            let m = tr.update(&[crate::detect::Detection {
+                x: 160.0,
+                y,
+                area: 800.0,
+            }]);
             c.crossings(tr.tracks_mut(), &m, &mut ev);
         }
         ev
@@ -215,8 +233,20 @@ mod tests {
 
     #[test]
     fn walking_down_is_in_and_up_is_out() {
-        assert_eq!(walk(&ramp(10.0, 230.0, 6.0)), vec![Event::Crossing { line: 0, dir: Dir::In }]);
-        assert_eq!(walk(&ramp(230.0, 10.0, 6.0)), vec![Event::Crossing { line: 0, dir: Dir::Out }]);
+        assert_eq!(
+            walk(&ramp(10.0, 230.0, 6.0)),
+            vec![Event::Crossing {
+                line: 0,
+                dir: Dir::In
+            }]
+        );
+        assert_eq!(
+            walk(&ramp(230.0, 10.0, 6.0)),
+            vec![Event::Crossing {
+                line: 0,
+                dir: Dir::Out
+            }]
+        );
     }
 
     #[test]
@@ -236,7 +266,13 @@ mod tests {
             ys.push(120.0 + (i as f32).sin() * 15.0);
         }
         ys.extend(ramp(120.0, 230.0, 6.0));
-        assert_eq!(walk(&ys), vec![Event::Crossing { line: 0, dir: Dir::In }]);
+        assert_eq!(
+            walk(&ys),
+            vec![Event::Crossing {
+                line: 0,
+                dir: Dir::In
+            }]
+        );
     }
 
     #[test]
@@ -246,10 +282,21 @@ mod tests {
         let mut tr = Tracker::new(40.0, 1);
         let mut ev = Vec::new();
         for f in 0..46u64 {
-            tr.update(&[crate::detect::Detection { x: 50.0, y: 50.0, area: 800.0 }]);
+            tr.update(&[crate::detect::Detection {
+                x: 50.0,
+                y: 50.0,
+                area: 800.0,
+            }]);
             c.zones(tr.tracks(), Duration::from_millis(f * 1000 / 15), &mut ev);
         }
-        assert_eq!(ev, vec![Event::Zone { zone: 0, count: 1 }, Event::Zone { zone: 0, count: 1 }, Event::Zone { zone: 0, count: 1 }]);
+        assert_eq!(
+            ev,
+            vec![
+                Event::Zone { zone: 0, count: 1 },
+                Event::Zone { zone: 0, count: 1 },
+                Event::Zone { zone: 0, count: 1 }
+            ]
+        );
         assert!(c.zones[0].contains([10.0, 10.0]) && !c.zones[0].contains([10.0, 110.0]));
     }
 }

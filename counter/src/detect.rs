@@ -103,7 +103,11 @@ impl Detector {
         let gain = self.gain();
         let thr = self.p.threshold as f32;
         let warm = self.frames <= WARMUP;
-        let a_bg = if warm { 1.0 / self.frames as f32 } else { self.p.learning_rate };
+        let a_bg = if warm {
+            1.0 / self.frames as f32
+        } else {
+            self.p.learning_rate
+        };
         let a_fg = a_bg / 20.0;
         let mut fg_count = 0usize;
         for i in 0..self.cur.len() {
@@ -165,7 +169,11 @@ impl Detector {
                 sb += self.bg[i] as f64;
             }
         }
-        if sb < 1.0 { 1.0 } else { (sc / sb).clamp(0.2, 5.0) as f32 }
+        if sb < 1.0 {
+            1.0
+        } else {
+            (sc / sb).clamp(0.2, 5.0) as f32
+        }
     }
 
     fn clean_mask(&mut self) {
@@ -385,7 +393,11 @@ fn split(pts: &[(u16, u16)], k: usize, b: &Blob, s: f32, out: &mut Vec<Detection
     }
     for (cj, a) in c.iter().zip(&acc) {
         if a.2 > 0 {
-            out.push(Detection { x: (cj.0 + 0.5) * s, y: (cj.1 + 0.5) * s, area: a.2 as f32 * s * s });
+            out.push(Detection {
+                x: (cj.0 + 0.5) * s,
+                y: (cj.1 + 0.5) * s,
+                area: a.2 as f32 * s * s,
+            });
         }
     }
 }
@@ -407,18 +419,31 @@ mod tests {
     use crate::frame::Ring;
 
     fn params() -> DetectParams {
-        DetectParams { person_size: 32.0, threshold: 18, learning_rate: 0.02, split: true }
+        DetectParams {
+            person_size: 32.0,
+            threshold: 18,
+            learning_rate: 0.02,
+            split: true,
+        }
     }
 
     /// Draws discs of `r` at `centres` on a floor of 120 into a ring frame and detects.
-    fn detect_discs(d: &mut Detector, ring: &Ring, centres: &[(f32, f32)], r: f32, floor: u8) -> Vec<Detection> {
+    fn detect_discs(
+        d: &mut Detector,
+        ring: &Ring,
+        centres: &[(f32, f32)],
+        r: f32,
+        floor: u8,
+    ) -> Vec<Detection> {
         let (w, h) = ring.size();
         let mut f = ring.take_free();
         f.born_now();
         let luma = f.luma_mut();
         for y in 0..h {
             for x in 0..w {
-                let inside = centres.iter().any(|&(cx, cy)| (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < r * r);
+                let inside = centres
+                    .iter()
+                    .any(|&(cx, cy)| (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < r * r);
                 luma[y * w + x] = if inside { 40 } else { floor };
             }
         }
@@ -437,7 +462,10 @@ mod tests {
         }
         let one = detect_discs(&mut d, &ring, &[(100.0, 80.0)], 14.0, 120);
         assert_eq!(one.len(), 1, "{one:?}");
-        assert!((one[0].x - 100.0).abs() < 3.0 && (one[0].y - 80.0).abs() < 3.0, "{one:?}");
+        assert!(
+            (one[0].x - 100.0).abs() < 3.0 && (one[0].y - 80.0).abs() < 3.0,
+            "{one:?}"
+        );
         let two = detect_discs(&mut d, &ring, &[(150.0, 120.0), (178.0, 120.0)], 14.0, 120);
         assert_eq!(two.len(), 2, "{two:?}");
         assert!(ring.all_free_zero());

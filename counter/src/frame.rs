@@ -117,7 +117,11 @@ pub struct Lifetimes {
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Lifetimes { buckets: [0; 1002], max: Duration::ZERO, n: 0 }
+        Lifetimes {
+            buckets: [0; 1002],
+            max: Duration::ZERO,
+            n: 0,
+        }
     }
 }
 

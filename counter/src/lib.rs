@@ -6,16 +6,16 @@
 //!
 //! # Layout
 //! In the order data meets it:
-//! - [`config`]: `counter.toml`.
-//! - [`y4m_source`]: Y4M frames from stdin, luma straight into the ring; chroma discarded.
-//! - [`frame`]: the ring of preallocated frame buffers, zeroized on reuse and exit; lifetimes.
-//! - [`detect`]: background model, foreground, morphology, components, blob splitting.
-//! - [`track`]: tracks across frames (Hungarian assignment).
-//! - [`count`]: line crossings with hysteresis, zones.
-//! - [`pipeline`]: the loop and the stdout lines (counts and status).
-//! - [`view`], [`calibrate`]: the installer's view at privacy level 3, and calibration.
-//! - [`sandbox`]: the confinement. [`alloc`]: a zeroizing global allocator.
-//! - [`app`]: the command.
+//! - `config`: `counter.toml`.
+//! - `y4m_source`: Y4M frames from stdin, luma straight into the ring; chroma discarded.
+//! - `frame`: the ring of preallocated frame buffers, zeroized on reuse and exit; lifetimes.
+//! - `detect`: background model, foreground, morphology, components, blob splitting.
+//! - `track`: tracks across frames (Hungarian assignment).
+//! - `count`: line crossings with hysteresis, zones.
+//! - `pipeline`: the loop and the stdout lines (counts and status).
+//! - `view`, `calibrate`: the installer's view at privacy level 3, and calibration.
+//! - `sandbox`: the confinement. `alloc`: a zeroizing global allocator.
+//! - `app`: the command.
 
 pub mod alloc;
 pub mod app;

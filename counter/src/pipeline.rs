@@ -37,7 +37,13 @@ pub struct StdoutSink<W: Write> {
 
 impl<W: Write> StdoutSink<W> {
     fn line(&mut self, s: &str) {
-        if self.out.write_all(s.as_bytes()).and_then(|_| self.out.write_all(b"\n")).and_then(|_| self.out.flush()).is_err() {
+        if self
+            .out
+            .write_all(s.as_bytes())
+            .and_then(|_| self.out.write_all(b"\n"))
+            .and_then(|_| self.out.flush())
+            .is_err()
+        {
             self.broken = true;
         }
     }
@@ -59,7 +65,9 @@ pub fn event_json(c: &Counting, ev: &Event) -> String {
         Event::Crossing { line, dir } => {
             serde_json::json!({"line": c.lines[*line].name, "dir": dir.as_str()}).to_string()
         }
-        Event::Zone { zone, count } => serde_json::json!({"zone": c.zones[*zone].name, "count": count}).to_string(),
+        Event::Zone { zone, count } => {
+            serde_json::json!({"zone": c.zones[*zone].name, "count": count}).to_string()
+        }
     }
 }
 
@@ -135,9 +143,11 @@ impl Engine {
             sink.ended(self.tracker.ended(), &self.counting);
         }
         self.events.clear();
-        self.counting.crossings(self.tracker.tracks_mut(), &matched, &mut self.events);
+        self.counting
+            .crossings(self.tracker.tracks_mut(), &matched, &mut self.events);
         let t = Duration::from_secs_f64(seq as f64 / self.fps);
-        self.counting.zones(self.tracker.tracks(), t, &mut self.events);
+        self.counting
+            .zones(self.tracker.tracks(), t, &mut self.events);
         for e in &self.events {
             sink.event(&self.counting, e);
         }
@@ -171,7 +181,12 @@ pub fn run(cfg: &CounterConfig, ring: &Arc<Ring>, opts: RunOptions, sink: &mut d
     let mut last_status = Instant::now();
     let level = cfg.view.privacy_level;
     while let Some(frame) = ring.next() {
-        let (imax, estimate) = recent.iter().copied().enumerate().max_by_key(|&(_, d)| d).unwrap_or_default();
+        let (imax, estimate) = recent
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by_key(|&(_, d)| d)
+            .unwrap_or_default();
         if frame.age() + estimate >= MAX_LIFETIME {
             ring.done(frame, false);
             recent[imax] = estimate * 3 / 4;
@@ -190,7 +205,10 @@ pub fn run(cfg: &CounterConfig, ring: &Arc<Ring>, opts: RunOptions, sink: &mut d
         let events = engine.count(seq, sink).to_vec();
         if opts.trace {
             for e in &events {
-                eprintln!("trace: frame {seq}: {} ({n} detections)", event_json(&engine.counting, e));
+                eprintln!(
+                    "trace: frame {seq}: {} ({n} detections)",
+                    event_json(&engine.counting, e)
+                );
             }
         }
         if last_status.elapsed() >= cfg.status.interval {
@@ -203,14 +221,25 @@ pub fn run(cfg: &CounterConfig, ring: &Arc<Ring>, opts: RunOptions, sink: &mut d
     let (c, l) = ring.take_window();
     sink.status(&status_json(&c, &l, level));
     let (counts, lifetimes) = ring.totals();
-    Report { counts, lifetimes, crossings: engine.counting.totals.clone() }
+    Report {
+        counts,
+        lifetimes,
+        crossings: engine.counting.totals.clone(),
+    }
 }
 
 /// Counts in and out per line from a report, for summaries.
 pub fn summary(cfg: &CounterConfig, r: &Report) -> String {
     let mut s = String::new();
     for (l, (i, o)) in cfg.lines.iter().zip(&r.crossings) {
-        s.push_str(&format!("{}: {} {}, {} {}; ", l.line, i, Dir::In.as_str(), o, Dir::Out.as_str()));
+        s.push_str(&format!(
+            "{}: {} {}, {} {}; ",
+            l.line,
+            i,
+            Dir::In.as_str(),
+            o,
+            Dir::Out.as_str()
+        ));
     }
     s.push_str(&format!(
         "{} frames, {} processed, {} dropped behind, {} dropped late; frame lifetime p99 {:.1} ms, max {:.1} ms",

@@ -13,7 +13,10 @@
 
 use std::collections::BTreeMap;
 
-use landlock::{ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope};
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope,
+};
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule};
 
 /// How far the confinement went.
@@ -56,7 +59,10 @@ pub fn landlock() -> Result<Confinement, SandboxError> {
         RulesetStatus::PartiallyEnforced => Level::Partial,
         _ => Level::None,
     };
-    Ok(Confinement { landlock, no_new_privs: status.no_new_privs })
+    Ok(Confinement {
+        landlock,
+        no_new_privs: status.no_new_privs,
+    })
 }
 
 /// The system calls a confined counter may make.
@@ -109,20 +115,35 @@ fn allowed() -> Vec<i64> {
 
 /// Step 2: the seccomp allowlist, on every thread of the process.
 pub fn seccomp() -> Result<(), SandboxError> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = allowed().into_iter().map(|s| (s, Vec::new())).collect();
-    let arch = std::env::consts::ARCH
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        allowed().into_iter().map(|s| (s, Vec::new())).collect();
+    let arch = std::env::consts::ARCH.try_into().map_err(|_| {
+        SandboxError::Seccomp(format!(
+            "the architecture {} is not supported",
+            std::env::consts::ARCH
+        ))
+    })?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
+    let prog: BpfProgram = filter
         .try_into()
-        .map_err(|_| SandboxError::Seccomp(format!("the architecture {} is not supported", std::env::consts::ARCH)))?;
-    let filter = SeccompFilter::new(rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow, arch)
-        .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-    let prog: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string()))?;
+        .map_err(|e: seccompiler::BackendError| SandboxError::Seccomp(e.to_string()))?;
     seccompiler::apply_filter_all_threads(&prog).map_err(|e| SandboxError::Seccomp(e.to_string()))
 }
 
 /// What a confined process can still do; run by `tellijn-counter sandbox-check`.
 pub fn probe() -> Vec<(&'static str, Result<(), i32>)> {
     fn errno<T: PartialOrd + Default>(r: T) -> Result<(), i32> {
-        if r < T::default() { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) } else { Ok(()) }
+        if r < T::default() {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(())
+        }
     }
     // SAFETY: plain system calls with valid, NUL-terminated arguments; results are only checked.
     unsafe {
@@ -131,15 +152,53 @@ pub fn probe() -> Vec<(&'static str, Result<(), i32>)> {
         let argv = [sh.as_ptr(), std::ptr::null()];
         let envp = [std::ptr::null()];
         vec![
-            ("socket(AF_INET, SOCK_STREAM)", errno(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0))),
-            ("socket(AF_UNIX, SOCK_DGRAM)", errno(libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0))),
-            ("open(/etc/hostname)", errno(libc::open(path.as_ptr(), libc::O_RDONLY))),
-            ("openat(/etc/hostname)", errno(libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY))),
-            ("creat(/tmp/x)", errno(libc::open(c"/tmp/tellijn-counter-probe".as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600))),
-            ("execve(/bin/sh)", errno(libc::execve(sh.as_ptr(), argv.as_ptr(), envp.as_ptr()))),
-            ("ptrace(PTRACE_TRACEME)", errno(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0))),
-            ("fork()", errno(libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0))),
-            ("ioctl(stdin, TIOCSTI)", errno(libc::ioctl(0, libc::TIOCSTI, c"x".as_ptr()))),
+            (
+                "socket(AF_INET, SOCK_STREAM)",
+                errno(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0)),
+            ),
+            (
+                "socket(AF_UNIX, SOCK_DGRAM)",
+                errno(libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0)),
+            ),
+            (
+                "open(/etc/hostname)",
+                errno(libc::open(path.as_ptr(), libc::O_RDONLY)),
+            ),
+            (
+                "openat(/etc/hostname)",
+                errno(libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY)),
+            ),
+            (
+                "creat(/tmp/x)",
+                errno(libc::open(
+                    c"/tmp/tellijn-counter-probe".as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY,
+                    0o600,
+                )),
+            ),
+            (
+                "execve(/bin/sh)",
+                errno(libc::execve(sh.as_ptr(), argv.as_ptr(), envp.as_ptr())),
+            ),
+            (
+                "ptrace(PTRACE_TRACEME)",
+                errno(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0)),
+            ),
+            (
+                "fork()",
+                errno(libc::syscall(
+                    libc::SYS_clone,
+                    libc::SIGCHLD as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                    0,
+                )),
+            ),
+            (
+                "ioctl(stdin, TIOCSTI)",
+                errno(libc::ioctl(0, libc::TIOCSTI, c"x".as_ptr())),
+            ),
         ]
     }
 }

@@ -50,7 +50,13 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker for people of this size (pixels) and this many lines.
     pub fn new(person_size: f32, lines: usize) -> Tracker {
-        Tracker { tracks: Vec::new(), next_id: 1, gate: 0.9 * person_size, lines, ended: Vec::new() }
+        Tracker {
+            tracks: Vec::new(),
+            next_id: 1,
+            gate: 0.9 * person_size,
+            lines,
+            ended: Vec::new(),
+        }
     }
 
     /// The live tracks.
@@ -100,7 +106,11 @@ impl Tracker {
                     t.y = d.y;
                     t.hits += 1;
                     t.misses = 0;
-                    t.area = if t.hits == 1 { d.area } else { t.area + (d.area - t.area) / t.hits as f32 };
+                    t.area = if t.hits == 1 {
+                        d.area
+                    } else {
+                        t.area + (d.area - t.area) / t.hits as f32
+                    };
                     if t.hits == CONFIRM {
                         t.first = (t.x, t.y);
                     }
@@ -145,7 +155,11 @@ impl Tracker {
             }
         }
         self.tracks = keep;
-        let matched: Vec<usize> = matched.into_iter().map(|i| remap[i]).filter(|&i| i != usize::MAX).collect();
+        let matched: Vec<usize> = matched
+            .into_iter()
+            .map(|i| remap[i])
+            .filter(|&i| i != usize::MAX)
+            .collect();
         self.merge_duplicates(matched)
     }
 
@@ -180,7 +194,11 @@ impl Tracker {
             }
         }
         self.tracks = keep;
-        matched.into_iter().map(|i| remap[i]).filter(|&i| i != usize::MAX).collect()
+        matched
+            .into_iter()
+            .map(|i| remap[i])
+            .filter(|&i| i != usize::MAX)
+            .collect()
     }
 
     /// Mutable access for the counting stage.
@@ -206,7 +224,11 @@ mod tests {
         }
         assert_eq!(t.tracks().len(), 2);
         let ids: Vec<u64> = t.tracks().iter().map(|t| t.id).collect();
-        assert_eq!(ids, vec![1, 2], "no track was lost or swapped for a new one");
+        assert_eq!(
+            ids,
+            vec![1, 2],
+            "no track was lost or swapped for a new one"
+        );
         assert!(t.tracks()[0].y > t.tracks()[1].y);
     }
 
@@ -221,7 +243,11 @@ mod tests {
         }
         assert_eq!(t.tracks().len(), 1);
         t.update(&[det(50.0, 50.0 + 13.0 * 5.0)]);
-        assert_eq!(t.tracks()[0].id, 1, "picked up again where it was predicted");
+        assert_eq!(
+            t.tracks()[0].id,
+            1,
+            "picked up again where it was predicted"
+        );
         for _ in 0..=MAX_MISSES {
             t.update(&[]);
         }

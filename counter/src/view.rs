@@ -26,10 +26,19 @@ const BLACK: &str = "\x1b[40m";
 
 /// Terminal columns and rows (read before confinement: it needs an ioctl).
 pub fn terminal_size() -> (usize, usize) {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ fills a winsize; on failure it stays zero.
     let r = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) };
-    if r == 0 && ws.ws_col >= 20 && ws.ws_row >= 8 { (ws.ws_col as usize, ws.ws_row as usize) } else { (80, 24) }
+    if r == 0 && ws.ws_col >= 20 && ws.ws_row >= 8 {
+        (ws.ws_col as usize, ws.ws_row as usize)
+    } else {
+        (80, 24)
+    }
 }
 
 /// The view, drawn on stderr, wrapping the stdout sink.
@@ -49,7 +58,12 @@ pub struct View<W: Write> {
 
 impl<W: Write> View<W> {
     /// A view for frames of `g` on a terminal of `size` (columns, rows).
-    pub fn new(cfg: &CounterConfig, g: Geometry, size: (usize, usize), inner: StdoutSink<W>) -> View<W> {
+    pub fn new(
+        cfg: &CounterConfig,
+        g: Geometry,
+        size: (usize, usize),
+        inner: StdoutSink<W>,
+    ) -> View<W> {
         let (cols, rows) = (size.0.min(200), size.1.saturating_sub(4).clamp(4, 60));
         View {
             inner,
@@ -95,7 +109,11 @@ impl<W: Write> View<W> {
         s.push_str(&format!(
             "{RESET}tellijn-counter — privacy level {}: {}\x1b[K\r\n",
             self.level,
-            if self.level == 3 { "no image is shown, only the counting lines" } else { "tracked people shown as dots" }
+            if self.level == 3 {
+                "no image is shown, only the counting lines"
+            } else {
+                "tracked people shown as dots"
+            }
         ));
         for row in &cells {
             s.push_str(BLACK);
@@ -115,7 +133,10 @@ impl<W: Write> View<W> {
         let mut foot = String::new();
         for (l, line) in c.lines.iter().enumerate() {
             let (i, o) = self.totals[l];
-            foot.push_str(&format!("{}  {GREEN}in {i}{RESET}  {ORANGE}out {o}{RESET}    ", line.name));
+            foot.push_str(&format!(
+                "{}  {GREEN}in {i}{RESET}  {ORANGE}out {o}{RESET}    ",
+                line.name
+            ));
         }
         for (z, zone) in c.zones.iter().enumerate() {
             foot.push_str(&format!("{} {}    ", zone.name, self.zone_counts[z]));
@@ -125,8 +146,20 @@ impl<W: Write> View<W> {
         s
     }
 
-    fn segment<'a>(&self, cells: &mut [Vec<(char, &'a str)>], a: [f32; 2], b: [f32; 2], ch: char, colour: &'a str) {
-        let (ax, ay, bx, by) = (a[0] * self.sx, a[1] * self.sy, b[0] * self.sx, b[1] * self.sy);
+    fn segment<'a>(
+        &self,
+        cells: &mut [Vec<(char, &'a str)>],
+        a: [f32; 2],
+        b: [f32; 2],
+        ch: char,
+        colour: &'a str,
+    ) {
+        let (ax, ay, bx, by) = (
+            a[0] * self.sx,
+            a[1] * self.sy,
+            b[0] * self.sx,
+            b[1] * self.sy,
+        );
         let steps = ((bx - ax).abs().max((by - ay).abs()) * 2.0).ceil().max(1.0) as usize;
         for i in 0..=steps {
             let t = i as f32 / steps as f32;
@@ -196,22 +229,44 @@ mod tests {
             "[camera]\nsource=\"y4m\"\n[[lines]]\nline=\"main\"\nfrom=[0,120]\nto=[320,120]\ninside=[160,200]\n[people]\nsize=40\n[view]\nprivacy_level={level}\n"
         ))
         .unwrap();
-        let g = Geometry { width: 320, height: 240, fps: (15, 1), chroma: 0 };
-        (View::new(&cfg, g, (80, 24), StdoutSink { out: Vec::new(), broken: false }), Counting::new(&cfg))
+        let g = Geometry {
+            width: 320,
+            height: 240,
+            fps: (15, 1),
+            chroma: 0,
+        };
+        (
+            View::new(
+                &cfg,
+                g,
+                (80, 24),
+                StdoutSink {
+                    out: Vec::new(),
+                    broken: false,
+                },
+            ),
+            Counting::new(&cfg),
+        )
     }
 
     #[test]
     fn a_crossing_lights_the_line_in_its_direction_colour_and_ticks_the_count() {
         let (mut v, c) = view(3);
         let idle = v.render(&c);
-        assert!(idle.contains(DIM) && !idle.contains(&format!("{GREEN}━")), "idle line is dim");
+        assert!(
+            idle.contains(DIM) && !idle.contains(&format!("{GREEN}━")),
+            "idle line is dim"
+        );
         v.lit[0] = Some((Dir::In, Instant::now()));
         v.totals[0] = (1, 0);
         let lit = v.render(&c);
         assert!(lit.contains(&format!("{GREEN}━")), "lit green for in");
         assert!(lit.contains("in 1"));
         v.lit[0] = Some((Dir::Out, Instant::now()));
-        assert!(v.render(&c).contains(&format!("{ORANGE}━")), "orange for out");
+        assert!(
+            v.render(&c).contains(&format!("{ORANGE}━")),
+            "orange for out"
+        );
     }
 
     #[test]

@@ -29,15 +29,21 @@ const SCRATCH: usize = 16 * 1024;
 /// Why frames cannot be read. Messages never contain stream bytes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SourceError {
-    #[error("the input is empty: no Y4M stream header (expected \"YUV4MPEG2 W… H…\"; ffmpeg writes it with -f yuv4mpegpipe).")]
+    #[error(
+        "the input is empty: no Y4M stream header (expected \"YUV4MPEG2 W… H…\"; ffmpeg writes it with -f yuv4mpegpipe)."
+    )]
     Empty,
-    #[error("the input is not a Y4M stream: its first line is not a \"YUV4MPEG2\" header (use ffmpeg … -f yuv4mpegpipe -pix_fmt yuv420p -).")]
+    #[error(
+        "the input is not a Y4M stream: its first line is not a \"YUV4MPEG2\" header (use ffmpeg … -f yuv4mpegpipe -pix_fmt yuv420p -)."
+    )]
     NotY4m,
     #[error("the Y4M stream header is longer than {MAX_HEADER} bytes or has no end of line.")]
     HeaderTooLong,
     #[error("the Y4M stream header is invalid: {0}.")]
     BadHeader(&'static str),
-    #[error("the Y4M stream is {0} bits per sample; only 8-bit is supported (add -pix_fmt yuv420p).")]
+    #[error(
+        "the Y4M stream is {0} bits per sample; only 8-bit is supported (add -pix_fmt yuv420p)."
+    )]
     BitDepth(usize),
     #[error("the frame size {width}×{height} is outside 16…{MAX_SIDE} pixels per side.")]
     Size { width: usize, height: usize },
@@ -45,7 +51,9 @@ pub enum SourceError {
     Truncated { frame: u64, got: usize, want: usize },
     #[error("frame {frame}: expected a \"FRAME\" header; the stream is corrupt.")]
     BadFrameHeader { frame: u64 },
-    #[error("frame {frame}: a new stream header appeared mid-stream (the frame size may have changed); restart the counter for the new stream.")]
+    #[error(
+        "frame {frame}: a new stream header appeared mid-stream (the frame size may have changed); restart the counter for the new stream."
+    )]
     SizeChanged { frame: u64 },
     #[error("reading the input failed: {0}.")]
     Io(String),
@@ -111,7 +119,12 @@ impl Y4mSource {
             return Err(SourceError::NotY4m);
         }
         let geometry = parse_header(&header)?;
-        Ok(Y4mSource { file, geometry, scratch: vec![0u8; SCRATCH].into_boxed_slice(), frames: 0 })
+        Ok(Y4mSource {
+            file,
+            geometry,
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            frames: 0,
+        })
     }
 
     /// The stream's geometry.
@@ -155,7 +168,11 @@ impl Y4mSource {
             }
             match self.read_some(&mut b, deadline, frame)? {
                 0 => {
-                    return Err(SourceError::Truncated { frame: index, got: 0, want: self.frame_bytes() });
+                    return Err(SourceError::Truncated {
+                        frame: index,
+                        got: 0,
+                        want: self.frame_bytes(),
+                    });
                 }
                 _ => {
                     line[len] = b[0];
@@ -195,7 +212,13 @@ impl Y4mSource {
                 }
             };
             match n {
-                Some(0) => return Err(SourceError::Truncated { frame: index, got, want }),
+                Some(0) => {
+                    return Err(SourceError::Truncated {
+                        frame: index,
+                        got,
+                        want,
+                    });
+                }
                 Some(n) => got += n,
                 None => {}
             }
@@ -206,7 +229,13 @@ impl Y4mSource {
             let take = left.min(self.scratch.len());
             let (scratch, file) = (&mut self.scratch, &mut self.file);
             match read_deadline(file, &mut scratch[..take], None)? {
-                Some(0) => return Err(SourceError::Truncated { frame: index, got: want - left, want }),
+                Some(0) => {
+                    return Err(SourceError::Truncated {
+                        frame: index,
+                        got: want - left,
+                        want,
+                    });
+                }
                 Some(n) => left -= n,
                 None => {}
             }
@@ -214,10 +243,19 @@ impl Y4mSource {
         if !frame.wiped() && Instant::now() >= deadline {
             frame.wipe();
         }
-        Ok(if frame.wiped() { Read1::Late } else { Read1::Frame })
+        Ok(if frame.wiped() {
+            Read1::Late
+        } else {
+            Read1::Frame
+        })
     }
 
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant, frame: &mut Frame) -> Result<usize, SourceError> {
+    fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        frame: &mut Frame,
+    ) -> Result<usize, SourceError> {
         loop {
             let d = if frame.wiped() { None } else { Some(deadline) };
             match read_deadline(&mut self.file, buf, d)? {
@@ -233,14 +271,22 @@ impl Y4mSource {
 }
 
 /// Reads once; `None` when the deadline passed before any byte arrived.
-fn read_deadline(file: &mut File, buf: &mut [u8], deadline: Option<Instant>) -> Result<Option<usize>, SourceError> {
+fn read_deadline(
+    file: &mut File,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> Result<Option<usize>, SourceError> {
     loop {
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(None);
             }
-            let mut pfd = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
             // SAFETY: one valid pollfd for the duration of the call.
             let r = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -265,11 +311,17 @@ fn read_deadline(file: &mut File, buf: &mut [u8], deadline: Option<Instant>) -> 
 
 /// Parses a stream header line (with its end of line) by the `y4m` crate.
 pub fn parse_header(header: &[u8]) -> Result<Geometry, SourceError> {
-    let limits = y4m::Limits { bytes: (MAX_SIDE as usize).pow(2) * 3 };
+    let limits = y4m::Limits {
+        bytes: (MAX_SIDE as usize).pow(2) * 3,
+    };
     let d = y4m::Decoder::new_with_limits(header, limits).map_err(|e| match e {
         y4m::Error::UnknownColorspace => SourceError::BadHeader("its colorspace (C…) is unknown"),
-        y4m::Error::OutOfMemory => SourceError::BadHeader("its frames would be larger than 4096×4096"),
-        y4m::Error::ParseError(_) => SourceError::BadHeader("W and H must be positive numbers and F, A ratios"),
+        y4m::Error::OutOfMemory => {
+            SourceError::BadHeader("its frames would be larger than 4096×4096")
+        }
+        y4m::Error::ParseError(_) => {
+            SourceError::BadHeader("W and H must be positive numbers and F, A ratios")
+        }
         _ => SourceError::BadHeader("it cannot be parsed"),
     })?;
     let (width, height) = (d.get_width(), d.get_height());
@@ -281,16 +333,27 @@ pub fn parse_header(header: &[u8]) -> Result<Geometry, SourceError> {
     }
     let fr = d.get_framerate();
     if fr.num == 0 || fr.den == 0 {
-        return Err(SourceError::BadHeader("its frame rate F must be a positive ratio"));
+        return Err(SourceError::BadHeader(
+            "its frame rate F must be a positive ratio",
+        ));
     }
-    let (cw, ch) = ((width + 1) / 2, (height + 1) / 2);
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
     let chroma = match d.get_colorspace() {
         y4m::Colorspace::Cmono | y4m::Colorspace::Cmono12 => 0,
-        y4m::Colorspace::C422 | y4m::Colorspace::C422p10 | y4m::Colorspace::C422p12 => 2 * cw * height,
-        y4m::Colorspace::C444 | y4m::Colorspace::C444p10 | y4m::Colorspace::C444p12 => 2 * width * height,
+        y4m::Colorspace::C422 | y4m::Colorspace::C422p10 | y4m::Colorspace::C422p12 => {
+            2 * cw * height
+        }
+        y4m::Colorspace::C444 | y4m::Colorspace::C444p10 | y4m::Colorspace::C444p12 => {
+            2 * width * height
+        }
         _ => 2 * cw * ch,
     };
-    Ok(Geometry { width, height, fps: (fr.num, fr.den), chroma })
+    Ok(Geometry {
+        width,
+        height,
+        fps: (fr.num, fr.den),
+        chroma,
+    })
 }
 
 #[cfg(test)]
@@ -300,13 +363,44 @@ mod tests {
     #[test]
     fn headers() {
         let g = parse_header(b"YUV4MPEG2 W320 H240 F15:1 Ip A1:1 C420jpeg\n").unwrap();
-        assert_eq!(g, Geometry { width: 320, height: 240, fps: (15, 1), chroma: 2 * 160 * 120 });
-        assert_eq!(parse_header(b"YUV4MPEG2 W33 H17 F25:1 Cmono\n").unwrap().chroma, 0);
-        assert_eq!(parse_header(b"YUV4MPEG2 W320 H240 F25:1 C420p10\n"), Err(SourceError::BitDepth(10)));
-        assert_eq!(parse_header(b"YUV4MPEG2 W8 H8 F25:1\n"), Err(SourceError::Size { width: 8, height: 8 }));
-        assert!(matches!(parse_header(b"YUV4MPEG2 W320 F25:1\n"), Err(SourceError::BadHeader(_))));
-        assert!(matches!(parse_header(b"YUV4MPEG2 W320 H240 Cxyz\n"), Err(SourceError::BadHeader(_))));
-        assert!(matches!(parse_header(b"YUV4MPEG2 W99999 H99999\n"), Err(SourceError::BadHeader(_))));
+        assert_eq!(
+            g,
+            Geometry {
+                width: 320,
+                height: 240,
+                fps: (15, 1),
+                chroma: 2 * 160 * 120
+            }
+        );
+        assert_eq!(
+            parse_header(b"YUV4MPEG2 W33 H17 F25:1 Cmono\n")
+                .unwrap()
+                .chroma,
+            0
+        );
+        assert_eq!(
+            parse_header(b"YUV4MPEG2 W320 H240 F25:1 C420p10\n"),
+            Err(SourceError::BitDepth(10))
+        );
+        assert_eq!(
+            parse_header(b"YUV4MPEG2 W8 H8 F25:1\n"),
+            Err(SourceError::Size {
+                width: 8,
+                height: 8
+            })
+        );
+        assert!(matches!(
+            parse_header(b"YUV4MPEG2 W320 F25:1\n"),
+            Err(SourceError::BadHeader(_))
+        ));
+        assert!(matches!(
+            parse_header(b"YUV4MPEG2 W320 H240 Cxyz\n"),
+            Err(SourceError::BadHeader(_))
+        ));
+        assert!(matches!(
+            parse_header(b"YUV4MPEG2 W99999 H99999\n"),
+            Err(SourceError::BadHeader(_))
+        ));
     }
 }
 
@@ -326,11 +420,10 @@ mod stream_tests {
             let _ = w.write_all(&bytes);
         });
         let s = Y4mSource::open(OwnedFd::from(r));
-        if s.is_err() {
-            // The writer may still be blocked on a full pipe: let it fail and finish.
-            return s;
+        // On an error the writer may still be blocked on a full pipe: leave it to fail.
+        if s.is_ok() {
+            t.join().unwrap();
         }
-        t.join().unwrap();
         s
     }
 
@@ -352,21 +445,34 @@ mod stream_tests {
         let mut src = source(&bytes).unwrap();
         let ring = Ring::new(16, 16);
         let e = read_all(&mut src, &ring).unwrap_err();
-        assert_eq!(e, SourceError::Truncated { frame: 1, got: 200, want: 384 });
+        assert_eq!(
+            e,
+            SourceError::Truncated {
+                frame: 1,
+                got: 200,
+                want: 384
+            }
+        );
         assert!(!e.to_string().contains('\u{ab}') && !e.to_string().contains('\u{cd}'));
         // The whole frame waits for the pipeline; drain it, then every buffer must be zero.
         ring.end();
         let f = ring.next().unwrap();
         assert!(f.luma().iter().all(|&b| b == 0xAB));
         ring.done(f, true);
-        assert!(ring.all_free_zero(), "the truncated frame's buffer was zeroized");
+        assert!(
+            ring.all_free_zero(),
+            "the truncated frame's buffer was zeroized"
+        );
     }
 
     #[test]
     fn a_bad_frame_header_or_a_new_stream_header_is_an_error_and_zeroized() {
         for (tail, want) in [
             (&b"FRAMX\n"[..], SourceError::BadFrameHeader { frame: 1 }),
-            (&b"YUV4MPEG2 W32 H32 F15:1\n"[..], SourceError::SizeChanged { frame: 1 }),
+            (
+                &b"YUV4MPEG2 W32 H32 F15:1\n"[..],
+                SourceError::SizeChanged { frame: 1 },
+            ),
             (&[0xEEu8; 300][..], SourceError::BadFrameHeader { frame: 1 }),
         ] {
             let mut bytes = stream(&[&[7u8; 384]]);
@@ -384,7 +490,13 @@ mod stream_tests {
 
     #[test]
     fn the_end_of_input_between_frames_is_a_clean_end_and_every_buffer_is_zero() {
-        let mut src = source(&stream(&[&[1u8; 384], &[2u8; 384], &[3u8; 384], &[4u8; 384]])).unwrap();
+        let mut src = source(&stream(&[
+            &[1u8; 384],
+            &[2u8; 384],
+            &[3u8; 384],
+            &[4u8; 384],
+        ]))
+        .unwrap();
         let ring = Ring::new(16, 16);
         read_all(&mut src, &ring).unwrap();
         ring.end();
@@ -400,7 +512,10 @@ mod stream_tests {
     #[test]
     fn headers_that_are_not_y4m_are_refused() {
         assert_eq!(source(b"").err(), Some(SourceError::Empty));
-        assert_eq!(source(b"GIF89a...........\n").err(), Some(SourceError::NotY4m));
+        assert_eq!(
+            source(b"GIF89a...........\n").err(),
+            Some(SourceError::NotY4m)
+        );
         assert_eq!(source(&[b'Y'; 2000]).err(), Some(SourceError::NotY4m));
         let mut long = b"YUV4MPEG2 ".to_vec();
         long.extend(std::iter::repeat_n(b'X', 2000));

@@ -21,7 +21,13 @@ fn count(cfg: &CounterConfig, y4m: &[u8]) -> (u64, u64) {
     let nl = y4m.iter().position(|&b| b == b'\n').unwrap() + 1;
     let g = parse_header(&y4m[..nl]).unwrap();
     let ring = Ring::new(g.width, g.height);
-    let mut engine = Engine::new(cfg, g.width, g.height, g.fps.0 as f64 / g.fps.1 as f64, true);
+    let mut engine = Engine::new(
+        cfg,
+        g.width,
+        g.height,
+        g.fps.0 as f64 / g.fps.1 as f64,
+        true,
+    );
     let frame_len = 6 + g.width * g.height + g.chroma;
     let mut at = nl;
     let mut seq = 0;
@@ -29,7 +35,8 @@ fn count(cfg: &CounterConfig, y4m: &[u8]) -> (u64, u64) {
         assert_eq!(&y4m[at..at + 6], b"FRAME\n");
         let mut f = ring.take_free();
         f.born_now();
-        f.luma_mut().copy_from_slice(&y4m[at + 6..at + 6 + g.width * g.height]);
+        f.luma_mut()
+            .copy_from_slice(&y4m[at + 6..at + 6 + g.width * g.height]);
         engine.detect(&f);
         ring.done(f, true);
         engine.count(seq, &mut Nothing);
@@ -45,7 +52,12 @@ fn accuracy(counted: u64, truth: u32) -> f64 {
 }
 
 fn check(scenario: Scenario, seed: u64, secs: u32, min: f64, h264: bool) {
-    let spec = SceneSpec { scenario, seed, length: Length::Seconds(secs), ..Default::default() };
+    let spec = SceneSpec {
+        scenario,
+        seed,
+        length: Length::Seconds(secs),
+        ..Default::default()
+    };
     let mut y4m = Vec::new();
     let truth = tellijn_scene::render(&spec, &mut y4m).unwrap();
     if h264 {
@@ -68,13 +80,41 @@ fn check(scenario: Scenario, seed: u64, secs: u32, min: f64, h264: bool) {
 /// Through a real ffmpeg H.264 encode and decode.
 fn h264_round_trip(y4m: &[u8]) -> Vec<u8> {
     let mut enc = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "yuv4mpegpipe", "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-f", "h264", "-"])
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "yuv4mpegpipe",
+            "-i",
+            "-",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-f",
+            "h264",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("ffmpeg (bash .ci/test installs it)");
-    let mut dec = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "h264", "-i", "-", "-f", "yuv4mpegpipe", "-pix_fmt", "yuv420p", "-"])
+    let dec = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "h264",
+            "-i",
+            "-",
+            "-f",
+            "yuv4mpegpipe",
+            "-pix_fmt",
+            "yuv420p",
+            "-",
+        ])
         .stdin(enc.stdout.take().unwrap())
         .stdout(Stdio::piped())
         .spawn()
@@ -111,11 +151,20 @@ fn people_turning_back_on_the_line_are_not_counted() {
 #[test]
 fn lights_switched_and_flicker_do_not_count() {
     check(Scenario::Lighting, 35, 120, 0.95, false);
-    let spec = SceneSpec { scenario: Scenario::Empty, seed: 36, length: Length::Seconds(60), ..Default::default() };
+    let spec = SceneSpec {
+        scenario: Scenario::Empty,
+        seed: 36,
+        length: Length::Seconds(60),
+        ..Default::default()
+    };
     let mut y4m = Vec::new();
     tellijn_scene::render(&spec, &mut y4m).unwrap();
     let cfg = CounterConfig::parse(&spec.counter_toml()).unwrap();
-    assert_eq!(count(&cfg, &y4m), (0, 0), "an empty doorway with lighting steps counts nobody");
+    assert_eq!(
+        count(&cfg, &y4m),
+        (0, 0),
+        "an empty doorway with lighting steps counts nobody"
+    );
 }
 
 #[test]

@@ -22,8 +22,12 @@ size = 6
 "#;
 
 fn dir() -> PathBuf {
-    let thread = format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_alphanumeric(), "");
-    let d = std::env::temp_dir().join(format!("tellijn-counter-cli-{}-{thread}", std::process::id()));
+    let thread = format!("{:?}", std::thread::current().id())
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    let d = std::env::temp_dir().join(format!(
+        "tellijn-counter-cli-{}-{thread}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -70,7 +74,11 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 fn last_status(stdout: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(stdout);
-    let line = text.lines().rev().find(|l| l.starts_with("{\"status\"")).expect("a status line");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("{\"status\""))
+        .expect("a status line");
     serde_json::from_str::<serde_json::Value>(line).unwrap()["status"].clone()
 }
 
@@ -95,9 +103,21 @@ fn bad_streams_give_a_clear_error_no_panic_and_no_pixel_in_any_message() {
         ("empty", Vec::new(), "the input is empty"),
         ("not y4m", not_y4m, "not a Y4M stream"),
         ("bad header", bad_header, "colorspace"),
-        ("10-bit", b"YUV4MPEG2 W16 H16 F15:1 C420p10\n".to_vec(), "only 8-bit"),
-        ("truncated", truncated, "frame 1: the stream ended in the middle of the frame (94 of 384 bytes)"),
-        ("size changes", resized, "frame 1: a new stream header appeared mid-stream"),
+        (
+            "10-bit",
+            b"YUV4MPEG2 W16 H16 F15:1 C420p10\n".to_vec(),
+            "only 8-bit",
+        ),
+        (
+            "truncated",
+            truncated,
+            "frame 1: the stream ended in the middle of the frame (94 of 384 bytes)",
+        ),
+        (
+            "size changes",
+            resized,
+            "frame 1: a new stream header appeared mid-stream",
+        ),
         ("garbage", garbage, "frame 1: expected a \"FRAME\" header"),
     ];
     let cfg = config("");
@@ -106,31 +126,71 @@ fn bad_streams_give_a_clear_error_no_panic_and_no_pixel_in_any_message() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(want), "{name}: {err}");
-        assert!(!err.contains("panicked") && !err.contains("internal error"), "{name}: {err}");
-        assert!(!contains(&out.stderr, MARKER) && !contains(&out.stdout, MARKER), "{name}: a pixel reached a message");
+        assert!(
+            !err.contains("panicked") && !err.contains("internal error"),
+            "{name}: {err}"
+        );
+        assert!(
+            !contains(&out.stderr, MARKER) && !contains(&out.stdout, MARKER),
+            "{name}: a pixel reached a message"
+        );
     }
 }
 
 #[test]
 fn a_bad_config_names_every_problem() {
     let p = dir().join("bad.toml");
-    std::fs::write(&p, CONFIG.replace("size = 6", "size = 0").replace("inside = [8, 14]", "inside = [8, 8]")).unwrap();
+    std::fs::write(
+        &p,
+        CONFIG
+            .replace("size = 6", "size = 0")
+            .replace("inside = [8, 14]", "inside = [8, 8]"),
+    )
+    .unwrap();
     let out = run(&p, Vec::new(), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(err.contains("lies on the line") && err.contains("people.size"), "{err}");
+    assert!(
+        err.contains("lies on the line") && err.contains("people.size"),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_confined_counter_cannot_open_files_sockets_or_run_programs() {
-    let out = Command::new(BIN).arg("--config").arg(config("")).arg("sandbox-check").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(config(""))
+        .arg("sandbox-check")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for call in ["socket(AF_INET", "socket(AF_UNIX", "open(/etc/hostname)", "openat(", "creat(", "execve(", "ptrace(", "fork()", "ioctl(stdin, TIOCSTI)"] {
-        let line = text.lines().find(|l| l.starts_with(call)).unwrap_or_else(|| panic!("{call} not probed: {text}"));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for call in [
+        "socket(AF_INET",
+        "socket(AF_UNIX",
+        "open(/etc/hostname)",
+        "openat(",
+        "creat(",
+        "execve(",
+        "ptrace(",
+        "fork()",
+        "ioctl(stdin, TIOCSTI)",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(call))
+            .unwrap_or_else(|| panic!("{call} not probed: {text}"));
         assert!(line.contains("denied"), "{line}");
     }
-    assert!(text.contains("landlock: Ok(Confinement { landlock: Full, no_new_privs: true })"), "{text}");
+    assert!(
+        text.contains("landlock: Ok(Confinement { landlock: Full, no_new_privs: true })"),
+        "{text}"
+    );
 }
 
 fn proc_status(c: &Child) -> String {
@@ -161,13 +221,20 @@ fn while_it_counts_the_kernel_shows_seccomp_filtering_and_no_new_privs() {
     for t in std::fs::read_dir(format!("/proc/{}/task", c.id())).unwrap() {
         let s = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap_or_default();
         if !s.is_empty() {
-            assert!(s.contains("Seccomp:\t2") && s.contains("NoNewPrivs:\t1"), "{s}");
+            assert!(
+                s.contains("Seccomp:\t2") && s.contains("NoNewPrivs:\t1"),
+                "{s}"
+            );
         }
     }
     stdin.write_all(&frame()).unwrap();
     drop(stdin);
     let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(last_status(&out.stdout)["frames"], 2);
 }
 
@@ -204,7 +271,11 @@ fn a_slow_pipeline_drops_frames_that_would_live_past_200_ms_and_measures_every_l
     });
     writer.join().unwrap();
     let out = c.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = last_status(&out.stdout);
     assert_eq!(s["frames"], 9, "{s}");
     // Which trickled frames the estimate or the read deadline catches depends on when their
@@ -212,64 +283,129 @@ fn a_slow_pipeline_drops_frames_that_would_live_past_200_ms_and_measures_every_l
     let n = |k: &str| s[k].as_u64().unwrap();
     assert!(n("dropped_late") >= 3, "{s}");
     assert!(n("processed") >= 1, "{s}");
-    assert_eq!(n("processed") + n("dropped_late") + n("dropped_behind"), 9, "{s}");
+    assert_eq!(
+        n("processed") + n("dropped_late") + n("dropped_behind"),
+        9,
+        "{s}"
+    );
     let max = s["lifetime_max_us"].as_u64().unwrap();
-    assert!(max >= 100_000, "the slow processing shows in the lifetimes: {s}");
+    assert!(
+        max >= 100_000,
+        "the slow processing shows in the lifetimes: {s}"
+    );
     assert!(max < 200_000, "no frame lived 200 ms: {s}");
 }
 
 #[test]
 fn a_generated_scene_is_counted_and_the_counter_exits_0_at_its_end() {
-    let spec = tellijn_scene::SceneSpec { seed: 4242, length: tellijn_scene::Length::Seconds(30), ..Default::default() };
+    let spec = tellijn_scene::SceneSpec {
+        seed: 4242,
+        length: tellijn_scene::Length::Seconds(30),
+        ..Default::default()
+    };
     let mut y4m = Vec::new();
     let truth = tellijn_scene::render(&spec, &mut y4m).unwrap();
     let cfg = dir().join("scene.toml");
     std::fs::write(&cfg, spec.counter_toml()).unwrap();
     let out = run(&cfg, y4m, &["--replay"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let ins = text.lines().filter(|l| *l == r#"{"dir":"in","line":"main"}"#).count() as i64;
-    let outs = text.lines().filter(|l| *l == r#"{"dir":"out","line":"main"}"#).count() as i64;
+    let ins = text
+        .lines()
+        .filter(|l| *l == r#"{"dir":"in","line":"main"}"#)
+        .count() as i64;
+    let outs = text
+        .lines()
+        .filter(|l| *l == r#"{"dir":"out","line":"main"}"#)
+        .count() as i64;
     assert!(truth.ins + truth.out >= 4, "a scene with people: {truth:?}");
-    assert!((ins - truth.ins as i64).abs() <= 1 && (outs - truth.out as i64).abs() <= 1, "{ins}/{outs} vs {}/{}", truth.ins, truth.out);
+    assert!(
+        (ins - truth.ins as i64).abs() <= 1 && (outs - truth.out as i64).abs() <= 1,
+        "{ins}/{outs} vs {}/{}",
+        truth.ins,
+        truth.out
+    );
     let s = last_status(&out.stdout);
     assert_eq!(s["frames"], truth.frames);
     assert_eq!(s["privacy_level"], 3);
 }
 
 fn tmux(args: &[&str]) -> String {
-    let o = Command::new("tmux").args(args).output().expect("tmux (bash .ci/test installs it)");
+    let o = Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux (bash .ci/test installs it)");
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
 fn the_view_shows_only_lines_and_counts_in_a_terminal() {
-    let spec = tellijn_scene::SceneSpec { seed: 77, length: tellijn_scene::Length::Seconds(20), ..Default::default() };
+    let spec = tellijn_scene::SceneSpec {
+        seed: 77,
+        length: tellijn_scene::Length::Seconds(20),
+        ..Default::default()
+    };
     let d = dir();
     let scene = d.join("view.y4m");
     let truth = tellijn_scene::render(&spec, std::fs::File::create(&scene).unwrap()).unwrap();
     let cfg = d.join("view.toml");
     std::fs::write(&cfg, spec.counter_toml()).unwrap();
     let session = format!("tellijn-view-{}", std::process::id());
-    let cmd = format!("{BIN} --view --replay --config {} < {} > /dev/null; echo VIEW-EXIT=$?; sleep 600", cfg.display(), scene.display());
+    let cmd = format!(
+        "{BIN} --view --replay --config {} < {} > /dev/null; echo VIEW-EXIT=$?; sleep 600",
+        cfg.display(),
+        scene.display()
+    );
     let _ = tmux(&["kill-session", "-t", &session]);
-    tmux(&["new-session", "-d", "-s", &session, "-x", "100", "-y", "32", &cmd]);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "32",
+        &cmd,
+    ]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut screen = String::new();
     while !screen.contains("VIEW-EXIT=") {
-        assert!(Instant::now() < deadline, "the view did not finish: {screen}");
+        assert!(
+            Instant::now() < deadline,
+            "the view did not finish: {screen}"
+        );
         std::thread::yield_now();
         screen = tmux(&["capture-pane", "-p", "-S", "-100", "-t", &session]);
     }
     let coloured = tmux(&["capture-pane", "-p", "-e", "-S", "-100", "-t", &session]);
     let _ = tmux(&["kill-session", "-t", &session]);
     assert!(screen.contains("VIEW-EXIT=0"), "{screen}");
-    assert!(screen.contains("privacy level 3: no image is shown"), "{screen}");
-    let counts = screen.lines().find(|l| l.starts_with("main  in ")).unwrap_or_else(|| panic!("no counts: {screen}"));
-    let n: Vec<i64> = counts.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(
+        screen.contains("privacy level 3: no image is shown"),
+        "{screen}"
+    );
+    let counts = screen
+        .lines()
+        .find(|l| l.starts_with("main  in "))
+        .unwrap_or_else(|| panic!("no counts: {screen}"));
+    let n: Vec<i64> = counts
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     assert_eq!(n.len(), 2, "{counts}");
-    assert!((n[0] - truth.ins as i64).abs() <= 1 && (n[1] - truth.out as i64).abs() <= 1, "{counts} vs {truth:?}");
-    assert!(screen.contains("━━━━━━━━━━"), "the counting line is drawn: {screen}");
+    assert!(
+        (n[0] - truth.ins as i64).abs() <= 1 && (n[1] - truth.out as i64).abs() <= 1,
+        "{counts} vs {truth:?}"
+    );
+    assert!(
+        screen.contains("━━━━━━━━━━"),
+        "the counting line is drawn: {screen}"
+    );
     // Nothing but the title, the line, the counts and blank canvas.
     for l in screen.lines() {
         let body: String = l.chars().filter(|c| !c.is_whitespace()).collect();
@@ -282,5 +418,8 @@ fn the_view_shows_only_lines_and_counts_in_a_terminal() {
             || l.starts_with("me lifetime");
         assert!(ok, "unexpected content on the canvas: {l:?}");
     }
-    assert!(coloured.contains("\x1b[40m") || coloured.contains("[40m"), "a black canvas");
+    assert!(
+        coloured.contains("\x1b[40m") || coloured.contains("[40m"),
+        "a black canvas"
+    );
 }

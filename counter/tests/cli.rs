@@ -316,11 +316,11 @@ fn a_generated_scene_is_counted_and_the_counter_exits_0_at_its_end() {
     let text = String::from_utf8_lossy(&out.stdout);
     let ins = text
         .lines()
-        .filter(|l| *l == r#"{"dir":"in","line":"main"}"#)
+        .filter(|l| *l == r#"{"line":"main","dir":"in"}"#)
         .count() as i64;
     let outs = text
         .lines()
-        .filter(|l| *l == r#"{"dir":"out","line":"main"}"#)
+        .filter(|l| *l == r#"{"line":"main","dir":"out"}"#)
         .count() as i64;
     assert!(truth.ins + truth.out >= 4, "a scene with people: {truth:?}");
     assert!(

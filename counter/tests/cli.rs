@@ -423,3 +423,47 @@ fn the_view_shows_only_lines_and_counts_in_a_terminal() {
         "a black canvas"
     );
 }
+
+#[test]
+fn calibration_learns_the_person_size_from_tracks_even_from_a_wrong_start() {
+    let spec = tellijn_scene::SceneSpec {
+        seed: 5,
+        length: tellijn_scene::Length::Seconds(60),
+        ..Default::default()
+    };
+    let mut y4m = Vec::new();
+    tellijn_scene::render(&spec, &mut y4m).unwrap();
+    for start in ["25", "60"] {
+        let cfg = dir().join(format!("calibrate-{start}.toml"));
+        std::fs::write(
+            &cfg,
+            spec.counter_toml()
+                .replace("size = 40", &format!("size = {start}")),
+        )
+        .unwrap();
+        let out = run(&cfg, y4m.clone(), &["--replay", "calibrate"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let size: f64 = text
+            .lines()
+            .skip_while(|l| *l != "[people]")
+            .nth(1)
+            .and_then(|l| l.strip_prefix("size = "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no [people] suggestion: {text}"));
+        // The scene's people are 40 px ± 15 % wide.
+        assert!(
+            (30.0..=48.0).contains(&size),
+            "from {start}: suggested {size}: {text}"
+        );
+        assert!(text.contains("# line \"main\": "), "{text}");
+        assert!(
+            !contains(&out.stdout, b"\x1b["),
+            "calibration draws nothing"
+        );
+    }
+}

@@ -30,6 +30,8 @@ pub struct DemoOptions {
     pub http: SocketAddr,
     pub metrics: SocketAddr,
     pub postgres: SocketAddr,
+    /// Building entrances run the real counter on generated scenes (src/cameras.rs).
+    pub cameras: bool,
 }
 
 /// The demo's SQL user and password.
@@ -310,13 +312,46 @@ pub async fn run(
         opts.data_dir.display(),
         campus_file.display()
     );
+    // Building entrances: the real counter on generated doorway scenes.
+    let mut cameras = std::collections::HashMap::new();
+    if opts.cameras {
+        let tools = crate::cameras::tools(&opts.data_dir)?;
+        for (i, s) in campus.sensors.iter().enumerate() {
+            if s.id.ends_with("-entrance")
+                && let Some(l) = s.lines.first()
+            {
+                let cam = crate::cameras::camera(
+                    &tools,
+                    &opts.data_dir,
+                    &s.id,
+                    &l.line,
+                    1000 + i as u64,
+                )?;
+                cameras.insert(s.id.clone(), cam);
+            }
+        }
+        println!(
+            "  Cameras    {} building entrances count pixels: tellijn-counter on generated doorway scenes ({}), through the camera agent.",
+            cameras.len(),
+            if tools.embedded {
+                "run from this binary; build the workspace for the standalone ones"
+            } else {
+                "the standalone binaries"
+            }
+        );
+    }
     println!("Press Ctrl-C to stop.");
 
+    let cameras_started = std::time::Instant::now();
     let interval = Duration::from_secs_f64(opts.speed.clamp(1.0, 900.0));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
     let mut feeds = std::collections::HashMap::new();
-    for s in &campus.sensors {
+    for s in campus
+        .sensors
+        .iter()
+        .filter(|s| !cameras.contains_key(&s.id))
+    {
         let lines: Vec<String> = s.lines.iter().map(|l| l.line.clone()).collect();
         let zones: Vec<String> = s.zones.iter().map(|z| z.zone.clone()).collect();
         feeds.insert(
@@ -372,14 +407,17 @@ pub async fn run(
             outbox: opts.data_dir.join("agents").join(&id),
             outbox_max: "100MB".into(),
             interval,
-            source: SourceConfig {
-                kind: SourceKind::Simulated,
-                lines: sensor.lines.iter().map(|l| l.line.clone()).collect(),
-                zones: sensor.zones.iter().map(|z| z.zone.clone()).collect(),
-                seed: None,
-                counter: None,
-                counter_bin: None,
-                capture: None,
+            source: match cameras.get(&id) {
+                Some(cam) => cam.source.clone(),
+                None => SourceConfig {
+                    kind: SourceKind::Simulated,
+                    lines: sensor.lines.iter().map(|l| l.line.clone()).collect(),
+                    zones: sensor.zones.iter().map(|z| z.zone.clone()).collect(),
+                    seed: None,
+                    counter: None,
+                    counter_bin: None,
+                    capture: None,
+                },
             },
         };
         let mut stop_rx = stop_rx.clone();
@@ -387,7 +425,10 @@ pub async fn run(
             let stopped = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
-            tellijn_agent::run_fed(&cfg, &secret, clock, stopped, feed).await
+            (
+                id,
+                tellijn_agent::run_fed(&cfg, &secret, clock, stopped, feed).await,
+            )
         });
     }
 
@@ -443,19 +484,29 @@ pub async fn run(
         None => stop.await,
     }
     println!("Stopping: agents send what they have, the server flushes to Parquet…");
+    let camera_frames = |fps: u32| (cameras_started.elapsed().as_secs_f64() * fps as f64) as u64;
+    let horizon: Vec<(String, u64)> = cameras
+        .iter()
+        .map(|(id, c)| (id.clone(), camera_frames(c.fps)))
+        .collect();
     let _ = stop_tx.send(true);
     let mut sent = Totals::default();
     let mut n = 0;
+    let mut counted = (0u64, 0u64);
     while let Some(r) = agents.join_next().await {
         match r {
-            Ok(Ok(t)) => {
+            Ok((id, Ok(t))) => {
+                if cameras.contains_key(&id) {
+                    counted.0 += t.people_in;
+                    counted.1 += t.people_out;
+                }
                 n += 1;
                 sent.messages += t.messages;
                 sent.unacked += t.unacked;
                 sent.people_in += t.people_in;
                 sent.people_out += t.people_out;
             }
-            Ok(Err(e)) => tracing::error!("An agent failed: {e}"),
+            Ok((_, Err(e))) => tracing::error!("An agent failed: {e}"),
             Err(e) => tracing::error!("An agent task failed: {e}"),
         }
     }
@@ -471,6 +522,35 @@ pub async fn run(
             .unwrap_or_else(|p| p.into_inner())
             .summary()
     );
+    if !cameras.is_empty() {
+        let mut truth = (0u64, 0u64);
+        for (id, frames) in &horizon {
+            if let Some(t) = cameras
+                .get(id)
+                .and_then(|c| crate::cameras::truth_until(&c.truth, *frames))
+            {
+                truth.0 += t.0;
+                truth.1 += t.1;
+            }
+        }
+        let pct = |c: u64, t: u64| {
+            if t == 0 {
+                100.0
+            } else {
+                100.0 * (1.0 - (c as f64 - t as f64).abs() / t as f64)
+            }
+        };
+        println!(
+            "Cameras: {} entrances counted {} in and {} out from pixels; the scenes' truth is {} in and {} out ({:.1} % and {:.1} %; the last second's crossings may still be in flight).",
+            cameras.len(),
+            counted.0,
+            counted.1,
+            truth.0,
+            truth.1,
+            pct(counted.0, truth.0),
+            pct(counted.1, truth.1)
+        );
+    }
     Ok(DemoSummary {
         agents: n,
         sent,

@@ -23,6 +23,7 @@
 //!   of `serve` (a re-export of `tellijn_config::secrets`).
 
 pub mod api;
+pub mod cameras;
 pub mod demo;
 pub mod http;
 pub mod live;

@@ -42,6 +42,10 @@ enum Command {
         /// Where history is written.
         #[arg(long, default_value = "./data")]
         data: PathBuf,
+        /// Simulate the building entrances too, instead of running the real counter on
+        /// generated doorway scenes there.
+        #[arg(long)]
+        no_cameras: bool,
         #[command(flatten)]
         ports: Ports,
     },
@@ -174,6 +178,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             sensors,
             start,
             data,
+            no_cameras,
             ports,
         } => {
             anyhow::ensure!(
@@ -190,6 +195,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 http: ports.http,
                 metrics: ports.metrics,
                 postgres: ports.postgres,
+                cameras: !no_cameras,
             };
             demo::run(opts, shutdown_signal()).await?;
         }
@@ -311,6 +317,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // `tellijn demo` runs its cameras' counter and scene generator from this binary, under
+    // these names, when the standalone binaries are not built (src/cameras.rs).
+    match tellijn::cameras::invoked_as() {
+        Some(tellijn::cameras::Tool::Counter) => {
+            return tellijn_counter::app::main(<tellijn_counter::app::Args as Parser>::parse());
+        }
+        Some(tellijn::cameras::Tool::Scene) => return tellijn_scene::cli::main(),
+        None => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -671,6 +671,7 @@ async fn transparency_page() {
             "How long it is kept",
             "Who may read it",
             "Sensors",
+            "Cameras",
             "Refused in the last 30 days"
         ])
     );

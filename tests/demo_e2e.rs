@@ -57,6 +57,25 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(people > 1000, "the campus stayed empty: {stdout}");
+    // The building entrances counted pixels: the real counter on generated scenes, through the
+    // camera agent (.ci/test builds tellijn-counter and tellijn-scene beside tellijn).
+    assert!(
+        stdout.contains("6 building entrances count pixels"),
+        "{stdout}"
+    );
+    let cams = stdout
+        .lines()
+        .find(|l| l.starts_with("Cameras: 6 entrances counted "))
+        .unwrap_or_else(|| panic!("no camera line: {stdout}"));
+    let n: Vec<u64> = cams
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // counted in, counted out, truth in, truth out.
+    assert!(
+        n.len() >= 5 && n[1] + n[2] > 0,
+        "the cameras counted nobody: {cams}"
+    );
 
     let out = tellijn(&[
         "sql",

@@ -105,6 +105,9 @@ pub struct Counting {
     pub zones: Vec<Zone>,
     /// Crossings per line: (in, out).
     pub totals: Vec<(u64, u64)>,
+    /// Per crossing of the last frame: the track's id, hits, position and first position
+    /// (for `--trace`; positions only).
+    pub last: Vec<(u64, u32, [f32; 2], (f32, f32))>,
 }
 
 impl Counting {
@@ -139,6 +142,7 @@ impl Counting {
             .collect();
         let totals = vec![(0, 0); lines.len()];
         Counting {
+            last: Vec::new(),
             lines,
             zones,
             totals,
@@ -147,6 +151,7 @@ impl Counting {
 
     /// Crossings of the tracks matched in this frame.
     pub fn crossings(&mut self, tracks: &mut [Track], matched: &[usize], out: &mut Vec<Event>) {
+        self.last.clear();
         for &i in matched {
             let t = &mut tracks[i];
             for (l, line) in self.lines.iter().enumerate() {
@@ -163,6 +168,7 @@ impl Counting {
                         Dir::Out => self.totals[l].1 += 1,
                     }
                     out.push(Event::Crossing { line: l, dir });
+                    self.last.push((t.id, t.hits, [t.x, t.y], t.first));
                 }
             }
         }

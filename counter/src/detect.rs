@@ -51,6 +51,8 @@ pub struct Detector {
     /// Pixels of one person at the working scale.
     person_area: f32,
     pts: Vec<(u16, u16)>,
+    /// The area of one person as seen here (working pixels), learned from lone people.
+    single_area: f32,
 }
 
 /// Frames during which the background learns fast.
@@ -76,6 +78,7 @@ impl Detector {
             flooded: 0,
             person_area: 0.55 * size * size,
             pts: Vec::with_capacity(n),
+            single_area: 0.55 * size * size,
         }
     }
 
@@ -260,15 +263,24 @@ impl Detector {
     }
 
     /// How many people a blob holds: from its length across its long axis (people side by
-    /// side), capped by its area. Area alone overcounts: a shadow adds half a person.
-    fn people_in(&self, b: &Blob) -> usize {
+    /// side), and from its area against the learned area of one person, which may take one
+    /// off. Length alone over-splits wide groups; area alone over-splits shadows.
+    fn people_in(&mut self, b: &Blob) -> usize {
         let size = self.p.person_size / self.scale as f32;
-        let by_area = b.n as f32 / self.person_area;
         let (major, _) = b.axes();
         // A single person is about 1.1 sizes long along their shoulders, with a shadow 1.3.
-        let by_length = (major / (1.1 * size) + 0.25).floor();
-        let k = by_length.min((by_area * 1.2).ceil());
-        (k.max(1.0) as usize).clamp(1, 8)
+        let by_length = (major / (1.1 * size) + 0.25).floor().max(1.0);
+        let area = b.n as f32;
+        if by_length <= 1.0 {
+            let nominal = 0.55 * size * size;
+            if (0.5 * nominal..2.0 * nominal).contains(&area) {
+                self.single_area += 0.02 * (area - self.single_area);
+            }
+            return 1;
+        }
+        let by_area = (area / self.single_area).round().max(1.0);
+        let k = by_length.min(by_area.max(by_length - 1.0));
+        (k as usize).clamp(1, 8)
     }
 }
 

@@ -25,6 +25,7 @@
 //! Everything random comes from `StdRng::seed_from_u64` streams derived from the spec's seed, so a
 //! spec always renders the same bytes.
 
+pub mod cli;
 mod error;
 pub mod floor;
 pub mod lighting;

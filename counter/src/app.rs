@@ -69,6 +69,7 @@ pub fn main(args: Args) -> ExitCode {
     if matches!(args.command, Some(Command::SandboxCheck)) {
         return sandbox_check();
     }
+    #[cfg(not(feature = "v4l2"))]
     if cfg.camera.source == SourceKind::V4l2 {
         eprintln!(
             "tellijn-counter: this build reads Y4M on stdin only; use source = \"y4m\" with `ffmpeg -f v4l2 -i {} -f yuv4mpegpipe -pix_fmt yuv420p -` in front of it.",
@@ -80,10 +81,10 @@ pub fn main(args: Args) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let input = match std::io::stdin().as_fd().try_clone_to_owned() {
-        Ok(fd) => fd,
+    let input = match open_input(&cfg) {
+        Ok(i) => i,
         Err(e) => {
-            eprintln!("tellijn-counter: cannot use stdin: {e}.");
+            eprintln!("tellijn-counter: {e}");
             return ExitCode::from(2);
         }
     };
@@ -182,9 +183,35 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
+/// Where frames come from, opened before confinement.
+enum Input {
+    Y4m(OwnedFd),
+    #[cfg(feature = "v4l2")]
+    V4l2(crate::v4l2_source::V4l2Device),
+}
+
+fn open_input(cfg: &CounterConfig) -> Result<Input, String> {
+    match cfg.camera.source {
+        SourceKind::Y4m => std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(Input::Y4m)
+            .map_err(|e| format!("cannot use stdin: {e}.")),
+        #[cfg(feature = "v4l2")]
+        SourceKind::V4l2 => {
+            let path = cfg.camera.device.clone().unwrap_or_default();
+            crate::v4l2_source::open(&cfg.camera, &path)
+                .map(Input::V4l2)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        }
+        #[cfg(not(feature = "v4l2"))]
+        SourceKind::V4l2 => Err("this build has no V4L2 source.".into()),
+    }
+}
+
 /// The reader thread: stream header, then frames into the ring until the input ends.
 fn reader(
-    input: OwnedFd,
+    input: Input,
     go: mpsc::Receiver<()>,
     ring_tx: mpsc::Sender<Result<(Geometry, Arc<Ring>), SourceError>>,
     replay: bool,
@@ -192,6 +219,21 @@ fn reader(
     if go.recv().is_err() {
         return Ok(());
     }
+    // One arm without the `v4l2` feature, two with it.
+    #[allow(clippy::infallible_destructuring_match)]
+    let input = match input {
+        Input::Y4m(fd) => fd,
+        #[cfg(feature = "v4l2")]
+        Input::V4l2(dev) => {
+            let ring = Arc::new(Ring::new(dev.geometry.width, dev.geometry.height));
+            if ring_tx.send(Ok((dev.geometry, ring.clone()))).is_err() {
+                return Ok(());
+            }
+            let r = dev.read_all(&ring);
+            ring.end();
+            return r;
+        }
+    };
     let mut src = match Y4mSource::open(input) {
         Ok(s) => s,
         Err(e) => {

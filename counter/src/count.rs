@@ -99,6 +99,9 @@ pub enum Event {
     Zone { zone: usize, count: u32 },
 }
 
+/// A crossing's track: id, hits, position, first position.
+pub type CrossingTrace = (u64, u32, [f32; 2], (f32, f32));
+
 /// Lines and zones.
 pub struct Counting {
     pub lines: Vec<Line>,
@@ -107,7 +110,7 @@ pub struct Counting {
     pub totals: Vec<(u64, u64)>,
     /// Per crossing of the last frame: the track's id, hits, position and first position
     /// (for `--trace`; positions only).
-    pub last: Vec<(u64, u32, [f32; 2], (f32, f32))>,
+    pub last: Vec<CrossingTrace>,
 }
 
 impl Counting {

@@ -8,6 +8,7 @@
 //! In the order data meets it:
 //! - `config`: `counter.toml`.
 //! - `y4m_source`: Y4M frames from stdin, luma straight into the ring; chroma discarded.
+//!   `v4l2_source` (feature `v4l2`): a V4L2 device's luma into the ring.
 //! - `frame`: the ring of preallocated frame buffers, zeroized on reuse and exit; lifetimes.
 //! - `detect`: background model, foreground, morphology, components, blob splitting.
 //! - `track`: tracks across frames (Hungarian assignment).
@@ -27,5 +28,7 @@ pub mod frame;
 pub mod pipeline;
 pub mod sandbox;
 pub mod track;
+#[cfg(feature = "v4l2")]
+pub mod v4l2_source;
 pub mod view;
 pub mod y4m_source;

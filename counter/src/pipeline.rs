@@ -207,10 +207,17 @@ pub fn run(cfg: &CounterConfig, ring: &Arc<Ring>, opts: RunOptions, sink: &mut d
         let n = engine.detections();
         let events = engine.count(seq, sink).to_vec();
         if opts.trace {
-            for e in &events {
+            let crossings = events
+                .iter()
+                .filter(|e| matches!(e, Event::Crossing { .. }));
+            for (e, t) in crossings.zip(engine.counting.last.iter()) {
                 eprintln!(
-                    "trace: frame {seq}: {} ({n} detections)",
-                    event_json(&engine.counting, e)
+                    "trace: frame {seq}: {} ({n} detections; track {} after {} hits at {:?}, first seen at {:?})",
+                    event_json(&engine.counting, e),
+                    t.0,
+                    t.1,
+                    t.2,
+                    t.3
                 );
             }
         }

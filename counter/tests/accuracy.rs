@@ -171,3 +171,70 @@ fn lights_switched_and_flicker_do_not_count() {
 fn mixed_traffic_through_h264_is_counted() {
     check(Scenario::Mixed, 37, 120, 0.9, true);
 }
+
+/// Zone readings (one per second, the median of its frames) against the scene's truth.
+#[test]
+fn zone_readings_follow_the_people_present() {
+    use tellijn_counter::count::{Counting, Event};
+    struct Readings(Vec<u32>);
+    impl Sink for Readings {
+        fn event(&mut self, _: &Counting, e: &Event) {
+            if let Event::Zone { count, .. } = e {
+                self.0.push(*count);
+            }
+        }
+        fn status(&mut self, _: &str) {}
+    }
+    let spec = SceneSpec {
+        scenario: Scenario::Mixed,
+        seed: 38,
+        length: Length::Seconds(120),
+        zone: true,
+        ..Default::default()
+    };
+    let mut y4m = Vec::new();
+    let truth = tellijn_scene::render(&spec, &mut y4m).unwrap();
+    let cfg = CounterConfig::parse(&spec.counter_toml()).unwrap();
+    assert_eq!(cfg.zones.len(), 1, "{}", spec.counter_toml());
+    let nl = y4m.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let g = parse_header(&y4m[..nl]).unwrap();
+    let ring = Ring::new(g.width, g.height);
+    let mut engine = Engine::new(
+        &cfg,
+        g.width,
+        g.height,
+        g.fps.0 as f64 / g.fps.1 as f64,
+        true,
+    );
+    let mut sink = Readings(Vec::new());
+    let frame_len = 6 + g.width * g.height + g.chroma;
+    let (mut at, mut seq) = (nl, 0);
+    while at + frame_len <= y4m.len() {
+        let mut f = ring.take_free();
+        f.born_now();
+        f.luma_mut()
+            .copy_from_slice(&y4m[at + 6..at + 6 + g.width * g.height]);
+        engine.detect(&f);
+        ring.done(f, true);
+        engine.count(seq, &mut sink);
+        seq += 1;
+        at += frame_len;
+    }
+    let want = truth.zone.expect("a zone").per_second;
+    let n = sink.0.len().min(want.len());
+    assert!(
+        n + 2 >= want.len(),
+        "one reading per second: {} of {}",
+        sink.0.len(),
+        want.len()
+    );
+    assert!(want.iter().any(|&w| w > 0), "people pass through the zone");
+    // Reading k covers second k; allow one person off (entering or leaving at the edge).
+    let close = (0..n).filter(|&k| sink.0[k].abs_diff(want[k]) <= 1).count();
+    assert!(
+        close * 10 >= n * 9,
+        "{close} of {n} readings within one person: {:?} vs {:?}",
+        sink.0,
+        want
+    );
+}

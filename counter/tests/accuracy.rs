@@ -16,8 +16,8 @@ impl Sink for Nothing {
     fn status(&mut self, _: &str) {}
 }
 
-/// Counts (in, out) of a Y4M stream held in memory.
-fn count(cfg: &CounterConfig, y4m: &[u8]) -> (u64, u64) {
+/// Pushes every frame of a Y4M stream held in memory through the engine.
+fn feed(cfg: &CounterConfig, y4m: &[u8], sink: &mut dyn Sink) -> Engine {
     let nl = y4m.iter().position(|&b| b == b'\n').unwrap() + 1;
     let g = parse_header(&y4m[..nl]).unwrap();
     let ring = Ring::new(g.width, g.height);
@@ -29,8 +29,7 @@ fn count(cfg: &CounterConfig, y4m: &[u8]) -> (u64, u64) {
         true,
     );
     let frame_len = 6 + g.width * g.height + g.chroma;
-    let mut at = nl;
-    let mut seq = 0;
+    let (mut at, mut seq) = (nl, 0);
     while at + frame_len <= y4m.len() {
         assert_eq!(&y4m[at..at + 6], b"FRAME\n");
         let mut f = ring.take_free();
@@ -39,12 +38,17 @@ fn count(cfg: &CounterConfig, y4m: &[u8]) -> (u64, u64) {
             .copy_from_slice(&y4m[at + 6..at + 6 + g.width * g.height]);
         engine.detect(&f);
         ring.done(f, true);
-        engine.count(seq, &mut Nothing);
+        engine.count(seq, sink);
         seq += 1;
         at += frame_len;
     }
-    engine.finish(&mut Nothing);
-    engine.counting.totals[0]
+    engine.finish(sink);
+    engine
+}
+
+/// Counts (in, out) of a Y4M stream held in memory.
+fn count(cfg: &CounterConfig, y4m: &[u8]) -> (u64, u64) {
+    feed(cfg, y4m, &mut Nothing).counting.totals[0]
 }
 
 fn accuracy(counted: u64, truth: u32) -> f64 {
@@ -196,30 +200,8 @@ fn zone_readings_follow_the_people_present() {
     let truth = tellijn_scene::render(&spec, &mut y4m).unwrap();
     let cfg = CounterConfig::parse(&spec.counter_toml()).unwrap();
     assert_eq!(cfg.zones.len(), 1, "{}", spec.counter_toml());
-    let nl = y4m.iter().position(|&b| b == b'\n').unwrap() + 1;
-    let g = parse_header(&y4m[..nl]).unwrap();
-    let ring = Ring::new(g.width, g.height);
-    let mut engine = Engine::new(
-        &cfg,
-        g.width,
-        g.height,
-        g.fps.0 as f64 / g.fps.1 as f64,
-        true,
-    );
     let mut sink = Readings(Vec::new());
-    let frame_len = 6 + g.width * g.height + g.chroma;
-    let (mut at, mut seq) = (nl, 0);
-    while at + frame_len <= y4m.len() {
-        let mut f = ring.take_free();
-        f.born_now();
-        f.luma_mut()
-            .copy_from_slice(&y4m[at + 6..at + 6 + g.width * g.height]);
-        engine.detect(&f);
-        ring.done(f, true);
-        engine.count(seq, &mut sink);
-        seq += 1;
-        at += frame_len;
-    }
+    feed(&cfg, &y4m, &mut sink);
     let want = truth.zone.expect("a zone").per_second;
     let n = sink.0.len().min(want.len());
     assert!(

@@ -296,15 +296,28 @@ fn a_slow_pipeline_drops_frames_that_would_live_past_200_ms_and_measures_every_l
     assert!(max < 200_000, "no frame lived 200 ms: {s}");
 }
 
-#[test]
-fn a_generated_scene_is_counted_and_the_counter_exits_0_at_its_end() {
+/// A generated doorway scene of `secs` seconds: its spec, its Y4M bytes and its truth.
+fn scene(
+    seed: u64,
+    secs: u32,
+) -> (
+    tellijn_scene::SceneSpec,
+    Vec<u8>,
+    tellijn_scene::truth::Truth,
+) {
     let spec = tellijn_scene::SceneSpec {
-        seed: 4242,
-        length: tellijn_scene::Length::Seconds(30),
+        seed,
+        length: tellijn_scene::Length::Seconds(secs),
         ..Default::default()
     };
     let mut y4m = Vec::new();
     let truth = tellijn_scene::render(&spec, &mut y4m).unwrap();
+    (spec, y4m, truth)
+}
+
+#[test]
+fn a_generated_scene_is_counted_and_the_counter_exits_0_at_its_end() {
+    let (spec, y4m, truth) = scene(4242, 30);
     let cfg = dir().join("scene.toml");
     std::fs::write(&cfg, spec.counter_toml()).unwrap();
     let out = run(&cfg, y4m, &["--replay"]);
@@ -344,14 +357,10 @@ fn tmux(args: &[&str]) -> String {
 
 #[test]
 fn the_view_shows_only_lines_and_counts_in_a_terminal() {
-    let spec = tellijn_scene::SceneSpec {
-        seed: 77,
-        length: tellijn_scene::Length::Seconds(20),
-        ..Default::default()
-    };
+    let (spec, y4m, truth) = scene(77, 20);
     let d = dir();
     let scene = d.join("view.y4m");
-    let truth = tellijn_scene::render(&spec, std::fs::File::create(&scene).unwrap()).unwrap();
+    std::fs::write(&scene, y4m).unwrap();
     let cfg = d.join("view.toml");
     std::fs::write(&cfg, spec.counter_toml()).unwrap();
     let session = format!("tellijn-view-{}", std::process::id());
@@ -426,13 +435,7 @@ fn the_view_shows_only_lines_and_counts_in_a_terminal() {
 
 #[test]
 fn calibration_learns_the_person_size_from_tracks_even_from_a_wrong_start() {
-    let spec = tellijn_scene::SceneSpec {
-        seed: 5,
-        length: tellijn_scene::Length::Seconds(60),
-        ..Default::default()
-    };
-    let mut y4m = Vec::new();
-    tellijn_scene::render(&spec, &mut y4m).unwrap();
+    let (spec, y4m, _) = scene(5, 60);
     for start in ["25", "60"] {
         let cfg = dir().join(format!("calibrate-{start}.toml"));
         std::fs::write(

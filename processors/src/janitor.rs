@@ -313,6 +313,8 @@ impl Worker {
             (schema::COUNTS, p.raw_retention),
             (schema::ZONE_COUNTS, p.raw_retention),
             (schema::OCCUPANCY, p.aggregate_retention),
+            (schema::BOOKINGS, p.aggregate_retention),
+            (schema::HEADCOUNTS, p.aggregate_retention),
         ] {
             let cutoff = retention::cutoff(now, keep);
             let expired = retention::expired(&self.cx.data_dir, table, cutoff);

@@ -91,6 +91,16 @@ impl History {
                 schema::occupancy(),
                 privacy.aggregate_retention,
             ),
+            (
+                schema::BOOKINGS,
+                schema::bookings(),
+                privacy.aggregate_retention,
+            ),
+            (
+                schema::HEADCOUNTS,
+                schema::headcounts(),
+                privacy.aggregate_retention,
+            ),
         ] {
             let dir = data_dir.join(name);
             std::fs::create_dir_all(&dir)

@@ -57,3 +57,38 @@ pub fn occupancy() -> SchemaRef {
         Field::new("capacity", DataType::Int32, false),
     ]))
 }
+
+/// Directory and SQL name of the booking occurrences (from the `[[calendars]]` feeds).
+pub const BOOKINGS: &str = "bookings";
+
+/// `bookings(room, start, end, status, no_show, uid_hash)`: one row per occurrence, recurrences
+/// expanded, partitioned by the UTC date of `start`. `status` is `confirmed`, `tentative` or
+/// `cancelled`; `no_show` is null until `no_show_after` has passed after the start (and for
+/// cancelled occurrences), then true or false. `uid_hash` is a keyed hash of the event's UID
+/// (the same for every occurrence of a series); nothing else of an event is kept.
+pub fn bookings() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("room", DataType::Utf8, false),
+        Field::new("start", ts(), false),
+        Field::new("end", ts(), false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("no_show", DataType::Boolean, true),
+        Field::new("uid_hash", DataType::Utf8, false),
+    ]))
+}
+
+/// Directory and SQL name of the manual head counts.
+pub const HEADCOUNTS: &str = "headcounts";
+
+/// `headcounts(room, at, people, recorded_by, counted)`: a person's count of a room at `at`,
+/// who recorded it (a configured user name), and the occupancy Tellijn had for the room at
+/// that moment (`counted`, the figure the accuracy reports compare against).
+pub fn headcounts() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("room", DataType::Utf8, false),
+        Field::new("at", ts(), false),
+        Field::new("people", DataType::Int32, false),
+        Field::new("recorded_by", DataType::Utf8, false),
+        Field::new("counted", DataType::Int32, false),
+    ]))
+}

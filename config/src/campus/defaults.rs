@@ -105,3 +105,31 @@ impl Default for Limits {
 pub(super) fn default_vacancy() -> Duration {
     Duration::from_secs(600)
 }
+
+pub(super) fn default_calendar_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+pub(super) fn default_no_show_after() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+pub(super) fn default_study_place_min() -> Duration {
+    Duration::from_secs(60 * 60)
+}
+
+pub(super) fn default_study_place_kinds() -> Vec<super::model::RoomKind> {
+    vec![super::model::RoomKind::LectureHall]
+}
+
+pub(super) fn default_study_place_margin() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+pub(super) fn default_bookings_horizon() -> Duration {
+    Duration::from_secs(28 * 24 * 3600)
+}
+
+pub(super) fn default_feed_max_bytes() -> u64 {
+    16 << 20
+}

@@ -33,6 +33,12 @@ pub struct Campus {
     pub rooms: Vec<Room>,
     #[serde(default)]
     pub sensors: Vec<Sensor>,
+    /// `[[calendars]]`: iCalendar feeds of room bookings.
+    #[serde(default)]
+    pub calendars: Vec<Calendar>,
+    /// `[bookings]`: how bookings meet the counts.
+    #[serde(default)]
+    pub bookings: Bookings,
 }
 
 /// `[server]`.
@@ -274,6 +280,92 @@ pub struct Sensor {
     pub lines: Vec<Line>,
     #[serde(default)]
     pub zones: Vec<Zone>,
+}
+
+/// `[[calendars]]`: one iCalendar (RFC 5545) feed. Exactly one of `room` (every event books
+/// that room, as a room mailbox publishes) and `locations` (each event's `LOCATION` names its
+/// room, as timetabling systems export) is given.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calendar {
+    /// `https://…`, `http://…` or `file:///…`.
+    pub url: String,
+    #[serde(
+        default = "default_calendar_refresh",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
+    pub refresh: Duration,
+    #[serde(default)]
+    pub room: Option<String>,
+    /// `LOCATION` text (trimmed, compared case-insensitively) → room id.
+    #[serde(default)]
+    pub locations: std::collections::BTreeMap<String, String>,
+    /// A file holding a bearer token sent with HTTP(S) requests (never logged).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[bookings]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bookings {
+    /// A booking with nobody present this long after its start is a no-show.
+    #[serde(
+        default = "default_no_show_after",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
+    pub no_show_after: Duration,
+    /// A room of a `study_place_kinds` kind, empty and unbooked this long, is listed as an
+    /// open study place until shortly before its next booking.
+    #[serde(
+        default = "default_study_place_min",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
+    pub study_place_min: Duration,
+    /// The room kinds that may become open study places (public rooms only).
+    #[serde(default = "default_study_place_kinds")]
+    pub study_place_kinds: Vec<RoomKind>,
+    /// An open study place disappears this long before its next booking starts.
+    #[serde(
+        default = "default_study_place_margin",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
+    pub study_place_margin: Duration,
+    /// Bookings are kept this far ahead (at least 28 days).
+    #[serde(
+        default = "default_bookings_horizon",
+        deserialize_with = "duration_de",
+        serialize_with = "duration_ser"
+    )]
+    pub horizon: Duration,
+    /// The largest feed body read; a bigger one is refused and the last good state kept.
+    #[serde(
+        default = "default_feed_max_bytes",
+        deserialize_with = "bytes_de",
+        serialize_with = "bytes_ser"
+    )]
+    pub feed_max_bytes: u64,
+    /// A head count may set its room's occupancy to the counted number (audited).
+    #[serde(default)]
+    pub headcount_resets: bool,
+}
+
+impl Default for Bookings {
+    fn default() -> Self {
+        Bookings {
+            no_show_after: default_no_show_after(),
+            study_place_min: default_study_place_min(),
+            study_place_kinds: default_study_place_kinds(),
+            study_place_margin: default_study_place_margin(),
+            horizon: default_bookings_horizon(),
+            feed_max_bytes: default_feed_max_bytes(),
+            headcount_resets: false,
+        }
+    }
 }
 
 impl Campus {

@@ -251,7 +251,103 @@ impl Campus {
                 }
             }
         }
+        for (i, c) in self.calendars.iter().enumerate() {
+            let url = c.url.to_ascii_lowercase();
+            if !(url.starts_with("https://")
+                || url.starts_with("http://")
+                || url.starts_with("file:///"))
+            {
+                err(
+                    format!("calendars[{i}].url"),
+                    format!(
+                        "must be an https://, http:// or file:/// URL of an iCalendar feed (found {:?}).",
+                        redact_url(&c.url)
+                    ),
+                );
+            }
+            if c.refresh < std::time::Duration::from_secs(10) {
+                err(
+                    format!("calendars[{i}].refresh"),
+                    "must be at least 10s; feeds are re-read on this interval.".into(),
+                );
+            }
+            match (&c.room, c.locations.is_empty()) {
+                (Some(_), false) => err(
+                    format!("calendars[{i}]"),
+                    "gives both room and locations; give room for a feed of one room, or locations for a timetable of many.".into(),
+                ),
+                (None, true) => err(
+                    format!("calendars[{i}]"),
+                    "gives neither room nor locations; say which room the feed books (room = \"…\") or map each LOCATION to a room (locations = { \"LIB 2.01\" = \"lib-2-study\" }).".into(),
+                ),
+                _ => {}
+            }
+            if let Some(r) = &c.room
+                && !rooms.contains(r.as_str())
+            {
+                err(
+                    format!("calendars[{i}].room"),
+                    format!("{r:?} is not a room in [[rooms]]."),
+                );
+            }
+            for (loc, r) in &c.locations {
+                if !rooms.contains(r.as_str()) {
+                    err(
+                        format!("calendars[{i}].locations.{loc:?}"),
+                        format!("{r:?} is not a room in [[rooms]]."),
+                    );
+                }
+            }
+        }
+        let b = &self.bookings;
+        if b.no_show_after.is_zero() {
+            err(
+                "bookings.no_show_after".into(),
+                "must be longer than 0s (found 0s).".into(),
+            );
+        }
+        if b.study_place_min.is_zero() {
+            err(
+                "bookings.study_place_min".into(),
+                "must be longer than 0s (found 0s).".into(),
+            );
+        }
+        if b.horizon < std::time::Duration::from_secs(28 * 24 * 3600) {
+            err(
+                "bookings.horizon".into(),
+                "must be at least 28d: the timetabling reports look four weeks ahead.".into(),
+            );
+        }
+        if b.study_place_kinds.contains(&RoomKind::Office) {
+            err(
+                "bookings.study_place_kinds".into(),
+                "must not contain \"office\": offices are never listed publicly.".into(),
+            );
+        }
+        if b.feed_max_bytes < 1024 {
+            err(
+                "bookings.feed_max_bytes".into(),
+                format!(
+                    "must be at least 1KiB (found {}).",
+                    format_bytes(b.feed_max_bytes)
+                ),
+            );
+        }
         errs
+    }
+}
+
+/// A URL as it may be shown: without user info or query (either may hold a secret token).
+pub fn redact_url(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or("");
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = host.rsplit('@').next().unwrap_or(host);
+            let query = if no_query.len() < url.len() { "?…" } else { "" };
+            format!("{scheme}://{host}/{path}{query}")
+        }
+        None => no_query.chars().take(64).collect(),
     }
 }
 

@@ -1,0 +1,1 @@
+//! Live booking state (being written).

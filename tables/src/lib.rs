@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`schema`]: each table's directory name, SQL name and Arrow schema.
 //! - [`retention`]: the first day a table's retention still keeps ([`retention::cutoff`]).
+//! - [`write`]: a whole small table file written crash-safely ([`write::write_parquet`]).
 
 pub mod retention;
 pub mod schema;
+pub mod write;

@@ -349,9 +349,6 @@ pub struct Bookings {
         serialize_with = "bytes_ser"
     )]
     pub feed_max_bytes: u64,
-    /// A head count may set its room's occupancy to the counted number (audited).
-    #[serde(default)]
-    pub headcount_resets: bool,
 }
 
 impl Default for Bookings {
@@ -363,7 +360,6 @@ impl Default for Bookings {
             study_place_margin: default_study_place_margin(),
             horizon: default_bookings_horizon(),
             feed_max_bytes: default_feed_max_bytes(),
-            headcount_resets: false,
         }
     }
 }

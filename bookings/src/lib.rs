@@ -8,9 +8,11 @@
 //! # Layout
 //! - [`ical`]: a feed's text → the occurrences in a window (recurrences expanded with
 //!   `rrule` through `icalendar`, Windows zone names mapped by CLDR's table in `localzone`).
+//! - [`fetch`]: a feed's bytes over HTTP(S) or from a file, conditional, bounded and timed.
 //! - [`live`]: per room, booked now or not, the next booking, no-shows, use without a booking
 //!   and open study places, from the occurrences and the room's occupancy over time.
 
+pub mod fetch;
 pub mod ical;
 pub mod live;
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tellijn_bookings::fetch::{FetchError, Fetched, Fetcher, Validators};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const LIMIT: u64 = 64 * 1024;
 
@@ -34,14 +34,20 @@ impl Seen {
     }
 }
 
+/// A connection, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Stream = Box<dyn Io>;
+
 struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    scheme: &'static str,
 }
 
 impl Server {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -52,7 +58,16 @@ impl Server {
 /// Serves each connection's first request with `handler`, which owns the stream from then on.
 async fn serve<F, Fut>(handler: F) -> Server
 where
-    F: Fn(Seen, TcpStream) -> Fut + Send + Sync + 'static,
+    F: Fn(Seen, Stream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    serve_on(None, handler).await
+}
+
+/// [`serve`], over TLS when given an acceptor.
+async fn serve_on<F, Fut>(tls: Option<tokio_rustls::TlsAcceptor>, handler: F) -> Server
+where
+    F: Fn(Seen, Stream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -60,11 +75,20 @@ where
     let seen = Arc::new(Mutex::new(Vec::new()));
     let handler = Arc::new(handler);
     let log = seen.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((tcp, _)) = listener.accept().await {
             let handler = handler.clone();
             let log = log.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let mut stream: Stream = match tls {
+                    None => Box::new(tcp),
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(s) => Box::new(s),
+                        Err(_) => return,
+                    },
+                };
                 let Some(request) = read_head(&mut stream).await else {
                     return;
                 };
@@ -73,10 +97,10 @@ where
             });
         }
     });
-    Server { addr, seen }
+    Server { addr, seen, scheme }
 }
 
-async fn read_head(stream: &mut TcpStream) -> Option<Seen> {
+async fn read_head(stream: &mut Stream) -> Option<Seen> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -96,7 +120,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<Seen> {
 }
 
 /// A complete response with a Content-Length, then the connection closes.
-async fn reply(mut stream: TcpStream, status: &str, headers: &[(&str, &str)], body: &[u8]) {
+async fn reply(mut stream: Stream, status: &str, headers: &[(&str, &str)], body: &[u8]) {
     let mut head = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -111,7 +135,7 @@ async fn reply(mut stream: TcpStream, status: &str, headers: &[(&str, &str)], bo
 }
 
 /// Holds the connection open until the client closes it (no timer involved).
-async fn hold(mut stream: TcpStream) {
+async fn hold(mut stream: Stream) {
     let mut buf = [0u8; 1024];
     while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
 }
@@ -277,7 +301,7 @@ async fn content_length_over_the_limit_is_refused_before_reading() {
 }
 
 /// Sends `head`, then `chunk` until the client goes away or 64 MiB went out.
-async fn endless(mut stream: TcpStream, head: &'static str, chunk: Vec<u8>) {
+async fn endless(mut stream: Stream, head: &'static str, chunk: Vec<u8>) {
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
@@ -685,4 +709,130 @@ async fn file_urls_with_a_host_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "bad_url", "{err}");
+}
+
+#[tokio::test]
+async fn the_token_is_not_sent_to_another_host_on_redirect() {
+    let other = serve(|_req: Seen, stream| async move {
+        reply(stream, "200 OK", &[], FEED).await;
+    })
+    .await;
+    let target = other.url("/r.ics");
+    let first = serve(move |_req: Seen, stream| {
+        let target = target.clone();
+        async move { reply(stream, "302 Found", &[("Location", &target)], b"").await }
+    })
+    .await;
+    let got = fetcher(Duration::from_secs(10))
+        .fetch(
+            &first.url("/r.ics"),
+            Some("tok-123"),
+            &Validators::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(body(got).0, FEED);
+    assert_eq!(first.seen()[0].all("authorization"), ["Bearer tok-123"]);
+    let seen = other.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].all("authorization").is_empty(), "{seen:?}");
+}
+
+/// A TLS acceptor for a self-signed 127.0.0.1 certificate, and the roots trusting it.
+fn tls_pair() -> (tokio_rustls::TlsAcceptor, rustls::RootCertStore) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), roots)
+}
+
+#[tokio::test]
+async fn https_with_a_trusted_certificate_is_fetched() {
+    let (acceptor, roots) = tls_pair();
+    let server = serve_on(Some(acceptor), |req: Seen, stream| async move {
+        if req.header("if-none-match") == Some("\"t1\"") {
+            reply(stream, "304 Not Modified", &[], b"").await;
+        } else {
+            reply(stream, "200 OK", &[("ETag", "\"t1\"")], FEED).await;
+        }
+    })
+    .await;
+    let f = Fetcher::with_roots(Duration::from_secs(10), LIMIT, roots).unwrap();
+    let url = server.url("/rooms.ics");
+    assert!(url.starts_with("https://"));
+    let (bytes, validators) = body(
+        f.fetch(&url, Some("tok"), &Validators::default())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(bytes, FEED);
+    assert_eq!(
+        f.fetch(&url, None, &validators).await.unwrap(),
+        Fetched::Unchanged
+    );
+    assert_eq!(server.seen()[0].all("authorization"), ["Bearer tok"]);
+}
+
+#[tokio::test]
+async fn https_with_an_unknown_issuer_is_tls() {
+    let (acceptor, _) = tls_pair();
+    let server = serve_on(Some(acceptor), |_req: Seen, stream| async move {
+        reply(stream, "200 OK", &[], FEED).await;
+    })
+    .await;
+    let err = fetcher(Duration::from_secs(10))
+        .fetch(&server.url("/rooms.ics"), None, &Validators::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "tls", "{err}");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    assert!(server.seen().is_empty());
+}
+
+#[tokio::test]
+async fn https_never_redirects_to_http() {
+    let plain = serve(|_req: Seen, stream| async move {
+        reply(stream, "200 OK", &[], FEED).await;
+    })
+    .await;
+    let target = plain.url("/rooms.ics");
+    let (acceptor, roots) = tls_pair();
+    let secure = serve_on(Some(acceptor), move |_req: Seen, stream| {
+        let target = target.clone();
+        async move {
+            reply(
+                stream,
+                "301 Moved Permanently",
+                &[("Location", &target)],
+                b"",
+            )
+            .await
+        }
+    })
+    .await;
+    let err = Fetcher::with_roots(Duration::from_secs(10), LIMIT, roots)
+        .unwrap()
+        .fetch(
+            &secure.url("/rooms.ics"),
+            Some("tok"),
+            &Validators::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "redirect", "{err}");
+    assert!(err.to_string().contains("from https to http"), "{err}");
+    assert_eq!(secure.seen().len(), 1);
+    assert!(plain.seen().is_empty());
 }

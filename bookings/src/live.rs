@@ -20,7 +20,10 @@
 //!   stays open (people may come to study) while unbooked, until `study_place_margin` before
 //!   the next booking. "Free until" is that moment; `None` when nothing is booked ahead.
 //!   Emptiness is only known from the moment the tracker started: a restart waits
-//!   `study_place_min` again.
+//!   `study_place_min` again. "Empty" here means fewer than `quiet_below` people (the
+//!   public band, `public_min_count`): an open study place is public, and would otherwise
+//!   tell the public that a room it shows as "fewer than 5" held nobody at all. The public
+//!   learns from it nothing the banded numbers and the timetable did not already say.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +37,8 @@ pub struct Settings {
     pub no_show_after: TimeDelta,
     pub study_place_min: TimeDelta,
     pub study_place_margin: TimeDelta,
+    /// Occupancy below this counts as empty for study places (`public_min_count`, ≥ 1).
+    pub quiet_below: u64,
 }
 
 /// Identifies one occurrence (for no-show decisions).
@@ -77,8 +82,8 @@ struct Track {
     busy_since: Option<DateTime<Utc>>,
     /// When the last run above 0 ended.
     busy_until: Option<DateTime<Utc>>,
-    /// When occupancy last became 0 (or the tracker started with the room empty).
-    empty_since: Option<DateTime<Utc>>,
+    /// Since when occupancy has been below `quiet_below` (`None` while it is not).
+    quiet_since: Option<DateTime<Utc>>,
     decided: BTreeMap<Key, bool>,
     study_open: bool,
     last: Option<RoomState>,
@@ -107,7 +112,7 @@ impl Tracker {
                     id,
                     Track {
                         eligible,
-                        empty_since: Some(now),
+                        quiet_since: Some(now),
                         ..Track::default()
                     },
                 )
@@ -151,15 +156,17 @@ impl Tracker {
             return;
         };
         match (t.occupancy > 0, value > 0) {
-            (false, true) => {
-                t.busy_since = Some(at);
-                t.empty_since = None;
-            }
+            (false, true) => t.busy_since = Some(at),
             (true, false) => {
                 t.busy_since = None;
                 t.busy_until = Some(at);
-                t.empty_since = Some(at);
             }
+            _ => {}
+        }
+        let q = self.settings.quiet_below.max(1);
+        match (t.occupancy < q, value < q) {
+            (true, false) => t.quiet_since = None,
+            (false, true) => t.quiet_since = Some(at),
             _ => {}
         }
         t.occupancy = value;
@@ -207,7 +214,7 @@ impl Tracker {
             occupancy: t.occupancy,
             busy_since: t.busy_since,
             busy_until: t.busy_until,
-            empty_since: t.empty_since,
+            quiet_since: t.quiet_since,
             decided: t.decided.clone(),
             study_open: t.study_open,
             last: None,
@@ -277,11 +284,11 @@ fn state_of(id: &str, t: &mut Track, now: DateTime<Utc>, s: Settings) -> RoomSta
     } else if t.study_open {
         true
     } else {
-        let empty_for = t.empty_since.map(|e| {
+        let quiet_for = t.quiet_since.map(|e| {
             let from = last_booked_end.map_or(e, |b| b.max(e));
             now - from
         });
-        t.occupancy == 0 && empty_for.is_some_and(|d| d >= s.study_place_min)
+        quiet_for.is_some_and(|d| d >= s.study_place_min)
     };
     t.study_open = open;
     RoomState {
@@ -320,6 +327,7 @@ mod tests {
             no_show_after: TimeDelta::minutes(15),
             study_place_min: TimeDelta::minutes(60),
             study_place_margin: TimeDelta::minutes(10),
+            quiet_below: 1,
         }
     }
 
@@ -453,6 +461,31 @@ mod tests {
             tr.study_places().is_empty(),
             "free until 08:55 is already past"
         );
+    }
+
+    #[test]
+    fn a_study_place_depends_on_the_band_only_never_on_0_against_1() {
+        // With the public band at 5, a hall that held 3 people and one that held nobody open
+        // at the same moment: the opening tells the public nothing the band did not.
+        let s = Settings {
+            quiet_below: 5,
+            ..settings()
+        };
+        let run = |people: u64| {
+            let mut tr = Tracker::new(s, [("hall".to_owned(), true)], t("06:00"));
+            tr.occupancy("hall", 7, t("06:00"));
+            tr.occupancy("hall", people, t("07:00"));
+            (0..=180)
+                .map(|m| {
+                    let now = t("06:00") + TimeDelta::minutes(m);
+                    tr.tick(now);
+                    tr.state("hall", now).and_then(|x| x.study_place)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(0), run(3));
+        assert!(run(0).iter().any(|x| x.is_some()), "never opened");
+        assert!(run(5).iter().all(|x| x.is_none()), "opened while 5 were there");
     }
 
     #[test]

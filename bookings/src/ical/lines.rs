@@ -60,7 +60,9 @@ pub(crate) fn split(text: &str) -> Result<Vec<Block>, FeedError> {
         }
         last = n;
         if !in_calendar {
-            if begin_end(line, "BEGIN:").is_some_and(|c| c.eq_ignore_ascii_case("VCALENDAR")) {
+            if begin_end(line.trim_start(), "BEGIN:")
+                .is_some_and(|c| c.eq_ignore_ascii_case("VCALENDAR"))
+            {
                 in_calendar = true;
                 seen_calendar = true;
                 closed = false;

@@ -118,9 +118,9 @@ pub const MAX_PER_EVENT: usize = 10_000;
 /// Occurrences kept of one feed.
 pub const MAX_PER_FEED: usize = 500_000;
 /// Recurrence instances stepped through for one event, before the window included.
-pub const MAX_STEPS_PER_EVENT: u64 = 200_000;
+pub const MAX_STEPS_PER_EVENT: u64 = 100_000;
 /// Recurrence instances stepped through for one feed.
-pub const MAX_STEPS_PER_FEED: u64 = 5_000_000;
+pub const MAX_STEPS_PER_FEED: u64 = 1_000_000;
 
 /// Parses `text` and returns every occurrence overlapping `[from, to)`. Floating times and
 /// all-day dates are read in `tz` (the campus time zone); `key` keys the UID hash.
@@ -646,14 +646,23 @@ fn recurrence(
 
 /// `rrule` reads a floating `UNTIL` in the machine's zone and insists on UTC for a zoned
 /// `DTSTART`; so every `UNTIL` is rewritten here to UTC, read in the event's zone.
-/// `Ok(None)` (as `Some(None)`): `UNTIL` is before `DTSTART`, the rule yields nothing.
-/// `None`: a bad `UNTIL`.
+/// `Some(None)`: `UNTIL` is before `DTSTART`, the rule yields nothing. `None`: a bad `UNTIL`
+/// or a character outside the RRULE grammar.
 fn rewrite_until(
     rule: &str,
     start: DateTime<Utc>,
     zone: Tz,
     all_day: bool,
 ) -> Option<Option<String>> {
+    // The RRULE grammar is ASCII letters, digits and `=;,+-`. Anything else is refused here:
+    // rrule 0.14 slices BYDAY values by bytes and panics (quoting the value) on non-ASCII.
+    if !rule
+        .trim()
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"=;,+-".contains(&c))
+    {
+        return None;
+    }
     let mut parts = Vec::new();
     for part in rule.trim().split(';').filter(|p| !p.trim().is_empty()) {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));

@@ -806,6 +806,22 @@ fn ten_thousand_events_parse_quickly() {
 }
 
 #[test]
+fn rrule_outside_its_grammar_is_refused_not_a_panic() {
+    // Found by the fuzz target: rrule 0.14 panics on a non-ASCII BYDAY, quoting it.
+    for rule in [
+        "FREQ=WEEKLY;BYDAY=MO{UNTIL=20261214T080000\u{fffd}",
+        "FREQ=WEEKLY;BYDAY=M\u{e9}",
+        "FREQ=WEEKLY;BYDAY=\u{e9}MO",
+        "FREQ=WEEKLY;BYDAY=MO TU",
+    ] {
+        let body = format!(
+            "BEGIN:VEVENT\nUID:x\nDTSTART:20260601T090000Z\nDURATION:PT1H\nRRULE:{rule}\nEND:VEVENT"
+        );
+        assert_eq!(skipped(&parse(&cal(&body))), [("bad_rrule", 1)], "{rule}");
+    }
+}
+
+#[test]
 fn uid_hash_is_keyed_sha256_of_the_uid() {
     let body = "BEGIN:VEVENT
 UID:  lecture-42@uni.example

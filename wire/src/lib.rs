@@ -13,6 +13,7 @@
 //! - [`event`]: what the broker hands the processors once a message passed the gate.
 //! - [`clock`]: the clock all timestamps are read from (real, or accelerated in the demo).
 //! - [`query`]: the HTTP API's query parameters (`?building=`, `?from=&to=&step=`), checked.
+//! - [`headcount`]: head counts as people send them (the API's JSON body, the import CSV), checked.
 //!
 //! This crate has no heavy dependencies: the sensor agent links it.
 
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod count;
 pub mod event;
 mod fields;
+pub mod headcount;
 pub mod query;
 pub mod reason;
 pub mod status;

@@ -28,6 +28,10 @@ pub(crate) struct Block {
 /// hold the whole feed's text twice.
 const MAX_BLOCK_LINES: usize = 20_000;
 
+/// Components nested deeper than this (a `VEVENT` holds a `VALARM`, a `VTIMEZONE` its
+/// `STANDARD` and `DAYLIGHT`: depth 2) are refused as a bad event.
+const MAX_DEPTH: usize = 8;
+
 fn begin_end<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
     let head = line.get(..tag.len())?;
     head.eq_ignore_ascii_case(tag)
@@ -136,6 +140,15 @@ pub(crate) fn split(text: &str) -> Result<Vec<Block>, FeedError> {
                         continue;
                     }
                     stack.push(name);
+                    if stack.len() > MAX_DEPTH && !*dropped {
+                        // icalendar's parser recurses per level: bound it (stack, not time).
+                        *dropped = true;
+                        *t = String::new();
+                        blocks.push(Block {
+                            kind: *kind,
+                            text: None,
+                        });
+                    }
                 } else if let Some(name) = end {
                     let name = name.to_ascii_uppercase();
                     if name == "VCALENDAR" {

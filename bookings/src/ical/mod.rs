@@ -1,10 +1,10 @@
 //! A feed's text → the occurrences that overlap a window.
 //!
 //! # How
-//! The feed is cut into its top-level components ([`lines`]: `icalendar`'s parser refuses a
+//! The feed is cut into its top-level components (`lines`: `icalendar`'s parser refuses a
 //! whole feed for one bad line, so each component is parsed by it on its own; a bad one is
 //! skipped as `bad_event`). Each `VEVENT` is read with `icalendar::parser` (unfolding,
-//! parameters, quoted values, TEXT unescaping); its values and zones in [`time`]. Recurrence
+//! parameters, quoted values, TEXT unescaping); its values and zones in `time`. Recurrence
 //! is expanded by `rrule` (an `RRuleSet` of the event's `RRULE`, `RDATE`s and `EXDATE`s,
 //! anchored at `DTSTART` in the event's zone, so a weekly 09:00 lecture stays 09:00 local
 //! across daylight-saving changes). Only room, start, end, status and a keyed UID hash leave

@@ -822,6 +822,17 @@ fn rrule_outside_its_grammar_is_refused_not_a_panic() {
 }
 
 #[test]
+fn deep_nesting_is_a_bad_event_not_a_stack_overflow() {
+    let mut body = String::from("BEGIN:VEVENT\nUID:deep\nDTSTART:20260601T090000Z\n");
+    body.push_str(&"BEGIN:VALARM\n".repeat(5_000));
+    body.push_str(&"END:VALARM\n".repeat(5_000));
+    body.push_str("DURATION:PT1H\nEND:VEVENT\nBEGIN:VEVENT\nUID:ok\nDTSTART:20260601T090000Z\nDURATION:PT1H\nEND:VEVENT");
+    let p = parse(&cal(&body));
+    assert_eq!(p.occurrences.len(), 1);
+    assert_eq!(skipped(&p), [("bad_event", 1)]);
+}
+
+#[test]
 fn uid_hash_is_keyed_sha256_of_the_uid() {
     let body = "BEGIN:VEVENT
 UID:  lecture-42@uni.example

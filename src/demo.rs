@@ -59,6 +59,7 @@ pub fn campus(sensors: usize) -> Result<(Campus, Vec<(String, String)>)> {
         name: DEMO_USER.0.into(),
         password_hash: crate::secrets::hash_demo(DEMO_USER.1)?,
         role: tellijn_config::campus::Role::Steward,
+        headcounts: false,
     });
     let mut secrets = Vec::new();
     let mut rng = rand::rng();
@@ -239,14 +240,27 @@ pub async fn run(
             opts.data_dir.display()
         )
     })?;
-    let campus_file = opts.data_dir.join("demo-campus.toml");
-    std::fs::write(&campus_file, campus.to_toml())
-        .with_context(|| format!("cannot write {}", campus_file.display()))?;
-
+    // The timetable: weekly lectures in every lecture hall, served to the demo over HTTP.
+    let sim_seed: u64 = rand::rng().random();
     let start = match &opts.start {
         Some(hhmm) => next_local(&campus.server.timezone, hhmm, chrono::Utc::now())?,
         None => chrono::Utc::now(),
     };
+    let tz: chrono_tz::Tz = campus.server.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let feed = crate::timetable::ics(&campus, start.with_timezone(&tz).date_naive(), |id| {
+        crate::sim::room_seed(id, sim_seed)
+    });
+    let (feed_url, feed_server) = crate::timetable::serve(feed).await?;
+    campus
+        .calendars
+        .push(crate::timetable::calendar(&campus, feed_url.clone()));
+    // Short enough that no-shows and open study places show in the first minutes.
+    campus.bookings.no_show_after = Duration::from_secs(10 * 60);
+    campus.bookings.study_place_min = Duration::from_secs(5 * 60);
+    let campus_file = opts.data_dir.join("demo-campus.toml");
+    std::fs::write(&campus_file, campus.to_toml())
+        .with_context(|| format!("cannot write {}", campus_file.display()))?;
+
     let clock = Clock::accelerated(start, opts.speed);
     let campus = Arc::new(campus);
     let server = Server::start(ServerOptions {
@@ -287,6 +301,9 @@ pub async fn run(
     println!(
         "  API        http://{}/api/v1/rooms  (OpenAPI: /api/v1/openapi.json)",
         server.http_addr()
+    );
+    println!(
+        "  Timetable  {feed_url}  (iCalendar; bookings: tellijn/v1/rooms/+/booking, SQL table bookings)"
     );
     println!("  Metrics    http://{}/metrics", server.metrics_addr());
     println!("  Health     http://{}/healthz", server.http_addr());
@@ -366,7 +383,7 @@ pub async fn run(
             &campus,
             &feeds,
             clock.now(),
-            rand::rng().random(),
+            sim_seed,
         )));
         let live = server.live.clone();
         let mut stop_rx = stop_rx.clone();
@@ -511,6 +528,7 @@ pub async fn run(
         }
     }
     let server_summary = server.stop().await?;
+    feed_server.abort();
     println!(
         "Done: {} agents sent {} count messages ({} await the server's ack in their outboxes); the server stored {} and dropped {} duplicates.",
         n, sent.messages, sent.unacked, server_summary.accepted, server_summary.duplicates

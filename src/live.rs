@@ -2,7 +2,8 @@
 //!
 //! The HTTP API and the free-places page read this; it is fed from the same retained outputs
 //! that go to the broker (`tellijn/v1/rooms/{room}/occupancy`, `…/state`,
-//! `tellijn/v1/buildings/{building}/occupancy`), so the API and MQTT never disagree.
+//! `tellijn/v1/buildings/{building}/occupancy`, and the bookings' `…/rooms/{room}/booking`), so
+//! the API and MQTT never disagree.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -18,6 +19,8 @@ pub struct Now {
     pub ts: Option<String>,
     /// For rooms: `Some(true)` when the HVAC state is occupied.
     pub occupied: Option<bool>,
+    /// For rooms with a calendar: the booking state (`tellijn/v1/rooms/{room}/booking`).
+    pub booking: Option<crate::bookings::payload::BookingNow>,
 }
 
 /// Latest numbers, keyed by id.
@@ -58,6 +61,12 @@ impl Live {
                 };
                 let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
                 rooms.entry(id.to_owned()).or_default().occupied = occupied;
+            }
+            (Some("rooms"), Some(id), Some("booking"), None) => {
+                if let Ok(b) = serde_json::from_slice(&o.payload) {
+                    let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+                    rooms.entry(id.to_owned()).or_default().booking = Some(b);
+                }
             }
             (Some("buildings"), Some(id), Some("occupancy"), None) => {
                 if let Some((n, ts)) = occupancy_of(&o.payload) {

@@ -64,6 +64,7 @@ pub struct Server {
     audit: Arc<AuditLog>,
     refusals: Arc<Refusals>,
     refusals_task: JoinHandle<()>,
+    bookings: Option<crate::bookings::Bookings>,
     /// The current occupancy the API serves.
     pub live: Arc<Live>,
     pub metrics: Metrics,
@@ -192,6 +193,7 @@ impl Server {
         };
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let flush = campus.server.flush_interval;
+        let bookings_out = out_tx.clone();
         let processors = tokio::spawn(processors.run(events_rx, out_tx, flush, async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         }));
@@ -201,6 +203,16 @@ impl Server {
                 .await?
                 .with_pg_catalog()?,
         );
+        let bookings = crate::bookings::start(crate::bookings::BookingsOptions {
+            campus: campus.clone(),
+            data_dir: data_dir.clone(),
+            clock: opts.clock,
+            live: live.clone(),
+            metrics: metrics.clone(),
+            history: history.clone(),
+            out: bookings_out,
+        })
+        .await?;
         let sql_audit = audit.clone();
         let pg = {
             let metrics = metrics.clone();
@@ -296,6 +308,7 @@ impl Server {
             audit,
             refusals,
             refusals_task,
+            bookings,
             metrics,
             live,
         })
@@ -342,6 +355,9 @@ impl Server {
         self.broker.stop();
         self.pg.stop();
         let _ = self.stop_tx.send(true);
+        if let Some(b) = self.bookings {
+            b.stop();
+        }
         let summary = self.processors.await.context("the processors panicked")??;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.bridge).await;
         self.http.abort();

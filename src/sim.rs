@@ -1,8 +1,10 @@
 //! The demo's campus simulator: people who follow a timetable, and sensors that miss a few.
 //!
 //! Every simulated minute each room moves to its timetable's target:
-//! - lecture halls: lectures start on the hour (8:00–17:00, not every hour, on weekdays);
+//! - lecture halls: the weekly lectures of the demo timetable ([`crate::timetable`], also served
+//!   as an iCalendar feed) start on the hour (8:00–17:00, not every hour, on weekdays);
 //!   students arrive in the 10 minutes before, stay 45 minutes and leave in the 10 after;
+//!   cancelled lectures and no-shows leave the hall empty;
 //! - study halls and halls: fill from 9 to 17 with a dip at lunch, thin out in the evening;
 //! - offices: 1–3 people on working days 8:30–17:30, some days nobody;
 //! - meeting rooms: some hours a meeting of 3–10 people;
@@ -84,13 +86,18 @@ fn hash_str(s: &str) -> u64 {
 }
 
 /// A deterministic fraction in [0, 1) for (seed, a, b).
-fn frac(seed: u64, a: u64, b: u64) -> f64 {
+pub(crate) fn frac(seed: u64, a: u64, b: u64) -> f64 {
     (mix(seed ^ mix(a ^ mix(b))) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Linear ramp from 0 at `a` to 1 at `b` (minutes of the day).
 fn ramp(m: f64, a: f64, b: f64) -> f64 {
     ((m - a) / (b - a)).clamp(0.0, 1.0)
+}
+
+/// A room's seed in a simulator seeded with `seed` (the demo timetable uses the same).
+pub fn room_seed(id: &str, seed: u64) -> u64 {
+    hash_str(id) ^ seed
 }
 
 /// How many people the timetable puts in a room at local time `t`.
@@ -101,18 +108,20 @@ pub fn target(kind: RoomKind, capacity: u32, seed: u64, t: chrono::NaiveDateTime
     let cap = capacity as f64;
     let n = match kind {
         RoomKind::LectureHall => {
-            if weekend {
-                0.0
-            } else {
-                (8..=17u64)
-                    .filter(|h| frac(seed, day, *h) < 0.7)
-                    .map(|h| {
-                        let start = h as f64 * 60.0;
-                        let size = cap * (0.4 + 0.55 * frac(seed ^ 1, day, h));
-                        size * (ramp(m, start - 10.0, start) - ramp(m, start + 45.0, start + 55.0))
-                    })
-                    .sum()
-            }
+            // The demo timetable's lectures (crate::timetable): cancelled ones and no-shows
+            // leave the hall empty.
+            crate::timetable::HOURS
+                .filter(|h| {
+                    crate::timetable::slot(seed, t.date(), *h)
+                        == crate::timetable::Slot::Lecture { attended: true }
+                })
+                .map(|h| {
+                    let h = u64::from(h);
+                    let start = h as f64 * 60.0;
+                    let size = cap * (0.4 + 0.55 * frac(seed ^ 1, day, h));
+                    size * (ramp(m, start - 10.0, start) - ramp(m, start + 45.0, start + 55.0))
+                })
+                .sum()
         }
         RoomKind::Study | RoomKind::Hall => {
             let fill = 0.85 * ramp(m, 8.0 * 60.0, 10.0 * 60.0)
@@ -194,7 +203,7 @@ impl Simulator {
                     .unwrap_or(0),
                 kind: r.kind,
                 capacity: r.capacity,
-                seed: hash_str(&r.id) ^ seed,
+                seed: room_seed(&r.id, seed),
                 truth: 0,
                 sensor: counters.remove(r.id.as_str()),
             })
@@ -378,7 +387,10 @@ mod tests {
     fn lectures_start_on_the_hour() {
         // Find a lecture in some hall on Monday and check its shape.
         let seed = (0..100)
-            .find(|s| frac(*s, at(23, 0, 0).date().num_days_from_ce() as u64, 10) < 0.7)
+            .find(|s| {
+                crate::timetable::slot(*s, at(23, 0, 0).date(), 10)
+                    == crate::timetable::Slot::Lecture { attended: true }
+            })
             .unwrap();
         let n = |h, m| target(RoomKind::LectureHall, 300, seed, at(23, h, m));
         assert_eq!(n(9, 49), n(9, 49).min(n(10, 0)), "arriving");

@@ -485,7 +485,10 @@ mod tests {
         };
         assert_eq!(run(0), run(3));
         assert!(run(0).iter().any(|x| x.is_some()), "never opened");
-        assert!(run(5).iter().all(|x| x.is_none()), "opened while 5 were there");
+        assert!(
+            run(5).iter().all(|x| x.is_none()),
+            "opened while 5 were there"
+        );
     }
 
     #[test]

@@ -175,6 +175,137 @@ pub struct Metrics {
     pub publish_limiter_keys: Gauge,
     /// Whether storage works, shared with `/healthz`; counts and flags storage errors.
     pub health: crate::health::Health,
+    /// Bookings from the `[[calendars]]` feeds.
+    pub bookings: BookingMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CalendarLabels {
+    /// The feed's index in `[[calendars]]` (`0`, `1`, …): its URL may hold a secret.
+    pub calendar: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CalendarReasonLabels {
+    pub calendar: String,
+    pub reason: &'static str,
+}
+
+/// Bookings: the feeds' health and each room's booking state. Per-room numbers, like every
+/// metric here, are for operations (the metrics listener), never public.
+#[derive(Clone, Default)]
+pub struct BookingMetrics {
+    pub room_booked: Family<RoomLabels, Gauge>,
+    pub room_no_show: Family<RoomLabels, Gauge>,
+    pub room_in_use_unbooked: Family<RoomLabels, Gauge>,
+    pub room_study_place: Family<RoomLabels, Gauge>,
+    pub no_shows: Family<RoomLabels, Counter>,
+    pub decided: Family<RoomLabels, Counter>,
+    pub feed_up: Family<CalendarLabels, Gauge>,
+    pub feed_last_success: Family<CalendarLabels, Gauge>,
+    pub feed_occurrences: Family<CalendarLabels, Gauge>,
+    pub feed_failures: Family<CalendarReasonLabels, Counter>,
+    pub feed_skipped: Family<CalendarReasonLabels, Counter>,
+}
+
+impl BookingMetrics {
+    fn register(&self, r: &mut Registry) {
+        for (name, help, m) in [
+            (
+                "tellijn_room_booked",
+                "1 while a booking of a room is running",
+                &self.room_booked,
+            ),
+            (
+                "tellijn_room_no_show",
+                "1 while a room's running booking is a no-show (nobody came in its first no_show_after)",
+                &self.room_no_show,
+            ),
+            (
+                "tellijn_room_in_use_unbooked",
+                "1 while a room is occupied without a booking (for at least no_show_after)",
+                &self.room_in_use_unbooked,
+            ),
+            (
+                "tellijn_room_study_place",
+                "1 while a room is listed as an open study place",
+                &self.room_study_place,
+            ),
+        ] {
+            r.register(name, help, m.clone());
+        }
+        r.register(
+            "tellijn_bookings_no_shows",
+            "Bookings decided a no-show",
+            self.no_shows.clone(),
+        );
+        r.register(
+            "tellijn_bookings_decided",
+            "Bookings decided used or no-show (the no-show share's denominator)",
+            self.decided.clone(),
+        );
+        for (name, help, m) in [
+            (
+                "tellijn_calendar_feed_up",
+                "1 when a calendar feed's last refresh worked, 0 while it fails (its last good state stays in use)",
+                &self.feed_up,
+            ),
+            (
+                "tellijn_calendar_feed_last_success_timestamp_seconds",
+                "When a calendar feed was last read (or found unchanged) successfully",
+                &self.feed_last_success,
+            ),
+            (
+                "tellijn_calendar_feed_occurrences",
+                "Booking occurrences a calendar feed gave in the kept window",
+                &self.feed_occurrences,
+            ),
+        ] {
+            r.register(name, help, m.clone());
+        }
+        r.register(
+            "tellijn_calendar_feed_failures",
+            "Failed refreshes of a calendar feed, by reason",
+            self.feed_failures.clone(),
+        );
+        r.register(
+            "tellijn_calendar_feed_skipped_events",
+            "Events of a calendar feed left out, by reason (unmapped location, transparent, bad time, …)",
+            self.feed_skipped.clone(),
+        );
+    }
+
+    /// Creates every series the config implies, so they read 0 before the first change.
+    pub fn seed(&self, campus: &Campus) {
+        for r in &campus.rooms {
+            let l = RoomLabels {
+                room: r.id.clone(),
+                building: r.building.clone(),
+            };
+            for g in [
+                &self.room_booked,
+                &self.room_no_show,
+                &self.room_in_use_unbooked,
+                &self.room_study_place,
+            ] {
+                let _ = g.get_or_create(&l);
+            }
+            let _ = self.no_shows.get_or_create(&l);
+            let _ = self.decided.get_or_create(&l);
+        }
+        for i in 0..campus.calendars.len() {
+            let l = CalendarLabels {
+                calendar: i.to_string(),
+            };
+            for g in [
+                &self.feed_up,
+                &self.feed_last_success,
+                &self.feed_occurrences,
+            ] {
+                let _ = g.get_or_create(&l);
+            }
+        }
+    }
 }
 
 impl Metrics {
@@ -227,6 +358,7 @@ impl Metrics {
             http_refused_connections: Counter::default(),
             publish_limiter_keys: Gauge::default(),
             health: crate::health::Health::default(),
+            bookings: BookingMetrics::default(),
         };
         let r = registry;
         r.register(
@@ -349,6 +481,7 @@ impl Metrics {
             "Housekeeping jobs that failed; each is retried at the next pass",
             m.housekeeping_failures.clone(),
         );
+        m.bookings.register(r);
         r.register(
             "tellijn_room_vacant",
             "1 while a room's HVAC/lighting state is vacant, 0 while occupied",
@@ -431,6 +564,7 @@ impl Metrics {
 
     /// Pre-creates every labelled series the config implies, so dashboards see zeros, not gaps.
     pub fn seed(&self, campus: &Campus) {
+        self.bookings.seed(campus);
         for r in &campus.rooms {
             let l = RoomLabels {
                 room: r.id.clone(),

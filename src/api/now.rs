@@ -40,6 +40,21 @@ pub struct RoomNow {
     pub state: Option<String>,
     /// When the number was computed.
     pub updated: Option<String>,
+    /// Set while the room is an open study place (empty and unbooked for `[bookings]
+    /// study_place_min`): until when it is free. Shown to everyone who sees the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study_place: Option<StudyPlace>,
+    /// The booking state, for named readers only (absent for rooms without a calendar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking: Option<crate::bookings::payload::BookingNow>,
+}
+
+/// An open study place.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StudyPlace {
+    /// RFC 3339 UTC: when it stops being free (shortly before its next booking); null when
+    /// nothing is booked ahead.
+    pub free_until: Option<String>,
 }
 
 pub(super) fn room_now(api: &Api, r: &Room, reader: Reader) -> RoomNow {

@@ -90,6 +90,35 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Reports for people who do not write SQL.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Booked vs used per room (docs/sql/booked-vs-used.sql) as one document.
+    Rooms {
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory (default: the config's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The first day (YYYY-MM-DD, campus time).
+        #[arg(long)]
+        from: String,
+        /// The last day, included (YYYY-MM-DD, campus time).
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value_t = tellijn::report::ReportFormat::Markdown)]
+        format: tellijn::report::ReportFormat,
+        /// Markdown, HTML: the file to write; CSV: a directory, one file per section.
+        /// Default: stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -300,6 +329,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
+        Command::Report {
+            command:
+                ReportCommand::Rooms {
+                    config,
+                    data,
+                    from,
+                    to,
+                    format,
+                    out,
+                },
+        } => {
+            let campus = load_campus(&config)?;
+            let opts = tellijn::report::RoomsOptions {
+                data,
+                from,
+                to,
+                format,
+                out,
+            };
+            match tellijn::report::rooms(&campus, opts).await? {
+                tellijn::report::Output::Stdout(text) => print!("{text}"),
+                tellijn::report::Output::Files(files) => {
+                    for f in files {
+                        println!("wrote {}", f.display());
+                    }
+                }
+            }
+        }
         Command::HashSecret => {
             let mut secret = String::new();
             std::io::stdin()

@@ -62,7 +62,13 @@ fn dashboards_are_well_formed() {
         .iter()
         .map(|(_, d)| d["title"].as_str().unwrap())
         .collect();
-    for t in ["Campus now", "Room utilisation", "Sensor health", "Energy"] {
+    for t in [
+        "Campus now",
+        "Room utilisation",
+        "Sensor health",
+        "Energy",
+        "Booked vs used",
+    ] {
         assert!(
             titles.iter().any(|x| x.ends_with(t)),
             "no {t} board: {titles:?}"
@@ -255,6 +261,8 @@ fn expand_sql(sql: &str) -> String {
         "$__timeFilter(minute)",
         &format!("minute BETWEEN '{from}' AND '{to}'"),
     );
+    s = s.replace("$__timeFrom()", &format!("'{from}'"));
+    s = s.replace("$__timeTo()", &format!("'{to}'"));
     s = s.replace(
         "$__timeGroupAlias(minute, '1h')",
         "floor(extract(epoch from minute)/3600)*3600 AS \"time\"",

@@ -43,7 +43,11 @@ pub enum Slot {
 pub fn weekly(seed: u64, weekday: Weekday, hour: u32) -> bool {
     !matches!(weekday, Weekday::Sat | Weekday::Sun)
         && HOURS.contains(&hour)
-        && crate::sim::frac(seed, 1000 + u64::from(weekday.num_days_from_monday()), u64::from(hour)) < 0.6
+        && crate::sim::frac(
+            seed,
+            1000 + u64::from(weekday.num_days_from_monday()),
+            u64::from(hour),
+        ) < 0.6
 }
 
 /// The slot of the hall with `seed` on local `date` at `hour`.
@@ -165,7 +169,10 @@ pub fn ics(campus: &Campus, today: NaiveDate, seed_of: impl Fn(&str) -> u64) -> 
 /// ephemeral loopback port; returns the feed's URL.
 pub async fn serve(body: String) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     use sha2::Digest;
-    let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8]));
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8])
+    );
     let body = Arc::new(body);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
@@ -229,7 +236,11 @@ mod tests {
         .expect("the demo feed parses");
         assert_eq!(parsed.skipped.get("unmapped_location"), None);
         let mut expected = Vec::new();
-        for r in campus.rooms.iter().filter(|r| r.kind == RoomKind::LectureHall) {
+        for r in campus
+            .rooms
+            .iter()
+            .filter(|r| r.kind == RoomKind::LectureHall)
+        {
             for d in 0..7 {
                 let date = today + TimeDelta::days(d);
                 for h in HOURS {
@@ -248,14 +259,26 @@ mod tests {
         let mut got: Vec<_> = parsed
             .occurrences
             .iter()
-            .map(|o| (o.room.clone(), o.start, o.status == tellijn_bookings::Status::Cancelled))
+            .map(|o| {
+                (
+                    o.room.clone(),
+                    o.start,
+                    o.status == tellijn_bookings::Status::Cancelled,
+                )
+            })
             .collect();
         got.sort();
         expected.sort();
         assert_eq!(got, expected);
-        assert!(expected.iter().any(|e| e.2), "no cancelled lecture this week");
         assert!(
-            parsed.occurrences.iter().all(|o| o.end - o.start == TimeDelta::minutes(LENGTH_MIN))
+            expected.iter().any(|e| e.2),
+            "no cancelled lecture this week"
+        );
+        assert!(
+            parsed
+                .occurrences
+                .iter()
+                .all(|o| o.end - o.start == TimeDelta::minutes(LENGTH_MIN))
         );
     }
 }

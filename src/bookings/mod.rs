@@ -246,12 +246,7 @@ async fn feed_loop(f: FeedTask) {
                     .inc();
             }
         }
-        tokio::time::sleep(
-            f.clock
-                .real(f.cal.refresh)
-                .max(Duration::from_millis(100)),
-        )
-        .await;
+        tokio::time::sleep(f.clock.real(f.cal.refresh).max(Duration::from_millis(100))).await;
     }
 }
 
@@ -291,7 +286,10 @@ async fn run(o: BookingsOptions, mut rx: mpsc::Receiver<FeedUpdate>, stored: Vec
         if let Some(d) = decided {
             tracker.restore_decision(&occ.room, (occ.start, occ.uid_hash.clone()), d);
         }
-        stored_by_room.entry(occ.room.clone()).or_default().push(occ);
+        stored_by_room
+            .entry(occ.room.clone())
+            .or_default()
+            .push(occ);
     }
     let mut feeds: Vec<Option<Vec<Occurrence>>> = vec![None; campus.calendars.len()];
     let building_of: HashMap<&str, &str> = campus
@@ -301,7 +299,11 @@ async fn run(o: BookingsOptions, mut rx: mpsc::Receiver<FeedUpdate>, stored: Vec
         .collect();
     let labels = |room: &str| RoomLabels {
         room: room.to_owned(),
-        building: building_of.get(room).copied().unwrap_or_default().to_owned(),
+        building: building_of
+            .get(room)
+            .copied()
+            .unwrap_or_default()
+            .to_owned(),
     };
     // A room's occurrences: from its feeds once all of them answered, else also as stored.
     let merged = |feeds: &[Option<Vec<Occurrence>>], room: &str| -> Vec<Occurrence> {
@@ -395,7 +397,11 @@ async fn run(o: BookingsOptions, mut rx: mpsc::Receiver<FeedUpdate>, stored: Vec
                         continue;
                     }
                     let d = decided.get(&(occ.start, occ.uid_hash.clone())).copied();
-                    let d = if occ.status == Status::Cancelled { None } else { d };
+                    let d = if occ.status == Status::Cancelled {
+                        None
+                    } else {
+                        d
+                    };
                     rows.push((occ, d));
                 }
             }

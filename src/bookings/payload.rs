@@ -68,8 +68,7 @@ mod tests {
             in_use_unbooked: false,
             study_place: None,
         };
-        let v: serde_json::Value =
-            serde_json::to_value(BookingNow::from(&s)).expect("serialises");
+        let v: serde_json::Value = serde_json::to_value(BookingNow::from(&s)).expect("serialises");
         assert_eq!(
             v,
             serde_json::json!({"room":"hall-a","booked":true,"start":"2026-12-01T09:00:00Z",

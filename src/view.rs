@@ -45,13 +45,11 @@ pub fn room(campus: &Campus, live: &Live, r: &Room, reader: Reader) -> RoomNow {
             .filter(|_| !hide)
             .map(|o| if o { "occupied" } else { "vacant" }.to_owned()),
         updated: now.ts.filter(|_| !hide),
-        study_place: now
-            .booking
-            .as_ref()
-            .filter(|b| b.study_place)
-            .map(|b| crate::api::StudyPlace {
+        study_place: now.booking.as_ref().filter(|b| b.study_place).map(|b| {
+            crate::api::StudyPlace {
                 free_until: b.free_until.clone(),
-            }),
+            }
+        }),
         booking: now.booking.filter(|_| reader != Reader::Anonymous),
     }
 }

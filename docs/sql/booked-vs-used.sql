@@ -10,9 +10,10 @@
 --   {to}    the window's end, UTC, as 'YYYY-MM-DD HH:MM:SS' (exclusive)
 --   {tz}    the campus time zone (campus.toml `server.timezone`, e.g. Europe/Amsterdam)
 -- `tellijn report rooms --from D1 --to D2` uses local midnight of D1 to local midnight after D2
--- in {tz}, converted to UTC. By hand, e.g.:
---   tellijn sql --config campus.toml --data DIR "$(sed -n '/@section summary/,/@section booked_empty/p' \
---     docs/sql/booked-vs-used.sql | sed "s/{from}/2026-11-01 23:00:00/g; s/{to}/2026-11-08 23:00:00/g; s|{tz}|Europe/Amsterdam|g")"
+-- in {tz}, converted to UTC. By hand, e.g. the summary for the week of 2 November 2026:
+--   sql=$(awk '/^-- @section summary/{on=1;next} /^-- @section /{on=0} on' docs/sql/booked-vs-used.sql |
+--     sed "s/{from}/2026-11-01 23:00:00/g; s/{to}/2026-11-08 23:00:00/g; s|{tz}|Europe/Amsterdam|g")
+--   tellijn sql --config campus.toml --data DIR "$sql"
 -- or paste the filled statement into psql (port 5433). The Grafana board uses the same text with
 -- '{from}' and '{to}' replaced by $__timeFrom() and $__timeTo().
 --

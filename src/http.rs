@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 
 /// Shared state of the metrics handler.
@@ -76,6 +77,17 @@ pub fn router(api: Arc<crate::api::Api>, health: tellijn_config::health::Health)
         .route("/api/v1/rooms/{id}", get(api::room))
         .route("/api/v1/rooms/{id}/history", get(api::history))
         .route("/api/v1/buildings", get(api::buildings))
+        .route(
+            "/api/v1/rooms/{id}/headcounts",
+            post(api::record_headcount)
+                .layer(DefaultBodyLimit::max(tellijn_wire::headcount::MAX_BODY)),
+        )
+        .route(
+            "/api/v1/headcounts",
+            post(api::import_headcounts)
+                .layer(DefaultBodyLimit::max(tellijn_wire::headcount::MAX_CSV)),
+        )
+        .route("/api/v1/accuracy", get(api::accuracy))
         .with_state(api);
     Router::new()
         .route("/healthz", get(healthz))

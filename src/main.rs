@@ -90,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Head counts: people's counts of rooms, to check Tellijn's.
+    Headcounts {
+        #[command(subcommand)]
+        command: HeadcountsCommand,
+    },
     /// Reports for people who do not write SQL.
     Report {
         #[command(subcommand)]
@@ -118,6 +123,27 @@ enum ReportCommand {
         /// Default: stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HeadcountsCommand {
+    /// Import a CSV of head counts (header `room,at,people`, times RFC 3339 with an offset):
+    /// each is stored beside Tellijn's occupancy for that room and minute; nothing is stored
+    /// when a line is wrong. Writes one audit line for the import. Run it while the server is
+    /// stopped (two writers would fork the audit log's hash chain); while it runs, POST the
+    /// CSV to /api/v1/headcounts instead.
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory (default: the config's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Who counted: a [[users]] steward, or a user with headcounts = true.
+        #[arg(long)]
+        recorded_by: String,
+        /// The CSV file.
+        file: PathBuf,
     },
 }
 
@@ -309,9 +335,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Transparency { config, data } => {
             let campus = load_campus(&config)?;
             let data = data.unwrap_or_else(|| campus.server.data_dir.clone());
+            // The accuracy section needs the history; without one the rest still prints.
+            let accuracy = match History::open(&data, Some(&campus)).await {
+                Ok(h) => tellijn::headcounts::accuracy(&campus, &h).await.ok(),
+                Err(_) => None,
+            };
             print!(
                 "{}",
-                tellijn::transparency::report(&campus, &data, chrono::Utc::now())
+                tellijn::transparency::report_with(
+                    &campus,
+                    &data,
+                    chrono::Utc::now(),
+                    accuracy.as_ref()
+                )
             );
         }
         Command::Audit {
@@ -356,6 +392,48 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+        }
+        Command::Headcounts {
+            command:
+                HeadcountsCommand::Import {
+                    config,
+                    data,
+                    recorded_by,
+                    file,
+                },
+        } => {
+            let campus = load_campus(&config)?;
+            anyhow::ensure!(
+                campus
+                    .users
+                    .iter()
+                    .any(|u| u.name == recorded_by && u.records_headcounts()),
+                "--recorded-by {recorded_by:?} is not a steward nor a [[users]] entry with headcounts = true in {}",
+                config.display()
+            );
+            let data = data.unwrap_or_else(|| campus.server.data_dir.clone());
+            let csv =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let history = History::open(&data, Some(&campus)).await?;
+            let audit = tellijn_config::AuditLog::open(&data)?;
+            let imported = tellijn::headcounts::import(
+                &campus,
+                &history,
+                &audit,
+                &data,
+                &csv,
+                &recorded_by,
+                "cli",
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            audit.sync()?;
+            println!(
+                "Imported {} head counts into {}.",
+                imported.rows.len(),
+                data.join("headcounts").display()
+            );
         }
         Command::HashSecret => {
             let mut secret = String::new();

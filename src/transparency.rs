@@ -130,6 +130,17 @@ fn kind_text(kind: RoomKind) -> &'static str {
 
 /// The report, in Markdown.
 pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
+    report_with(campus, data_dir, now, None)
+}
+
+/// [`report`] with the section "Accuracy from head counts" (computed in SQL by
+/// [`crate::headcounts::accuracy`]; `None` leaves the section out).
+pub fn report_with(
+    campus: &Campus,
+    data_dir: &Path,
+    now: DateTime<Utc>,
+    accuracy: Option<&crate::headcounts::Accuracy>,
+) -> String {
     let mut s = String::new();
     let p = &campus.privacy;
     let _ = writeln!(s, "# Tellijn transparency report");
@@ -192,6 +203,10 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
     let _ = writeln!(s, "- People per room and minute: `{dir}/occupancy/`.");
     let _ = writeln!(
         s,
+        "- Head counts staff recorded to check the counting (room, time, number of people, the recording user's name, Tellijn's number then): `{dir}/headcounts/`."
+    );
+    let _ = writeln!(
+        s,
         "- Audit log (refusals, logins, configuration, deletions; never a payload): `{dir}/audit/`, hash-chained (`tellijn audit verify`)."
     );
     let _ = writeln!(
@@ -223,6 +238,11 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
     let _ = writeln!(
         s,
         "- People per room and minute: {}.",
+        duration_text(p.aggregate_retention)
+    );
+    let _ = writeln!(
+        s,
+        "- Head counts: {}.",
         duration_text(p.aggregate_retention)
     );
     let _ = writeln!(s, "- Audit log: kept (it holds no counts of people).");
@@ -268,7 +288,12 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
             Role::Steward => "steward: SQL (read-only) and the API with exact numbers",
             Role::Viewer => "viewer: the API for every room, small numbers as bands; no SQL",
         };
-        let _ = writeln!(s, "- User `{}` — {what}.", u.name);
+        let heads = if u.records_headcounts() {
+            "; records head counts"
+        } else {
+            ""
+        };
+        let _ = writeln!(s, "- User `{}` — {what}{heads}.", u.name);
     }
 
     let _ = writeln!(s, "\n## Sensors\n");
@@ -321,6 +346,9 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
     }
 
     cameras(&mut s, campus, &statuses);
+    if let Some(a) = accuracy {
+        accuracy_section(&mut s, a);
+    }
 
     let _ = writeln!(s, "\n## Refused in the last 30 days\n");
     let refused = refusals(data_dir, now, 30);
@@ -339,6 +367,44 @@ pub fn report(campus: &Campus, data_dir: &Path, now: DateTime<Utc>) -> String {
         }
     }
     s
+}
+
+/// How far Tellijn's numbers were from people's head counts, per room and per sensor. About
+/// the system, not about people: only errors and how many checks they rest on.
+fn accuracy_section(s: &mut String, a: &crate::headcounts::Accuracy) {
+    let _ = writeln!(s, "\n## Accuracy from head counts\n");
+    if a.checks() == 0 {
+        let _ = writeln!(
+            s,
+            "No head counts have been recorded yet: staff can count a room and record the number (the free-places page, `POST /api/v1/rooms/{{id}}/headcounts`, `tellijn headcounts import`), and Tellijn compares it with its own number at that moment."
+        );
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Staff counted rooms and recorded the number; each is compared with Tellijn's number at that moment. Mean absolute error: the mean of |Tellijn − head count|, in people. Bias: the mean of Tellijn − head count (positive: Tellijn counts too many)."
+    );
+    let f = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2}"));
+    for (title, list) in [("room", &a.rooms), ("sensor", &a.sensors)] {
+        let _ = writeln!(
+            s,
+            "\n| {title} | checks | mean absolute error | bias |\n|---|---|---|---|"
+        );
+        for x in list.iter().filter(|x| x.checks > 0) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                x.id,
+                x.checks,
+                f(x.mean_abs_error),
+                f(x.bias)
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nA sensor's figures are those of the rooms its lines and zones count into."
+    );
 }
 
 /// The cameras' privacy levels and frame figures, as their agents last reported them

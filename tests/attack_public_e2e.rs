@@ -672,6 +672,7 @@ async fn transparency_page() {
             "Who may read it",
             "Sensors",
             "Cameras",
+            "Accuracy from head counts",
             "Refused in the last 30 days"
         ])
     );

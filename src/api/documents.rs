@@ -38,7 +38,17 @@ pub async fn openapi(State(api): State<Arc<Api>>) -> impl IntoResponse {
 }
 
 pub async fn transparency(State(api): State<Arc<Api>>) -> impl IntoResponse {
-    let md = crate::transparency::report(&api.campus, &api.data_dir, api.clock.now());
+    // Without the head counts (an error reading them) the rest of the report still shows.
+    let accuracy = crate::headcounts::accuracy(&api.campus, &api.history)
+        .await
+        .map_err(|e| tracing::warn!("The transparency report has no accuracy section: {e}"))
+        .ok();
+    let md = crate::transparency::report_with(
+        &api.campus,
+        &api.data_dir,
+        api.clock.now(),
+        accuracy.as_ref(),
+    );
     (
         [
             (header::CACHE_CONTROL, "no-cache"),

@@ -23,6 +23,8 @@
 //! - `now`: current rooms and buildings ([`rooms`], [`room`], [`buildings`], [`band`]).
 //! - `history`: a room's history ([`history`]).
 //! - `documents`: [`openapi`], [`transparency`] and the free-places [`page`].
+//! - `headcounts`: recording head counts ([`record_headcount`], [`import_headcounts`]) and the
+//!   [`accuracy`] they give (see [`crate::headcounts`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,16 +42,20 @@ use crate::live::Live;
 
 mod auth;
 mod documents;
+mod headcounts;
 mod history;
 mod now;
 
 use auth::Verified;
 pub use auth::reader;
 pub use documents::{openapi, openapi_for, page, transparency};
+pub use headcounts::{
+    HeadcountResponse, ImportResponse, accuracy, import_headcounts, record_headcount,
+};
 pub(crate) use history::occupancy_steps;
 pub use history::{HistoryResponse, HistoryRow, history};
 use now::find_room;
-pub use now::{BuildingNow, RoomNow, band, buildings, room, rooms};
+pub use now::{BuildingNow, RoomNow, StudyPlace, band, buildings, room, rooms};
 
 /// The OpenAPI document of `/api/v1`.
 pub const OPENAPI: &str = include_str!("../openapi.json");

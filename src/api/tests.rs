@@ -40,6 +40,9 @@ fn the_openapi_document_names_every_route() {
         "/api/v1/rooms/{id}",
         "/api/v1/rooms/{id}/history",
         "/api/v1/buildings",
+        "/api/v1/rooms/{id}/headcounts",
+        "/api/v1/headcounts",
+        "/api/v1/accuracy",
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }

@@ -125,6 +125,27 @@ pub enum AuditEvent {
         resource: Option<String>,
         tables: Vec<String>,
     },
+    /// A head count was recorded (HTTP: `via` is `api`): who, which room, when, the people they
+    /// counted and Tellijn's occupancy then (`counted`). Written before the row is stored.
+    Headcount {
+        user: String,
+        via: &'static str,
+        room: String,
+        at: String,
+        people: u32,
+        counted: i32,
+    },
+    /// Head counts were imported from a CSV (`via`: `cli` or `api`): who, how many rows, of
+    /// which rooms (at most 64 named), over which times. One line per import, written before
+    /// its rows are stored.
+    HeadcountImport {
+        user: String,
+        via: &'static str,
+        rows: usize,
+        rooms: Vec<String>,
+        from: String,
+        to: String,
+    },
 }
 
 impl AuditEvent {
@@ -180,6 +201,46 @@ impl AuditEvent {
             statement: None,
             resource: Some(field_of(resource, 256)),
             tables: bounded(&tables),
+        }
+    }
+}
+
+impl AuditEvent {
+    /// A head count of `room` by `user` (texts cut by [`field`]).
+    pub fn headcount(
+        user: &str,
+        via: &'static str,
+        room: &str,
+        at: String,
+        people: u32,
+        counted: i32,
+    ) -> AuditEvent {
+        AuditEvent::Headcount {
+            user: field(user),
+            via,
+            room: field(room),
+            at,
+            people,
+            counted,
+        }
+    }
+
+    /// An import of `rows` head counts of `rooms` between `from` and `to`.
+    pub fn headcount_import(
+        user: &str,
+        via: &'static str,
+        rows: usize,
+        rooms: &[String],
+        from: String,
+        to: String,
+    ) -> AuditEvent {
+        AuditEvent::HeadcountImport {
+            user: field(user),
+            via,
+            rows,
+            rooms: bounded(rooms),
+            from,
+            to,
         }
     }
 }

@@ -185,6 +185,17 @@ pub struct User {
     pub name: String,
     pub password_hash: String,
     pub role: Role,
+    /// May record head counts (`POST /api/v1/rooms/{id}/headcounts`) though not a steward:
+    /// someone a steward authorises, as a viewer. Stewards always may.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub headcounts: bool,
+}
+
+impl User {
+    /// May this user record head counts?
+    pub fn records_headcounts(&self) -> bool {
+        self.role == Role::Steward || self.headcounts
+    }
 }
 
 /// `[[mqtt_readers]]`: MQTT clients (building automation) that may subscribe to derived topics.

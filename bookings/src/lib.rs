@@ -12,6 +12,7 @@
 //! - [`live`]: per room, booked now or not, the next booking, no-shows, use without a booking
 //!   and open study places, from the occurrences and the room's occupancy over time.
 
+#[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod ical;
 pub mod live;

@@ -123,10 +123,13 @@ pub struct Table {
     pub name: String,
     pub title: String,
     pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
+    pub rows: Vec<Row>,
 }
 
-fn cells(batches: &[RecordBatch]) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+/// A result row: one text cell per column, `None` for null.
+pub type Row = Vec<Option<String>>;
+
+fn cells(batches: &[RecordBatch]) -> Result<(Vec<String>, Vec<Row>)> {
     let mut columns = Vec::new();
     let mut rows = Vec::new();
     let opts = FormatOptions::default();

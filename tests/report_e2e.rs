@@ -92,7 +92,9 @@ capacity = 50
 ///
 /// Occupancy minutes 09:00–12:59 for every room.
 fn write_fixture(data: &Path, d: NaiveDate) {
-    let bookings: Vec<(&str, i64, i64, &str, Option<bool>, &str)> = vec![
+    // room, start, end, status, no_show, uid_hash
+    type Booking<'a> = (&'a str, i64, i64, &'a str, Option<bool>, &'a str);
+    let bookings: Vec<Booking> = vec![
         (
             "hall",
             at(d, 0, 9, 0),

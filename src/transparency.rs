@@ -201,6 +201,12 @@ pub fn report_with(
         "- Count messages: `{dir}/counts/` and `{dir}/zone_counts/` (Parquet files, one folder per day)."
     );
     let _ = writeln!(s, "- People per room and minute: `{dir}/occupancy/`.");
+    if !campus.calendars.is_empty() {
+        let _ = writeln!(
+            s,
+            "- Room bookings from the calendar feeds (room, start, end, status, a hash of the event's id; no titles or names): `{dir}/bookings/`."
+        );
+    }
     let _ = writeln!(
         s,
         "- Head counts staff recorded to check the counting (room, time, number of people, the recording user's name, Tellijn's number then): `{dir}/headcounts/`."
@@ -346,6 +352,7 @@ pub fn report_with(
     }
 
     cameras(&mut s, campus, &statuses);
+    bookings_section(&mut s, campus, data_dir);
     if let Some(a) = accuracy {
         accuracy_section(&mut s, a);
     }
@@ -367,6 +374,48 @@ pub fn report_with(
         }
     }
     s
+}
+
+/// Where bookings come from and what is kept of them (only when `[[calendars]]` are set).
+fn bookings_section(s: &mut String, campus: &Campus, data_dir: &Path) {
+    if campus.calendars.is_empty() {
+        return;
+    }
+    let b = &campus.bookings;
+    let _ = writeln!(s, "\n## Bookings\n");
+    let _ = writeln!(
+        s,
+        "Room bookings are read from the calendar feeds below. Of each event only the room, start, end, status (confirmed, tentative, cancelled) and a keyed hash of its UID are kept, in `{}/bookings/` for {}; its title, description, organiser and attendees are dropped while the feed is read and are never stored, logged or published.\n",
+        data_dir.display(),
+        duration_text(campus.privacy.aggregate_retention)
+    );
+    let _ = writeln!(
+        s,
+        "A booking nobody came to in its first {} is marked a no-show; a public room ({}) unbooked for {} while fewer than {} people were counted is listed on the free-places page as an open study place, until {} before its next booking. Whether a room is booked, and no-shows, are for signed-in users and the MQTT readers granted `tellijn/v1/rooms/…/booking` only.\n",
+        duration_text(b.no_show_after),
+        b.study_place_kinds
+            .iter()
+            .map(|k| kind_text(*k))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        duration_text(b.study_place_min),
+        campus.privacy.public_min_count,
+        duration_text(b.study_place_margin)
+    );
+    let _ = writeln!(s, "| feed | from | rooms | read every |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for (i, c) in campus.calendars.iter().enumerate() {
+        let rooms = match &c.room {
+            Some(r) => format!("`{r}`"),
+            None => format!("{} locations mapped to rooms", c.locations.len()),
+        };
+        let _ = writeln!(
+            s,
+            "| {i} | `{}` | {rooms} | {} |",
+            tellijn_config::campus::redact_url(&c.url),
+            duration_text(c.refresh)
+        );
+    }
 }
 
 /// How far Tellijn's numbers were from people's head counts, per room and per sensor. About

@@ -419,6 +419,12 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
         "the last good state was lost: {named}"
     );
     let metrics_text = http_get(metrics_addr, "/metrics").await;
+    let transparency = http_get(http, "/transparency").await;
+    assert!(
+        transparency.contains("Room bookings are read from the calendar feeds")
+            && transparency.contains(&format!("http://{feed_addr}/rooms.ics")),
+        "the transparency report does not say where bookings come from"
+    );
     assert!(
         metric(
             &metrics_text,
@@ -478,6 +484,7 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
         );
     }
     everything.push_str(&metrics_text);
+    everything.push_str(&transparency);
     let log_text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
     assert!(
         log_text.contains("calendar feed failed"),

@@ -412,7 +412,7 @@ fn bookings_section(s: &mut String, campus: &Campus, data_dir: &Path) {
         let _ = writeln!(
             s,
             "| {i} | `{}` | {rooms} | {} |",
-            tellijn_config::campus::redact_url(&c.url),
+            tellijn_bookings::fetch::redact_url(&c.url),
             duration_text(c.refresh)
         );
     }

@@ -16,7 +16,7 @@ mod validate;
 pub use load::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use units::{format_bytes, parse_bytes};
-pub use validate::{anonymous_filter, parse_reset, redact_url};
+pub use validate::{anonymous_filter, parse_reset};
 
 #[cfg(test)]
 use validate::derived_filter;

@@ -7,12 +7,12 @@ use super::*;
 /// `sensors[1] unknown field …`.
 #[test]
 fn an_unknown_table_after_sensors_is_named_as_itself() {
-    let text = format!("{}\n[bookings]\nsource = \"x.ics\"\n", example());
+    let text = format!("{}\n[timetable]\nsource = \"x.ics\"\n", example());
     let e = Campus::parse(&text, "campus.toml").unwrap_err();
-    assert_eq!(e.0[0].key, "bookings", "{e}");
+    assert_eq!(e.0[0].key, "timetable", "{e}");
     assert!(
         e.to_string()
-            .starts_with("campus.toml: bookings is not a table campus.toml has;"),
+            .starts_with("campus.toml: timetable is not a table campus.toml has;"),
         "{e}"
     );
     assert!(e.0[0].message.contains("`privacy`"), "{e}");
@@ -327,4 +327,41 @@ fn derived_filters() {
     assert!(!derived_filter("#"));
     assert!(derived_filter("homeassistant/#"));
     assert!(derived_filter("tellijn/v1/public/#"));
+}
+
+#[test]
+fn calendars_name_one_mapping_known_rooms_and_no_secret_in_errors() {
+    let ok = format!(
+        "{}\n[[calendars]]\nurl = \"https://t.example/rooms.ics\"\nroom = \"lib-2-study\"\n\n[[calendars]]\nurl = \"file:///srv/t.ics\"\nrefresh = \"1h\"\nlocations = {{ \"LIB 2\" = \"lib-2-hall\" }}\n\n[bookings]\nno_show_after = \"10m\"\n",
+        example()
+    );
+    let c = Campus::parse(&ok, "campus.toml").unwrap();
+    assert_eq!(c.calendars.len(), 2);
+    assert_eq!(c.calendars[0].refresh, Duration::from_secs(300));
+    assert_eq!(c.bookings.no_show_after, Duration::from_secs(600));
+    assert_eq!(c.bookings.study_place_min, Duration::from_secs(3600));
+    assert_eq!(Campus::parse(&c.to_toml(), "x").unwrap(), c);
+
+    let bad = format!(
+        "{}\n[[calendars]]\nurl = \"ftp://user:hunter2@t.example/x.ics?token=s3cret\"\nroom = \"nope\"\nlocations = {{ \"A\" = \"lib-2-hall\" }}\n\n[[calendars]]\nurl = \"https://t.example/x.ics\"\nrefresh = \"1s\"\n\n[bookings]\nhorizon = \"7d\"\nstudy_place_kinds = [\"office\"]\n",
+        example()
+    );
+    let e = Campus::parse(&bad, "campus.toml").unwrap_err();
+    let keys: Vec<&str> = e.0.iter().map(|x| x.key.as_str()).collect();
+    for k in [
+        "calendars[0].url",
+        "calendars[0]",
+        "calendars[0].room",
+        "calendars[1].refresh",
+        "calendars[1]",
+        "bookings.horizon",
+        "bookings.study_place_kinds",
+    ] {
+        assert!(keys.contains(&k), "no error for {k}: {e}");
+    }
+    let text = e.to_string();
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cret"),
+        "{text}"
+    );
 }

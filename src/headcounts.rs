@@ -420,14 +420,20 @@ pub struct Imported {
     pub files: Vec<PathBuf>,
 }
 
+/// Where an import goes: the campus its rows are checked against, the history giving
+/// `counted`, the audit log and the data directory.
+pub struct Target<'a> {
+    pub campus: &'a Campus,
+    pub history: &'a History,
+    pub audit: &'a tellijn_config::AuditLog,
+    pub data_dir: &'a Path,
+}
+
 /// Imports a head-count CSV recorded by `recorded_by`: parses and checks every row (nothing is
 /// stored when one is wrong), writes one audit line for the import (`headcount_import`, `via`)
 /// and waits for it, then stores the rows (one file per UTC day).
 pub async fn import(
-    campus: &Campus,
-    history: &History,
-    audit: &tellijn_config::AuditLog,
-    data_dir: &Path,
+    target: &Target<'_>,
     csv: &[u8],
     recorded_by: &str,
     via: &'static str,
@@ -440,7 +446,7 @@ pub async fn import(
             "the file has a header but no head counts; add lines such as lib-2-study,2026-11-30T10:15:00+01:00,23".into(),
         ));
     }
-    let rows = check_import(campus, history, &lines, recorded_by).await?;
+    let rows = check_import(target.campus, target.history, &lines, recorded_by).await?;
     let rooms: Vec<String> = rows
         .iter()
         .map(|r| r.room.clone())
@@ -449,7 +455,8 @@ pub async fn import(
         .collect();
     let from = rows.iter().map(|r| r.at).min().unwrap_or(now);
     let to = rows.iter().map(|r| r.at).max().unwrap_or(now);
-    audit
+    target
+        .audit
         .record_confirmed(tellijn_config::AuditEvent::headcount_import(
             recorded_by,
             via,
@@ -459,6 +466,6 @@ pub async fn import(
             rfc3339(to),
         ))
         .map_err(|e| HeadcountError::Audit(e.to_string()))?;
-    let files = write(data_dir, &rows)?;
+    let files = write(target.data_dir, &rows)?;
     Ok(Imported { rows, files })
 }

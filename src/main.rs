@@ -416,11 +416,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let history = History::open(&data, Some(&campus)).await?;
             let audit = tellijn_config::AuditLog::open(&data)?;
+            let target = tellijn::headcounts::Target {
+                campus: &campus,
+                history: &history,
+                audit: &audit,
+                data_dir: &data,
+            };
             let imported = tellijn::headcounts::import(
-                &campus,
-                &history,
-                &audit,
-                &data,
+                &target,
                 &csv,
                 &recorded_by,
                 "cli",

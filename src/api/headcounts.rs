@@ -199,17 +199,13 @@ pub async fn import_headcounts(
         ));
     }
     let body = body.map_err(|e| body_error(e, tellijn_wire::headcount::MAX_CSV))?;
-    let imported = crate::headcounts::import(
-        &api.campus,
-        &api.history,
-        &api.audit,
-        &api.data_dir,
-        &body,
-        &user,
-        "api",
-        api.clock.now(),
-    )
-    .await?;
+    let target = crate::headcounts::Target {
+        campus: &api.campus,
+        history: &api.history,
+        audit: &api.audit,
+        data_dir: &api.data_dir,
+    };
+    let imported = crate::headcounts::import(&target, &body, &user, "api", api.clock.now()).await?;
     let rooms: std::collections::BTreeSet<String> =
         imported.rows.iter().map(|r| r.room.clone()).collect();
     Ok((

@@ -238,3 +238,75 @@ pub async fn accuracy(
     let a = crate::headcounts::accuracy(&api.campus, &api.history).await?;
     Ok(no_store(Json(a)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::Live;
+    use axum::http::HeaderValue;
+    use tellijn_config::{AuditLog, Campus, Metrics, Refusals};
+    use tellijn_queries::History;
+    use tellijn_wire::Clock;
+
+    #[tokio::test]
+    async fn a_head_count_that_cannot_be_audited_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = crate::secrets::hash_demo("ada-pw").unwrap();
+        let text = tellijn_test_support::CampusToml::new()
+            .section(&format!(
+                "[server]\ndata_dir = \"{}\"\n\n[[users]]\nname = \"ada\"\npassword_hash = \"{hash}\"\nrole = \"steward\"\n",
+                dir.path().display()
+            ))
+            .building("b", "B")
+            .room("r1", "b", "One", "study", 10)
+            .toml();
+        let campus = Campus::parse(&text, "test campus").unwrap();
+        let audit = Arc::new(AuditLog::open(dir.path()).unwrap());
+        // Today's audit file cannot be opened: a directory stands in its place.
+        std::fs::create_dir(
+            dir.path()
+                .join(format!("audit/{}.jsonl", chrono::Utc::now().date_naive())),
+        )
+        .unwrap();
+        let history = Arc::new(History::open(dir.path(), Some(&campus)).await.unwrap());
+        let live = Arc::new(Live::default());
+        live.apply(&tellijn_processors::Output {
+            topic: "tellijn/v1/rooms/r1/occupancy".into(),
+            payload: br#"{"occupancy":3,"ts":"2026-11-30T10:00:00Z"}"#.to_vec(),
+        });
+        let api = Arc::new(Api::new(
+            Arc::new(campus),
+            live,
+            history,
+            Clock::system(),
+            dir.path().to_path_buf(),
+            Arc::new(Refusals::new(audit)),
+            Metrics::new(&mut prometheus_client::registry::Registry::default()),
+        ));
+        let mut headers = HeaderMap::new();
+        let basic =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ada:ada-pw");
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {basic}")).unwrap(),
+        );
+        let e = record_headcount(
+            State(api),
+            headers,
+            Ok(Path("r1".to_owned())),
+            Ok(Bytes::from_static(br#"{"people": 4}"#)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.message.contains("not stored"), "{}", e.message);
+        assert!(
+            !dir.path()
+                .join("headcounts")
+                .read_dir()
+                .unwrap()
+                .any(|_| true),
+            "a head count was stored without its audit line"
+        );
+    }
+}

@@ -301,21 +301,8 @@ fn md_escape(s: &str) -> String {
     out
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML element content and attribute values (the transparency page's).
+pub use crate::transparency_html::escape as html_escape;
 
 fn csv_field(s: &str) -> String {
     // Spreadsheets run a cell that starts with = + - @ as a formula: such text gets a leading '.

@@ -136,6 +136,31 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
     assert!(v[1] >= 10, "about one row per simulated minute: {text}");
     assert!(v[2] >= 0);
 
+    // The demo's timetable reached the bookings table: every lecture hall, weeks ahead.
+    assert!(stdout.contains("Timetable  http://127.0.0.1:"), "{stdout}");
+    let out = tellijn(&[
+        "sql",
+        "--data",
+        data_s,
+        "--format",
+        "csv",
+        "SELECT count(DISTINCT room) AS rooms, count(*) AS n, count(*) FILTER (WHERE status = 'cancelled') AS cancelled, max(start) > now() + INTERVAL '24 days' AS ahead FROM bookings",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let row: Vec<&str> = text.lines().nth(1).unwrap_or_default().split(',').collect();
+    assert_eq!(row.len(), 4, "{text}");
+    let halls: i64 = row[0].parse().unwrap_or(0);
+    let n: i64 = row[1].parse().unwrap_or(0);
+    assert!(
+        halls >= 50 && n > halls * 10,
+        "the timetable was not stored: {text}"
+    );
+    assert!(
+        row[2].parse::<i64>().unwrap_or(0) > 0,
+        "no cancelled lecture: {text}"
+    );
+    assert_eq!(row[3], "true", "bookings do not reach weeks ahead: {text}");
+
     // A bad query: non-zero exit and a message that names the problem.
     let out = tellijn(&["sql", "--data", data_s, "SELECT nosuchcolumn FROM counts"]);
     assert!(!out.status.success());

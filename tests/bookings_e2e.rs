@@ -262,7 +262,7 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
     let sensor = zone_sensor(port, clock, t0).await;
     let http = server.http_addr();
     let minute = |m: i64| t0 + TimeDelta::minutes(m);
-    let booking_of = |v: &Vec<Value>, pred: &dyn Fn(&Value) -> bool| v.iter().any(|x| pred(x));
+    let booking_of = |v: &Vec<Value>, pred: &dyn Fn(&Value) -> bool| v.iter().any(pred);
 
     // The no-show: A's first 15 minutes pass with nobody there.
     assert!(

@@ -422,15 +422,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 audit: &audit,
                 data_dir: &data,
             };
-            let imported = tellijn::headcounts::import(
-                &target,
-                &csv,
-                &recorded_by,
-                "cli",
-                chrono::Utc::now(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let imported =
+                tellijn::headcounts::import(&target, &csv, &recorded_by, "cli", chrono::Utc::now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             audit.sync()?;
             println!(
                 "Imported {} head counts into {}.",

@@ -408,26 +408,39 @@ async fn run(o: BookingsOptions, mut rx: mpsc::Receiver<FeedUpdate>, stored: Vec
             let days = store::by_day(rows);
             let first = from.date_naive();
             // Days in the window that had rows before and have none now are emptied too.
-            let stale: Vec<NaiveDate> = written
+            let mut due: Vec<(NaiveDate, Vec<store::Row>)> = written
                 .keys()
                 .filter(|d| **d >= first && !days.contains_key(d))
-                .copied()
+                .map(|d| (*d, Vec::new()))
                 .collect();
-            for day in stale {
-                if write(&o, day, &[]) {
-                    written.remove(&day);
-                } else {
+            due.extend(
+                days.into_iter()
+                    .filter(|(day, rows)| written.get(day) != Some(rows)),
+            );
+            if !due.is_empty() {
+                // Crash-safe writes fsync: off the runtime's threads.
+                let dir = o.data_dir.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    due.into_iter()
+                        .map(|(day, rows)| {
+                            let ok = write(&dir, day, &rows);
+                            (day, rows, ok)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_else(|_| {
                     dirty = true;
-                }
-            }
-            for (day, rows) in days {
-                if written.get(&day) == Some(&rows) {
-                    continue;
-                }
-                if write(&o, day, &rows) {
-                    written.insert(day, rows);
-                } else {
-                    dirty = true;
+                    Vec::new()
+                });
+                for (day, rows, ok) in done {
+                    if !ok {
+                        dirty = true;
+                    } else if rows.is_empty() {
+                        written.remove(&day);
+                    } else {
+                        written.insert(day, rows);
+                    }
                 }
             }
             written.retain(|d, _| *d >= first);
@@ -435,8 +448,8 @@ async fn run(o: BookingsOptions, mut rx: mpsc::Receiver<FeedUpdate>, stored: Vec
     }
 }
 
-fn write(o: &BookingsOptions, day: NaiveDate, rows: &[store::Row]) -> bool {
-    match store::write_day(&o.data_dir, day, rows) {
+fn write(data_dir: &std::path::Path, day: NaiveDate, rows: &[store::Row]) -> bool {
+    match store::write_day(data_dir, day, rows) {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(%day, "Writing the bookings table failed: {e}; retried at the next change.");

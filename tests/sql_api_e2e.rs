@@ -148,7 +148,7 @@ async fn psql_serves_every_table_to_stewards_only() {
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(
         r.stdout,
-        "buildings\ncounts\noccupancy\nrooms\nsensors\nzone_counts\n"
+        "bookings\nbuildings\ncounts\nheadcounts\noccupancy\nrooms\nsensors\nzone_counts\n"
     );
 
     // Read-only.

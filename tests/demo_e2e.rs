@@ -42,13 +42,29 @@ fn demo_writes_history_that_sql_and_duckdb_agree_on() {
     assert!(stdout.contains("370 sensors"), "{stdout}");
     assert!(stdout.contains("Done: 370 agents"), "{stdout}");
     // 20 minutes of a campus morning, from 09:50: lectures fill, and the accuracy is printed.
-    let mae: f64 = stdout
+    // Judged against its peer in the same run, a counter that counted nobody: on a loaded
+    // machine the server hears later, and at 60x a second late is a minute of arrivals.
+    let accuracy = stdout
         .lines()
         .find_map(|l| l.strip_prefix("Accuracy: mean absolute error "))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no accuracy line: {stdout}"));
-    assert!(mae < 5.0, "occupancy is far from the truth: {stdout}");
+    let mae: f64 = accuracy
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no error in: {accuracy}"));
+    let zero: f64 = accuracy
+        .split("counted nobody would be off by ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no peer in: {accuracy}"));
+    eprintln!("Accuracy: mean absolute error {accuracy}");
+    assert!(zero > 10.0, "the rooms stayed nearly empty: {stdout}");
+    assert!(
+        mae < 0.35 * zero,
+        "occupancy is far from the truth: {stdout}"
+    );
     eprintln!("{}", stdout.lines().last().unwrap_or_default());
     let people: u64 = stdout
         .split(" % of ")

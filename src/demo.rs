@@ -257,6 +257,8 @@ pub async fn run(
     // Short enough that no-shows and open study places show in the first minutes.
     campus.bookings.no_show_after = Duration::from_secs(10 * 60);
     campus.bookings.study_place_min = Duration::from_secs(5 * 60);
+    // The head-count form may also set a room's count (audited), to try it.
+    campus.bookings.headcount_resets = true;
     let campus_file = opts.data_dir.join("demo-campus.toml");
     std::fs::write(&campus_file, campus.to_toml())
         .with_context(|| format!("cannot write {}", campus_file.display()))?;

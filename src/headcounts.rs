@@ -2,7 +2,7 @@
 //!
 //! A head count is stored in the `headcounts` table (`{data}/headcounts/date=D/h-….parquet`,
 //! one file per request or per day of an import, written whole with
-//! `tellijn_tables::write::write_parquet`) as `(room, at, people, recorded_by, counted)`, where
+//! `tellijn_tables::write::write_parquet`) as `(room, at, people, recorded_by, counted, reset)`, where
 //! `counted` is the occupancy Tellijn had for the room at that moment: the live figure for a
 //! count of now (within a minute), else the per-minute history's `occupancy_avg` of that
 //! minute, rounded. A head count with neither is refused: there is nothing to compare it with.
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, AsArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, AsArray, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::Int64Type;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -40,6 +40,8 @@ pub struct Checked {
     pub people: u32,
     pub recorded_by: String,
     pub counted: i32,
+    /// The head count also set the room's occupancy to `people`.
+    pub reset: bool,
 }
 
 /// Why head counts cannot be stored.
@@ -183,6 +185,7 @@ pub async fn check_import(
                 people: r.people,
                 recorded_by: recorded_by.to_owned(),
                 counted,
+                reset: false,
             }),
             None => missing.push(line(i)),
         }
@@ -232,6 +235,7 @@ pub fn write(data_dir: &Path, rows: &[Checked]) -> Result<Vec<PathBuf>, Headcoun
                     rows.iter().map(|r| &r.recorded_by),
                 )),
                 Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.counted))),
+                Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.reset)))),
             ],
         )
         .map_err(|e| HeadcountError::Internal(format!("building the head-count rows: {e}")))?;

@@ -153,7 +153,7 @@ impl Server {
             metrics: metrics.clone(),
             audit: audit.clone(),
             refusals: refusals.clone(),
-            events: events_tx,
+            events: events_tx.clone(),
             clock: opts.clock,
             limits: campus.limits.clone(),
         })
@@ -259,15 +259,18 @@ impl Server {
         tracing::info!("PostgreSQL listening on {}.", pg.local_addr());
 
         let registry = Arc::new(Mutex::new(registry));
-        let api = Arc::new(crate::api::Api::new(
-            campus.clone(),
-            live.clone(),
-            history,
-            opts.clock,
-            data_dir.clone(),
-            refusals.clone(),
-            metrics.clone(),
-        ));
+        let api = Arc::new(
+            crate::api::Api::new(
+                campus.clone(),
+                live.clone(),
+                history,
+                opts.clock,
+                data_dir.clone(),
+                refusals.clone(),
+                metrics.clone(),
+            )
+            .with_occupancy(events_tx),
+        );
         let app = crate::http::router(api, metrics.health.clone());
         let http = tokio::spawn(crate::http::serve(
             http_listener,

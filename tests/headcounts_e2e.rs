@@ -747,3 +747,145 @@ async fn head_count_form() {
     let _ = cdp.child.kill().await;
     server.stop().await.unwrap();
 }
+
+/// The head-count form's campus with `[bookings] headcount_resets = true`.
+fn campus_with_resets(data: &Path) -> String {
+    format!(
+        "{}\n[bookings]\nheadcount_resets = true\n",
+        campus_with_users(data)
+    )
+}
+
+/// The stored head counts' `reset` flags, oldest first.
+async fn stored_resets(data: &Path) -> Vec<(i64, bool)> {
+    let h = tellijn_queries::History::open(data, None).await.unwrap();
+    let json = h
+        .query(
+            "SELECT people, reset FROM headcounts ORDER BY at, people",
+            tellijn_queries::Format::Json,
+        )
+        .await
+        .unwrap();
+    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
+    rows.iter()
+        .map(|r| (r["people"].as_i64().unwrap(), r["reset"].as_bool().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_count_of_now_sets_a_line_counted_room_when_the_campus_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+
+    // Off by default: refused, and nothing stored or audited.
+    let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
+    let http = server.http_addr();
+    door(&server, 1, 5).await;
+    r1_shows(http, 5).await;
+    let (s, b) = post_json(http, "r1", Some(STEWARD), r#"{"people": 2, "reset": true}"#).await;
+    assert_eq!(s, 403, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("[bookings] headcount_resets = true"),
+        "{b}"
+    );
+    r1_shows(http, 5).await;
+    server.stop().await.unwrap();
+    assert!(
+        stored_resets(data).await.is_empty(),
+        "a refused reset was stored"
+    );
+
+    // Allowed: 6 in r1 (one more came), a counter finds 2, and r1 is at 2 from then on.
+    let server = start_text(data, &campus_with_resets(data), "127.0.0.1:0").await;
+    let http = server.http_addr();
+    door(&server, 2, 1).await;
+    r1_shows(http, 6).await;
+    let (s, b) = post_json(http, "r1", Some(COUNTER), r#"{"people": 2, "reset": true}"#).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(
+        (&b["people"], &b["reset"]),
+        (&json!(2), &json!(true)),
+        "{b}"
+    );
+    r1_shows(http, 2).await;
+    // The metric the boards draw follows too.
+    let metrics = http_get(server.metrics_addr(), "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "tellijn_room_occupancy{room=\"r1\",building=\"b\"}"
+        ),
+        2.0,
+        "{metrics}"
+    );
+    // Audited with what Tellijn had (6) and the flag, before the row was stored.
+    let line = audit_lines(data)
+        .into_iter()
+        .rfind(|l| l["event"] == "headcount")
+        .expect("no headcount audit line");
+    assert_eq!(
+        (
+            &line["user"],
+            &line["room"],
+            &line["people"],
+            &line["counted"],
+            &line["reset"]
+        ),
+        (
+            &json!("hugo"),
+            &json!("r1"),
+            &json!(2),
+            &json!(6),
+            &json!(true)
+        ),
+        "{line}"
+    );
+
+    // Not for a zone room (its next reading replaces it), nor for a count of the past.
+    let (s, b) = post_json(http, "r2", Some(STEWARD), r#"{"people": 9, "reset": true}"#).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("camera zones"), "{b}");
+    let (s, b) = post_json(
+        http,
+        "r1",
+        Some(STEWARD),
+        &format!(
+            r#"{{"people": 9, "at": "{}", "reset": true}}"#,
+            rfc(Utc::now() - TimeDelta::minutes(5))
+        ),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs a head count of now"),
+        "{b}"
+    );
+    r1_shows(http, 2).await;
+    // A plain head count still only compares.
+    let (s, b) = post_json(http, "r1", Some(STEWARD), r#"{"people": 4}"#).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(
+        (&b["counted"], &b["reset"]),
+        (&json!(2), &json!(false)),
+        "{b}"
+    );
+    r1_shows(http, 2).await;
+    assert_eq!(stored_resets(data).await, vec![(2, true), (4, false)]);
+
+    // The set number is saved with the state even though no message came after it: a restart
+    // shows 2, not the 6 of the last flush before it.
+    server.stop().await.unwrap();
+    let server = start_text(data, &campus_with_resets(data), "127.0.0.1:0").await;
+    let http = server.http_addr();
+    r1_shows(http, 2).await;
+    // Crossings go on from the number counted.
+    door(&server, 3, 1).await;
+    r1_shows(http, 3).await;
+    server.stop().await.unwrap();
+}

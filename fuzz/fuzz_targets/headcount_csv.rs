@@ -15,6 +15,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(b) = parse_body(data, now) {
         assert!(b.people <= MAX_PEOPLE, "{b:?}");
         assert!(b.at <= now + MAX_AHEAD && b.at >= now - MAX_AGE, "{b:?}");
+        // A reset is only ever of now.
+        assert!(!b.reset || (now - b.at).num_seconds().abs() <= 60, "{b:?}");
     }
     let Ok(rows) = parse_csv(data, now) else {
         return;

@@ -142,7 +142,29 @@ impl Processors {
                     .set(0);
                 Vec::new()
             }
+            SensorEvent::SetOccupancy { room, people } => self.set_occupancy(&room, people),
         }
+    }
+
+    /// A head count sets a line-counted room's occupancy (zone rooms take theirs from the next
+    /// reading, so the API refuses them; an unknown or zone room here is only logged). The
+    /// state is saved with the next flush.
+    fn set_occupancy(&mut self, room: &str, people: u32) -> Vec<Output> {
+        let Some(building) = self.engine.building_of(room).map(str::to_owned) else {
+            tracing::warn!(%room, "A head count asked to set the occupancy of an unknown room.");
+            return Vec::new();
+        };
+        if self.engine.has_zones(room) {
+            tracing::warn!(%room, "A head count asked to set a zone room's occupancy; ignored.");
+            return Vec::new();
+        }
+        let before = self.engine.set(room, u64::from(people));
+        self.engine_dirty = true;
+        tracing::info!(%room, before, people, "Occupancy set by a head count.");
+        self.outputs(
+            &BTreeSet::from([room.to_owned()]),
+            &BTreeSet::from([building]),
+        )
     }
     /// Publishes the depths of the Parquet buffer and of the retained-output channel.
     pub(crate) fn queue_depths(&self, out: &tokio::sync::mpsc::Sender<Output>) {

@@ -40,9 +40,11 @@ impl Processors {
         if self.statuses_figures_dirty && self.statuses_written.elapsed() >= crate::FIGURES_EVERY {
             self.statuses_dirty = true;
         }
-        if self.buffer.is_empty() && !acks_changed && !self.statuses_dirty {
+        if self.buffer.is_empty() && !acks_changed && !self.statuses_dirty && !self.engine_dirty {
             return None;
         }
+        // A head count set a room: its state is saved with this flush.
+        self.engine_dirty = false;
         // With an empty buffer this persists given-up gaps before they are acked.
         let buffer = std::mem::take(&mut self.buffer);
         Some(self.begin_save(buffer, acks))

@@ -44,6 +44,8 @@ mod events;
 #[cfg(test)]
 mod flush_faults;
 mod flushing;
+#[cfg(test)]
+mod headcount_tests;
 mod home_assistant;
 mod housekeeping;
 #[cfg(test)]
@@ -150,6 +152,9 @@ pub struct Processors {
     /// [`FIGURES_EVERY`], measured by `statuses_written`.
     statuses_figures_dirty: bool,
     statuses_written: std::time::Instant,
+    /// A head count set a room's occupancy since the state was last saved (saved with the
+    /// next flush even when no message came).
+    engine_dirty: bool,
     vacancy: BTreeMap<String, hvac::Vacancy>,
     minutes: minutes::Minutes,
     /// Next nightly reset per room or building (UTC).

@@ -7,7 +7,8 @@
 //! - A building's occupancy comes from its entrance lines, or, when it has none, from the sum
 //!   of its rooms.
 //! - A zone reading older than `server.zone_max_age` is stale and not counted.
-//! - [`Engine::reset`] sets a place's line count to zero (the nightly drift correction).
+//! - [`Engine::reset`] sets a place's line count to zero (the nightly drift correction);
+//!   [`Engine::set`] to a head count's number.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -199,6 +200,15 @@ impl Engine {
     /// Sets a room's or building's line count to zero; returns how many people that removed.
     pub fn reset(&mut self, place: &str) -> u64 {
         self.state.lines.insert(place.to_owned(), 0).unwrap_or(0)
+    }
+
+    /// Sets a room's or building's line count to `people` (a head count); returns the count
+    /// it had.
+    pub fn set(&mut self, place: &str, people: u64) -> u64 {
+        self.state
+            .lines
+            .insert(place.to_owned(), people)
+            .unwrap_or(0)
     }
 
     /// Where a line's crossings go: (`into`, `from`).

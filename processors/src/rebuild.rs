@@ -3,7 +3,7 @@
 //! Live rows follow arrival order and the server clock; once a (UTC) day has ended, its rows are
 //! recomputed from the day's `counts` and `zone_counts` ordered by message time (line `end`,
 //! zone `at`), starting from the engine state saved at the day's start and applying the nightly
-//! resets at their instants. Late messages are thereby counted in the minutes they speak of.
+//! resets and the head counts that set a room (`headcounts.reset`) at their instants. Late messages are thereby counted in the minutes they speak of.
 //! The result replaces the day's `occupancy` partition as one file, swapped in by renaming
 //! directories; a crash mid-swap is repaired at the next start ([`repair`]). Raw counts are
 //! never touched here.
@@ -11,7 +11,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, Int32Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, AsArray, BooleanArray, Int32Array, StringArray, TimestampMicrosecondArray,
+};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -46,6 +48,11 @@ enum Event {
     },
     Reset {
         place: String,
+    },
+    /// A head count set the room to this number (`headcounts` rows with `reset` true).
+    Set {
+        place: String,
+        people: u32,
     },
 }
 
@@ -184,6 +191,66 @@ fn read_events(data_dir: &Path, day: NaiveDate) -> Result<Vec<(i64, Event)>, Reb
     Ok(out)
 }
 
+/// The head counts of `day` that set their room's occupancy (`reset` true), by their time.
+/// Files without the `reset` column (written before it existed) hold none.
+fn read_sets(data_dir: &Path, day: NaiveDate) -> Result<Vec<(i64, Event)>, RebuildError> {
+    let err = |path: &Path, e: &dyn std::fmt::Display| RebuildError::Io {
+        day,
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut out = Vec::new();
+    let dir = data_dir
+        .join(schema::HEADCOUNTS)
+        .join(format!("date={day}"));
+    for path in files(&dir) {
+        let file = File::open(&path).map_err(|e| err(&path, &e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| err(&path, &e))?
+            .build()
+            .map_err(|e| err(&path, &e))?;
+        for batch in reader {
+            let b = batch.map_err(|e| err(&path, &e))?;
+            let Some(reset) = b.column_by_name("reset") else {
+                continue;
+            };
+            let reset: &BooleanArray = reset
+                .as_boolean_opt()
+                .ok_or_else(|| err(&path, &"reset column"))?;
+            let col = |name: &'static str| {
+                b.column_by_name(name)
+                    .ok_or_else(|| err(&path, &format!("no {name} column")))
+            };
+            let room = col("room")?;
+            let room = room
+                .as_string_opt::<i32>()
+                .ok_or_else(|| err(&path, &"room column"))?;
+            let at = col("at")?;
+            let at = at
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .ok_or_else(|| err(&path, &"at column"))?;
+            let people = col("people")?;
+            let people = people
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .ok_or_else(|| err(&path, &"people column"))?;
+            for r in 0..b.num_rows() {
+                if reset.is_valid(r) && reset.value(r) {
+                    out.push((
+                        at.value(r),
+                        Event::Set {
+                            place: room.value(r).to_owned(),
+                            people: people.value(r).max(0) as u32,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Recomputes the day's rows from its counts, starting from `start`. Returns the rows and the
 /// engine state the day ends with (the next day's start, should its snapshot be missing).
 pub fn rebuild_day(
@@ -196,6 +263,7 @@ pub fn rebuild_day(
     let t0 = day_start(day);
     let t1 = day_start(day + TimeDelta::days(1));
     let mut events = read_events(data_dir, day)?;
+    events.extend(read_sets(data_dir, day)?);
     // The nightly resets that fall inside the day, in local time.
     let resets = schedule::reset_times(campus);
     for (place, (h, m)) in resets {
@@ -210,8 +278,16 @@ pub fn rebuild_day(
             t = schedule::next_local(t, tz, h, m);
         }
     }
-    // Resets first at equal times; otherwise message time order (stable for equal times).
-    events.sort_by_key(|(t, e)| (*t, !matches!(e, Event::Reset { .. })));
+    // Resets first at equal times, head counts last (what the person saw includes the
+    // crossings of that instant); otherwise message time order (stable for equal times).
+    events.sort_by_key(|(t, e)| {
+        let rank = match e {
+            Event::Reset { .. } => 0,
+            Event::Set { .. } => 2,
+            _ => 1,
+        };
+        (*t, rank)
+    });
     let mut engine = Engine::new(campus);
     engine.state = start;
     let t0_us = t0.timestamp_micros();
@@ -257,6 +333,15 @@ pub fn rebuild_day(
             Event::Reset { place } => {
                 engine.reset(&place);
                 vec![place]
+            }
+            Event::Set { place, people } => {
+                // As live: line-counted rooms only.
+                if engine.is_room(&place) && !engine.has_zones(&place) {
+                    engine.set(&place, u64::from(people));
+                    vec![place]
+                } else {
+                    Vec::new()
+                }
             }
         };
         for place in touched {

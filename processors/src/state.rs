@@ -142,6 +142,7 @@ impl Processors {
             gap_horizon,
             statuses: BTreeMap::new(),
             statuses_dirty: false,
+            engine_dirty: false,
             statuses_figures_dirty: false,
             statuses_written: std::time::Instant::now(),
             vacancy,

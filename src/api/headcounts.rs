@@ -5,7 +5,10 @@
 //! Recording needs HTTP Basic credentials of a steward or of a user with `headcounts = true`:
 //! none is a 401, another user a 403. Only stewards see exact numbers, so only they may
 //! record earlier times (`at`) or import a CSV; anyone else records a count of now and sees
-//! `counted` banded like every other number. The audit line (`headcount`, `headcount_import`) is
+//! `counted` banded like every other number. With `"reset": true` (a count of now, a
+//! line-counted room, `[bookings] headcount_resets = true`) the count also sets the room's
+//! occupancy: audited (`reset` in the line) and stored (`reset` in the row) before the
+//! processors are told. The audit line (`headcount`, `headcount_import`) is
 //! written and waited for before the row is stored; when it cannot be written nothing is
 //! stored and the answer is a 503, as for audited reads.
 
@@ -37,6 +40,9 @@ pub struct HeadcountResponse {
     pub error: Option<i64>,
     /// Set when `counted` is a band: Tellijn counted fewer than this.
     pub fewer_than: Option<u32>,
+    /// The room's occupancy was set to `people` (`"reset": true`).
+    #[serde(default)]
+    pub reset: bool,
 }
 
 fn status(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -124,6 +130,25 @@ pub async fn record_headcount(
             ),
         ));
     }
+    if b.reset {
+        if !api.campus.bookings.headcount_resets {
+            return Err(status(
+                StatusCode::FORBIDDEN,
+                "this campus does not let head counts set a room's occupancy; leave out \"reset\", or ask the administrator to set [bookings] headcount_resets = true",
+            ));
+        }
+        if api
+            .campus
+            .sensors
+            .iter()
+            .any(|s| s.zones.iter().any(|z| z.room == room.id))
+        {
+            return Err(ApiError::bad(format!(
+                "room {:?} takes its occupancy from camera zones, whose next reading replaces any number set by hand; leave out \"reset\"",
+                room.id
+            )));
+        }
+    }
     let live = api.live.room(&room.id);
     let live = live.ts.is_some().then_some(live.occupancy);
     let Some(counted) =
@@ -141,6 +166,7 @@ pub async fn record_headcount(
         people: b.people,
         recorded_by: user.clone(),
         counted,
+        reset: b.reset,
     };
     let at = row.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     api.audit
@@ -151,9 +177,27 @@ pub async fn record_headcount(
             at.clone(),
             row.people,
             row.counted,
+            row.reset,
         ))
         .map_err(audit_failed)?;
     crate::headcounts::write(&api.data_dir, std::slice::from_ref(&row))?;
+    if row.reset {
+        // Stored first: the day's rebuild applies it even should the server stop now.
+        let set = tellijn_wire::SensorEvent::SetOccupancy {
+            room: row.room.clone(),
+            people: row.people,
+        };
+        let sent = api
+            .occupancy
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(set).is_ok());
+        if !sent {
+            return Err(status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the head count is stored, but the server is too busy to set the room's occupancy now; send it again with \"reset\": true",
+            ));
+        }
+    }
     let min = api.campus.privacy.public_min_count;
     let shown = band(row.counted.max(0) as u64, min, Reader::User(role));
     let answer = HeadcountResponse {
@@ -163,6 +207,7 @@ pub async fn record_headcount(
         counted: shown.map(|_| row.counted),
         error: shown.map(|_| i64::from(row.counted) - i64::from(row.people)),
         fewer_than: shown.is_none().then_some(min),
+        reset: row.reset,
     };
     Ok((StatusCode::CREATED, no_store(Json(answer))).into_response())
 }

@@ -79,6 +79,9 @@ pub struct Api {
     metrics: Metrics,
     verified: Mutex<HashMap<String, Verified>>,
     openapi: String,
+    /// The processors' event queue, for head counts that set a room's occupancy (none in
+    /// tests that run the API without processors: such a reset is a 503).
+    occupancy: Option<tokio::sync::mpsc::Sender<tellijn_wire::SensorEvent>>,
 }
 
 impl Api {
@@ -102,7 +105,17 @@ impl Api {
             verified: Mutex::new(HashMap::new()),
             openapi: openapi_for(&campus),
             campus,
+            occupancy: None,
         }
+    }
+
+    /// Lets head counts set rooms' occupancy through the processors' event queue.
+    pub fn with_occupancy(
+        mut self,
+        events: tokio::sync::mpsc::Sender<tellijn_wire::SensorEvent>,
+    ) -> Api {
+        self.occupancy = Some(events);
+        self
     }
 }
 

@@ -80,9 +80,10 @@ pub fn bookings() -> SchemaRef {
 /// Directory and SQL name of the manual head counts.
 pub const HEADCOUNTS: &str = "headcounts";
 
-/// `headcounts(room, at, people, recorded_by, counted)`: a person's count of a room at `at`,
-/// who recorded it (a configured user name), and the occupancy Tellijn had for the room at
-/// that moment (`counted`, the figure the accuracy reports compare against).
+/// `headcounts(room, at, people, recorded_by, counted, reset)`: a person's count of a room at
+/// `at`, who recorded it (a configured user name), the occupancy Tellijn had for the room at
+/// that moment (`counted`, the figure the accuracy reports compare against), and whether the
+/// count also set the room's occupancy (`reset`).
 pub fn headcounts() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("room", DataType::Utf8, false),
@@ -90,5 +91,8 @@ pub fn headcounts() -> SchemaRef {
         Field::new("people", DataType::Int32, false),
         Field::new("recorded_by", DataType::Utf8, false),
         Field::new("counted", DataType::Int32, false),
+        // True when the head count also set the room's occupancy (`[bookings]
+        // headcount_resets`); null in files written before the column existed.
+        Field::new("reset", DataType::Boolean, true),
     ]))
 }

@@ -27,4 +27,8 @@ pub enum SensorEvent {
     Connected { sensor: String },
     /// The sensor's connection ended.
     Disconnected { sensor: String },
+    /// Not from a sensor: a head count of now set a line-counted room's occupancy to the
+    /// number counted (`[bookings] headcount_resets`; audited and stored in `headcounts` with
+    /// `reset` true before it is sent).
+    SetOccupancy { room: String, people: u32 },
 }

@@ -44,6 +44,8 @@ pub struct Body {
     pub at: DateTime<Utc>,
     /// True when `at` was not sent (the head count is of now).
     pub now: bool,
+    /// `"reset": true`: also set the room's occupancy to `people` (a head count of now only).
+    pub reset: bool,
 }
 
 /// A head count that cannot be used, and what to send instead (an HTTP 400).
@@ -120,8 +122,10 @@ fn people_of(v: &serde_json::Value) -> Result<u32, HeadcountError> {
 }
 
 /// Checks the JSON body of `POST /api/v1/rooms/{id}/headcounts`:
-/// `{"people": N, "at": "RFC 3339"}`, `at` optional (default `now`), not more than a minute
-/// ahead of `now` nor older than [`MAX_AGE`]; no other keys.
+/// `{"people": N, "at": "RFC 3339", "reset": true}`, `at` optional (default `now`), not more
+/// than a minute ahead of `now` nor older than [`MAX_AGE`]; `reset` optional (default false),
+/// and only with a head count of now (no `at`, or one within a minute of `now`): a count of
+/// the past cannot set the present. No other keys.
 pub fn parse_body(bytes: &[u8], now: DateTime<Utc>) -> Result<Body, HeadcountError> {
     const SHAPE: &str = "send a JSON object {\"people\": N} or {\"people\": N, \"at\": \"2026-11-30T10:15:00+01:00\"}";
     if bytes.len() > MAX_BODY {
@@ -135,7 +139,10 @@ pub fn parse_body(bytes: &[u8], now: DateTime<Utc>) -> Result<Body, HeadcountErr
     let serde_json::Value::Object(o) = v else {
         return Err(err(format!("the body is not a JSON object; {SHAPE}")));
     };
-    if let Some(k) = o.keys().find(|k| *k != "people" && *k != "at") {
+    if let Some(k) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "people" | "at" | "reset"))
+    {
         let k: String = k.chars().take(32).collect();
         return Err(err(format!("unknown field {k:?}; {SHAPE}")));
     }
@@ -156,10 +163,25 @@ pub fn parse_body(bytes: &[u8], now: DateTime<Utc>) -> Result<Body, HeadcountErr
             ));
         }
     };
+    let reset = match o.get("reset") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(err(
+                "\"reset\" must be true or false (true: also set the room's occupancy to the number counted)",
+            ));
+        }
+    };
+    if reset && (now - at).num_seconds().abs() > 60 {
+        return Err(err(
+            "\"reset\" sets the room's occupancy now, so it needs a head count of now: leave out \"at\" (or send reset only with counts taken this minute)",
+        ));
+    }
     Ok(Body {
         people,
         at,
         now: is_now,
+        reset,
     })
 }
 
@@ -340,8 +362,23 @@ mod tests {
             Body {
                 people: 23,
                 at: now(),
-                now: true
+                now: true,
+                reset: false,
             }
+        );
+        let b = parse_body(br#"{"people": 4, "reset": true}"#, now()).unwrap();
+        assert!(b.reset && b.now && b.people == 4);
+        // Within the minute a reset is still a count of now; null is absent.
+        let b = parse_body(
+            br#"{"people": 4, "at": "2026-11-30T11:59:30Z", "reset": true}"#,
+            now(),
+        )
+        .unwrap();
+        assert!(b.reset && !b.now);
+        assert!(
+            !parse_body(br#"{"people": 4, "reset": null}"#, now())
+                .unwrap()
+                .reset
         );
         let b = parse_body(
             br#"{"people": 0, "at": "2026-11-30T12:30:00+01:00"}"#,
@@ -377,6 +414,18 @@ mod tests {
             (br#"{"people": 100001}"#, "(found 100001)"),
             (br#"{"people": 1, "room": "x"}"#, "unknown field \"room\";"),
             (br#"{"people": 1, "at": 5}"#, "\"at\" must be a string"),
+            (
+                br#"{"people": 1, "reset": "yes"}"#,
+                "\"reset\" must be true or false",
+            ),
+            (
+                br#"{"people": 1, "reset": 1}"#,
+                "\"reset\" must be true or false",
+            ),
+            (
+                br#"{"people": 1, "at": "2026-11-30T11:58:59Z", "reset": true}"#,
+                "\"reset\" sets the room's occupancy now, so it needs a head count of now",
+            ),
             (
                 br#"{"people": 1, "at": "2026-11-30 10:00"}"#,
                 "\"at\": \"2026-11-30 10:00\" is not an RFC 3339 time with an offset",

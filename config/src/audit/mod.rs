@@ -134,6 +134,9 @@ pub enum AuditEvent {
         at: String,
         people: u32,
         counted: i32,
+        /// The room's occupancy was set to `people` (`[bookings] headcount_resets`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
     },
     /// Head counts were imported from a CSV (`via`: `cli` or `api`): who, how many rows, of
     /// which rooms (at most 64 named), over which times. One line per import, written before
@@ -214,6 +217,7 @@ impl AuditEvent {
         at: String,
         people: u32,
         counted: i32,
+        reset: bool,
     ) -> AuditEvent {
         AuditEvent::Headcount {
             user: field(user),
@@ -222,6 +226,7 @@ impl AuditEvent {
             at,
             people,
             counted,
+            reset,
         }
     }
 

@@ -360,6 +360,11 @@ pub struct Bookings {
         serialize_with = "bytes_ser"
     )]
     pub feed_max_bytes: u64,
+    /// Whether a head count of now may also set its room's occupancy to the number counted
+    /// (`"reset": true` in `POST /api/v1/rooms/{id}/headcounts`; audited). Off by default:
+    /// the number drives HVAC, so the operator decides who may change it by hand.
+    #[serde(default)]
+    pub headcount_resets: bool,
 }
 
 impl Default for Bookings {
@@ -371,6 +376,7 @@ impl Default for Bookings {
             study_place_margin: default_study_place_margin(),
             horizon: default_bookings_horizon(),
             feed_max_bytes: default_feed_max_bytes(),
+            headcount_resets: false,
         }
     }
 }

@@ -163,6 +163,8 @@ impl History {
             datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
         )
         .map_err(|e| QueryError::Internal(e.to_string()))?;
+        pg::compat::register(&self.ctx);
+        pg::like_escape::register(&self.ctx);
         Ok(self)
     }
 }

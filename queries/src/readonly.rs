@@ -393,6 +393,8 @@ pub fn classify(statement: &Statement) -> Result<Class, Refusal> {
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
         | Statement::Fetch { .. }
         | Statement::Close { .. } => Ok(Class::Session),
         other => Err(Refusal::Kind { verb: verb(other) }),

@@ -421,6 +421,7 @@ impl QueryParser for OneStatement {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        crate::pg::subquery_guard::check(sql).map_err(|m| user_error("0A000", m))?;
         let statements = self
             .sql
             .parse(sql)
@@ -487,6 +488,7 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        crate::pg::subquery_guard::check(query).map_err(|m| user_error("0A000", m))?;
         let run = Run::start(client.metadata(), &self.limits);
         let responses = run
             .bound(<DfSessionService as SimpleQueryHandler>::do_query(

@@ -33,6 +33,11 @@
 //! - `server`: [`PgServer`], the listener and each connection (limits, timeouts, handlers).
 //! - `startup`: [`PasswordStartup`], the login.
 //! - `audit`: [`AuditHook`], the audit line before every statement that reads.
+//! - [`compat`]: `version()`, `current_setting()`, `to_regtype()`, `server_version` and
+//!   savepoints as clients expect them.
+//! - [`like_escape`]: `LIKE … ESCAPE 'c'` for any `c` (a plan rewrite).
+//! - [`subquery_guard`]: refuses a subquery as a result column over campus tables, which the
+//!   library's parser would silently answer with NULL.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +46,9 @@ use crate::session::SessionLimits;
 use tokio::time::Duration;
 
 mod audit;
+pub mod compat;
+pub mod like_escape;
+pub mod subquery_guard;
 mod server;
 mod startup;
 

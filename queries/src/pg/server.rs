@@ -262,7 +262,14 @@ impl Shared {
                     .iter()
                     .map(|u| (u.name.clone(), (u.password_hash.clone(), u.role)))
                     .collect(),
-                params: DefaultServerParameterProvider::default(),
+                params: {
+                    let mut p = DefaultServerParameterProvider::default();
+                    p.server_version = super::compat::server_version();
+                    // Honest: no login here can change anything.
+                    p.is_superuser = false;
+                    p.default_transaction_read_only = true;
+                    p
+                },
                 keys: RandomPidSecretKeyGenerator::default(),
                 manager: manager.clone(),
                 on_refusal,
@@ -288,6 +295,7 @@ impl Connection {
                 audit: shared.audit.clone(),
             }),
             Arc::new(CursorStatementHook),
+            Arc::new(super::compat::ShowSettingHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
         ];

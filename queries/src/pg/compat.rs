@@ -62,9 +62,7 @@ pub fn setting(name: &str) -> Option<String> {
         "timezone" => "UTC",
         "max_identifier_length" => "63",
         "max_index_keys" => "32",
-        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => {
-            "C"
-        }
+        "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => "C",
         "application_name" => "",
         _ => return None,
     };
@@ -130,9 +128,7 @@ pub fn register(ctx: &SessionContext) {
         vec![DataType::Int32],
         DataType::Boolean,
         Volatility::Stable,
-        Arc::new(|_: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
-        }),
+        Arc::new(|_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
     ));
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::new()));
     ctx.register_udf(create_udf(
@@ -212,15 +208,20 @@ impl ScalarUDFImpl for JsonBuildObject {
 fn to_regtype(args: &[ColumnarValue]) -> Result<ColumnarValue, DataFusionError> {
     let oid = |n: Option<&str>| n.and_then(type_oid).and_then(|o| i32::try_from(o).ok());
     match args {
-        [ColumnarValue::Scalar(
-            ScalarValue::Utf8(n) | ScalarValue::LargeUtf8(n) | ScalarValue::Utf8View(n),
-        )] => Ok(ColumnarValue::Scalar(ScalarValue::Int32(oid(n.as_deref())))),
+        [
+            ColumnarValue::Scalar(
+                ScalarValue::Utf8(n) | ScalarValue::LargeUtf8(n) | ScalarValue::Utf8View(n),
+            ),
+        ] => Ok(ColumnarValue::Scalar(ScalarValue::Int32(oid(n.as_deref())))),
         [ColumnarValue::Array(a)] => {
             let names = a.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
                 DataFusionError::Plan("to_regtype takes a type's name as text".to_owned())
             })?;
             Ok(ColumnarValue::Array(Arc::new(
-                names.iter().map(oid).collect::<datafusion::arrow::array::Int32Array>(),
+                names
+                    .iter()
+                    .map(oid)
+                    .collect::<datafusion::arrow::array::Int32Array>(),
             )))
         }
         _ => Err(DataFusionError::Plan(

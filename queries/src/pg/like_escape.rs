@@ -15,6 +15,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::Like;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{ColumnarValue, Expr, LogicalPlan, ScalarUDF, Volatility, lit};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::prelude::{SessionContext, create_udf};
@@ -85,8 +86,11 @@ pub struct LikeEscape {
 impl AnalyzerRule for LikeEscape {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
+            // A projection's column keeps the name the statement gave it.
+            let names = NamePreserver::new(&node);
             node.map_expressions(|e| {
-                e.transform_up(|e| match e {
+                let saved = names.save(&e);
+                let t = e.transform_up(|e| match e {
                     Expr::Like(like) if like.escape_char.is_some_and(|c| c != '\\') => {
                         let esc = like.escape_char.unwrap_or('\\');
                         let pattern = self.udf.call(vec![
@@ -103,7 +107,8 @@ impl AnalyzerRule for LikeEscape {
                         })))
                     }
                     other => Ok(Transformed::no(other)),
-                })
+                })?;
+                Ok(t.update_data(|e| saved.restore(e)))
             })
         })
         .map(|t| t.data)

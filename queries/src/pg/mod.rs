@@ -48,9 +48,9 @@ use tokio::time::Duration;
 mod audit;
 pub mod compat;
 pub mod like_escape;
-pub mod subquery_guard;
 mod server;
 mod startup;
+pub mod subquery_guard;
 
 pub use audit::AuditHook;
 pub use server::PgServer;

@@ -8,7 +8,7 @@
 //! answer: `SELECT r.id, (SELECT b.name FROM buildings b WHERE b.id = r.building) FROM rooms r`
 //! answered NULL for every room. So such a statement is refused with a clear error when the
 //! subquery reads anything but `pg_catalog` or `information_schema`; the same statement runs
-//! unchanged through `tellijn sql` and the HTTP API, which do not rewrite.
+//! unchanged through `tellijn sql`, which does not rewrite.
 //!
 //! The check reads the statement as the client sent it (before the rewrite), with the same
 //! condition the rewrite uses. A text the plain parser cannot read is left to the library's
@@ -87,7 +87,7 @@ pub fn check(sql: &str) -> Result<(), String> {
         let _ = s.visit(&mut v);
         if let Some(table) = v.0 {
             return Err(format!(
-                "a subquery as a result column (here over {table}) is not supported over the PostgreSQL protocol: its compatibility layer would answer it with NULL or its first row. Write it as a JOIN, or run it through `tellijn sql` or POST /api/v1/sql, which answer it as written"
+                "a subquery as a result column (here over {table}) is not supported over the PostgreSQL protocol: its compatibility layer would answer it with NULL or its first row. Write it as a JOIN, or run it with `tellijn sql`, which answers it as written"
             ));
         }
     }

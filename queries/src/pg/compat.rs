@@ -44,9 +44,9 @@ pub fn version_string() -> String {
     )
 }
 
-/// The settings `current_setting` knows, as PostgreSQL spells their values. Settings are
-/// read-only here (a session's `SET` changes nothing the planner reads), so these are what
-/// every session has.
+/// The settings that are the same in every session, as PostgreSQL spells their values (the
+/// only setting a session may change, its time zone, is read from the session: see
+/// [`CurrentSetting`]).
 pub fn setting(name: &str) -> Option<String> {
     let v = match name.to_ascii_lowercase().as_str() {
         "server_version" => return Some(server_version()),
@@ -59,7 +59,6 @@ pub fn setting(name: &str) -> Option<String> {
         "transaction_isolation" | "default_transaction_isolation" => "read committed",
         "datestyle" => "ISO, MDY",
         "intervalstyle" => "postgres",
-        "timezone" => "UTC",
         "max_identifier_length" => "63",
         "max_index_keys" => "32",
         "lc_collate" | "lc_ctype" | "lc_messages" | "lc_monetary" | "lc_numeric" | "lc_time" => "C",
@@ -108,13 +107,9 @@ pub fn register(ctx: &SessionContext) {
             ))))
         }),
     ));
-    ctx.register_udf(create_udf(
-        "current_setting",
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(current_setting),
-    ));
+    ctx.register_udf(ScalarUDF::new_from_impl(CurrentSetting {
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+    }));
     // No table here has sequences or its own collations (SQLAlchemy's `inspect()` asks).
     ctx.register_udf(create_udf(
         "pg_get_serial_sequence",
@@ -230,7 +225,41 @@ fn to_regtype(args: &[ColumnarValue]) -> Result<ColumnarValue, DataFusionError> 
     }
 }
 
-fn current_setting(args: &[ColumnarValue]) -> Result<ColumnarValue, DataFusionError> {
+/// `current_setting(name)`: [`setting`], and `TimeZone` as the session set it (UTC unless).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSetting {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType, DataFusionError> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue, DataFusionError> {
+        let tz = args
+            .config_options
+            .execution
+            .time_zone
+            .clone()
+            .unwrap_or_else(|| "UTC".to_owned());
+        current_setting(&args.args, &tz)
+    }
+}
+
+fn current_setting(args: &[ColumnarValue], tz: &str) -> Result<ColumnarValue, DataFusionError> {
+    let setting = |n: &str| {
+        if n.eq_ignore_ascii_case("timezone") {
+            Some(tz.to_owned())
+        } else {
+            setting(n)
+        }
+    };
     let unknown = |name: &str| {
         DataFusionError::Plan(format!(
             "unrecognized configuration parameter \"{name}\" (Tellijn answers server_version, search_path, TimeZone, client_encoding, transaction_isolation and the other settings drivers ask for at connect)"
@@ -397,7 +426,9 @@ mod tests {
 
     #[test]
     fn settings_are_case_insensitive_and_unknown_ones_are_refused() {
-        assert_eq!(setting("TimeZone").as_deref(), Some("UTC"));
+        assert_eq!(setting("Search_Path").as_deref(), Some("public"));
+        // A session's own: read from it, never answered as fixed.
+        assert_eq!(setting("TimeZone"), None);
         assert_eq!(setting("search_path").as_deref(), Some("public"));
         assert_eq!(setting("is_superuser").as_deref(), Some("off"));
         assert_eq!(setting("data_directory"), None);

@@ -21,6 +21,9 @@ use tellijn_wire::Clock;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as text or as one JSON object per line (for Loki, ELK).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: tellijn_agent::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -459,19 +462,13 @@ fn main() -> ExitCode {
         Some(tellijn::cameras::Tool::Scene) => return tellijn_scene::cli::main(),
         None => {}
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // The demo's 370 in-process agents would print a line each as they connect:
-                // their info lines are hidden (RUST_LOG=info shows them), the demo prints one
-                // summary line instead.
-                .unwrap_or_else(|_| {
-                    "info,tellijn_agent=warn,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn".into()
-                }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The demo's 370 in-process agents would print a line each as they connect: their info
+    // lines are hidden (RUST_LOG=info shows them), the demo prints one summary line instead.
+    tellijn_agent::logging::init(
+        cli.log_format,
+        "info,tellijn_agent=warn,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn",
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

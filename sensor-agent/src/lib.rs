@@ -26,6 +26,7 @@
 
 pub mod camera;
 pub mod config;
+pub mod logging;
 pub mod outbox;
 pub mod source;
 pub mod tls;

@@ -14,19 +14,17 @@ struct Args {
     /// Path of agent.toml.
     #[arg(long)]
     config: PathBuf,
+    /// Log lines on stderr as text or as one JSON object per line (for Loki, ELK).
+    #[arg(long, value_enum, default_value_t)]
+    log_format: tellijn_agent::logging::LogFormat,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let args = Args::parse();
+    tellijn_agent::logging::init(args.log_format, "info");
     // Exactly one rustls crypto provider: ring (the agent links no other).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = Args::parse();
     let cfg = AgentConfig::load(&args.config)?;
     let secret = std::fs::read_to_string(&cfg.secret_file)
         .with_context(|| format!("cannot read the secret file {}", cfg.secret_file.display()))?;

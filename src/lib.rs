@@ -36,6 +36,7 @@ pub mod headcounts;
 pub mod http;
 pub mod live;
 pub mod progress;
+pub mod provision;
 pub mod public_history;
 pub mod report;
 pub mod secrets;

@@ -103,6 +103,52 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Provision sensors without hand-editing secrets (each change audited).
+    Sensor {
+        #[command(subcommand)]
+        command: SensorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SensorCommand {
+    /// Add a sensor: generates its secret, appends it with its argon2id hash to the config
+    /// (comments and layout kept) and writes agent.toml and secret (0600) to --out for the
+    /// camera computer. Run it while the server is stopped; it takes effect at the next start.
+    Add {
+        /// The sensor's id.
+        id: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory (default: the config's), for the audit log.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// A counting line, LINE:INTO[:FROM] (rooms or, for INTO, a building entrance).
+        #[arg(long = "line")]
+        lines: Vec<String>,
+        /// A zone, ZONE:ROOM.
+        #[arg(long = "zone")]
+        zones: Vec<String>,
+        /// The broker as the camera computer reaches it, e.g. mqtts://campus.example:8883.
+        #[arg(long)]
+        broker: String,
+        /// Where to write agent.toml and secret (created; nothing is overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace a sensor's secret: a new secret in --out, its hash in the config.
+    Rotate {
+        /// The sensor's id.
+        id: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory (default: the config's), for the audit log.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Where to write the new secret (created; nothing is overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -274,6 +320,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 config.display(),
                 demo.join(", ")
             );
+            // Listening for SIGTERM/SIGINT from before the start: one arriving while the
+            // server starts then stops it cleanly instead of killing the process.
+            let shutdown = tokio::spawn(shutdown_signal());
             let server = Server::start(ServerOptions {
                 campus: Arc::new(campus),
                 mqtt: ports.mqtt,
@@ -297,7 +346,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 server.metrics_addr(),
                 server.postgres_addr()
             );
-            shutdown_signal().await;
+            let _ = shutdown.await;
             let s = server.stop().await?;
             println!("Stopped after storing {} count messages.", s.accepted);
         }
@@ -436,6 +485,44 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 data.join("headcounts").display()
             );
         }
+        Command::Sensor { command } => match command {
+            SensorCommand::Add {
+                id,
+                config,
+                data,
+                lines,
+                zones,
+                broker,
+                out,
+            } => {
+                let sensor = tellijn::provision::NewSensor {
+                    id: id.clone(),
+                    lines,
+                    zones,
+                    broker,
+                };
+                let p = tellijn::provision::add(&config, data.as_deref(), &sensor, &out)?;
+                println!(
+                    "Added sensor {id} to {}. Copy {} and {} to the camera computer; the server accepts it from its next start.",
+                    p.config.display(),
+                    p.agent.as_deref().unwrap_or(&out).display(),
+                    p.secret.display()
+                );
+            }
+            SensorCommand::Rotate {
+                id,
+                config,
+                data,
+                out,
+            } => {
+                let p = tellijn::provision::rotate(&config, data.as_deref(), &id, &out)?;
+                println!(
+                    "Rotated the secret of {id} in {}. Replace the camera's secret file with {}; the server accepts only the new one from its next start.",
+                    p.config.display(),
+                    p.secret.display()
+                );
+            }
+        },
         Command::HashSecret => {
             let mut secret = String::new();
             std::io::stdin()

@@ -631,6 +631,34 @@ async fn a_csv_import_through_the_cli_gives_exact_accuracy_figures() {
     assert!(md.contains("| r1 | 2 | 2.50 | 0.50 |"), "{md}");
     assert!(md.contains("| s2 | 2 | 2.00 | -2.00 |"), "{md}");
     assert!(md.contains("User `hugo` — viewer: the API for every room, small numbers as bands; no SQL; records head counts."), "{md}");
+
+    // While a server runs on the data directory the import is refused (two writers would fork
+    // the audit chain), and the chain stays intact.
+    let server = start_text(
+        &data,
+        &std::fs::read_to_string(&config).unwrap(),
+        "127.0.0.1:0",
+    )
+    .await;
+    let out = import(&file, STEWARD.0);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another Tellijn process (a running server?) writes the audit log"),
+        "{err}"
+    );
+    server.stop().await.unwrap();
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_tellijn"))
+        .args(["audit", "verify", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

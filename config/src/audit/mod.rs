@@ -97,6 +97,14 @@ pub enum AuditEvent {
         config_sha256: String,
         source: String,
     },
+    /// `tellijn sensor add|rotate` changed a sensor in the config: the sensor, `add` or
+    /// `rotate`, the config file and its hash after the change. Never the secret or its hash.
+    SensorProvisioned {
+        sensor: String,
+        action: String,
+        source: String,
+        config_sha256: String,
+    },
     /// Refusals of clients that had not authenticated, aggregated over `from`..`to` (see
     /// [`crate::refusals`]): what was refused (`auth_failure`, `subscribe_refused`, …), why,
     /// how often, from how many distinct source addresses (`sources_more`: more than were
@@ -408,6 +416,12 @@ pub enum AuditError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    /// Another process holds this audit log: two writers would each chain to their own last
+    /// line, and `tellijn audit verify` would report the second as inserted.
+    #[error(
+        "another Tellijn process (a running server?) writes the audit log in {dir} ({lock} is locked); stop it first, or do this through the running server's API"
+    )]
+    Held { dir: PathBuf, lock: PathBuf },
 }
 
 struct Open {
@@ -435,6 +449,49 @@ enum Cmd {
     Sync(std::sync::mpsc::Sender<Result<(), AuditError>>),
 }
 
+/// The locks this process holds, by lock file: a server stopped and started again in one
+/// process (tests, the demo) shares its lock with whatever of the old one is still alive;
+/// another process is refused.
+static HELD: Mutex<Vec<(PathBuf, std::sync::Weak<File>)>> = Mutex::new(Vec::new());
+
+/// `{data}/audit.lock`, locked (`flock`) by this process, or [`AuditError::Held`].
+fn lock(data_dir: &Path, dir: &Path) -> Result<Arc<File>, AuditError> {
+    let io = |source| AuditError::Io {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let path = data_dir.join("audit.lock");
+    let key = data_dir.canonicalize().map_err(io)?.join("audit.lock");
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    held.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(f) = held
+        .iter()
+        .find(|(p, _)| *p == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(f);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(AuditError::Held {
+                dir: dir.to_path_buf(),
+                lock: path,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let file = Arc::new(file);
+    held.push((key, Arc::downgrade(&file)));
+    Ok(file)
+}
+
 /// An append-only, hash-chained audit log, safe to share between tasks.
 pub struct AuditLog {
     dir: PathBuf,
@@ -442,10 +499,14 @@ pub struct AuditLog {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Where write failures are reported, once the server has metrics.
     health: Arc<std::sync::OnceLock<Health>>,
+    /// `{data}/audit.lock`, locked for as long as this log is open: one process per log.
+    _lock: Arc<File>,
 }
 
 impl AuditLog {
-    /// Opens (creates) `{data}/audit/` and starts its writer thread.
+    /// Opens (creates) `{data}/audit/` and starts its writer thread. Refused with
+    /// [`AuditError::Held`] while another process has it open (a running server, for
+    /// `tellijn headcounts import` and `tellijn sensor`).
     pub fn open(data_dir: &Path) -> Result<AuditLog, AuditError> {
         let dir = data_dir.join("audit");
         let io = |source| AuditError::Io {
@@ -453,6 +514,7 @@ impl AuditLog {
             source,
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
+        let lock = lock(data_dir, &dir)?;
         let last = last_hash(&dir);
         let health: Arc<std::sync::OnceLock<Health>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
@@ -470,6 +532,7 @@ impl AuditLog {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(thread)),
             health,
+            _lock: lock,
         })
     }
 

@@ -188,3 +188,30 @@ fn an_inserted_line_is_named() {
     });
     assert_eq!(broken_at(dir.path()).1, 2);
 }
+
+/// One process per log: within a process the log may be opened again (a server stopped and
+/// started in a test or the demo) and the chain stays intact. Another process is refused:
+/// `tests/headcounts_e2e.rs` and `tests/provision_e2e.rs` run the CLI while a server runs.
+#[test]
+fn a_log_reopened_in_its_own_process_keeps_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = AuditLog::open(dir.path()).unwrap();
+    first
+        .record(AuditEvent::SubscribeRefused {
+            client: "c".into(),
+            filter: "#".into(),
+        })
+        .unwrap();
+    first.sync().unwrap();
+    drop(first);
+    let again = AuditLog::open(dir.path()).unwrap();
+    again
+        .record(AuditEvent::SubscribeRefused {
+            client: "d".into(),
+            filter: "#".into(),
+        })
+        .unwrap();
+    again.sync().unwrap();
+    assert_eq!(verify(dir.path()).unwrap().lines, 2);
+    assert!(dir.path().join("audit.lock").exists());
+}

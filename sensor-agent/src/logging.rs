@@ -1,6 +1,6 @@
 //! Log output for the agent and the server (`--log-format`): text for a terminal, or one JSON
 //! object per line for Loki, ELK or journald's JSON export. Both carry the same events; no
-//! event in Tellijn logs a payload, a password or a secret (tests/log_format_e2e.rs checks the
+//! event in Tellijn logs a payload, a password or a secret (tests/e2e/log_format_e2e.rs checks the
 //! server's lines for markers sent as each).
 
 use tracing_subscriber::EnvFilter;

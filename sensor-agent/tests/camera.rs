@@ -2,7 +2,7 @@
 //! tests do not depend on the real one: the capture command's stdout reaches the counter
 //! directly (the agent holds no end of that pipe), a counter that dies is restarted with its
 //! capture command and the restart counted, a capture that ends lets the counter finish, and
-//! stopping the source stops both. `tests/camera_e2e.rs` runs the real `tellijn-counter`.
+//! stopping the source stops both. `tests/e2e/camera_e2e.rs` runs the real `tellijn-counter`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

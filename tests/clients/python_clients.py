@@ -1,6 +1,6 @@
 """Tellijn's PostgreSQL endpoint from the Python tools data stewards use.
 
-Run by tests/sql_clients_e2e.rs: python3 python_clients.py URL ROOM. Prints one JSON object
+Run by tests/e2e/sql_clients_e2e.rs: python3 python_clients.py URL ROOM. Prints one JSON object
 with what each client answered; an exception in a client is reported under its name, not
 raised, so the test can say which client failed and why.
 """

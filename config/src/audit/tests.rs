@@ -191,7 +191,7 @@ fn an_inserted_line_is_named() {
 
 /// One process per log: within a process the log may be opened again (a server stopped and
 /// started in a test or the demo) and the chain stays intact. Another process is refused:
-/// `tests/headcounts_e2e.rs` and `tests/provision_e2e.rs` run the CLI while a server runs.
+/// `tests/e2e/headcounts_e2e.rs` and `tests/e2e/provision_e2e.rs` run the CLI while a server runs.
 #[test]
 fn a_log_reopened_in_its_own_process_keeps_its_chain() {
     let dir = tempfile::tempdir().unwrap();

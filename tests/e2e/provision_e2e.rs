@@ -3,7 +3,7 @@
 //! after a rotation, only the new one), every refusal leaves the config byte for byte as it was,
 //! and each change is one audit line in an intact chain.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! answers against a real Prometheus scraping a real demo (PromQL) and against the demo's
 //! PostgreSQL endpoint (SQL).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

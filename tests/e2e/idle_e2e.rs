@@ -2,7 +2,7 @@
 //! nothing, or a request header too slowly, is closed; one in use is not. A real server on
 //! ephemeral loopback ports with both timeouts at one second.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! with a fresh client id each, HTTP 401s, more HTTP connections than the limit, and user names
 //! guessed by timing. Each test states the bound it proves and fails if the protection goes.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

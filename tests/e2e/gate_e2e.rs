@@ -1,7 +1,7 @@
 //! The privacy gate, end to end: a real server on loopback, Debian's `mosquitto_pub` as the
 //! third-party publisher and rumqttc as a subscriber.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! API with bands for small numbers (checked against its OpenAPI document by `schemathesis`),
 //! and the free-places page in headless Chromium.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Nothing lost, nothing counted twice: broker outages, `kill -9` of the agent and of the
 //! server, with the real server on loopback and the real agent (library and binary).
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

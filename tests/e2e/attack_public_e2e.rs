@@ -6,7 +6,7 @@
 //! study nook and a public hall. The counts are driven by real sensor messages
 //! (`mosquitto_pub`), history by per-minute rows written as the processors write them.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! turned into accuracy figures (API, SQL as documented in docs/sql/accuracy.sql,
 //! `/transparency`, `tellijn transparency`).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

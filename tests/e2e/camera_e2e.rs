@@ -7,7 +7,7 @@
 //! Needs `cargo build -p tellijn-counter -p tellijn-scene -p tellijn-agent` (`.ci/test` and
 //! `cargo test --workspace` build them).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! a wrong CA and an expired client certificate are refused, with a clear error on both the
 //! agent's and the server's side.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! ship to Loki or ELK, the listening addresses can be read from it, and nothing an attacker
 //! sends — a wrong MQTT secret, a bad payload, a wrong SQL password — appears in any line.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The `stdin` source: a local counting process writes one JSON line per crossing; the agent
 //! aggregates them into count messages. Anything else on stdin is refused and never forwarded.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

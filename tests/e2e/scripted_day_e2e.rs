@@ -2,7 +2,7 @@
 //! per-minute `occupancy` rows of the finished day equal the expected values exactly, and the
 //! nightly reset happens at 03:00 Europe/Amsterdam on the night the clocks go forward.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

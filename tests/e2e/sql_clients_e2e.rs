@@ -8,7 +8,7 @@
 //! - Java: pgjdbc from Debian's `libpostgresql-jdbc-java` (`tests/clients/JdbcClient.java`),
 //!   the driver inside DBeaver and Metabase.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -7,7 +7,7 @@
 //! Needs root (or CAP_SYS_ADMIN) for `mount -t tmpfs`; without it the test says so and passes
 //! without running.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -71,6 +71,7 @@ pub fn router(api: Arc<crate::api::Api>, health: tellijn_config::health::Health)
     use crate::api;
     let api_routes = Router::new()
         .route("/", get(api::page))
+        .route("/sw.js", get(api::service_worker))
         .route("/transparency", get(api::transparency))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/rooms", get(api::rooms))

@@ -20,6 +20,8 @@
 //! - [`live`]: the latest occupancy of every room and building, fed from the retained outputs.
 //! - [`demo`]: a generated campus with simulated agents, each its own MQTT connection with its
 //!   own credential.
+//! - [`page`]: the free-places page (`src/page/`: the HTML, its string table per language,
+//!   the service worker that keeps it usable offline).
 //! - [`progress`]: the progress line of `tellijn sql` on a terminal.
 //! - [`sim`]: the demo's campus simulator (a timetable, sensors that miss a few crossings);
 //!   [`timetable`]: its lectures as an iCalendar feed served to the demo itself.
@@ -35,6 +37,7 @@ pub mod demo;
 pub mod headcounts;
 pub mod http;
 pub mod live;
+pub mod page;
 pub mod progress;
 pub mod provision;
 pub mod public_history;

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use tellijn_config::Campus;
 
-use super::{Api, OPENAPI, PAGE};
+use super::{Api, OPENAPI};
 
 /// The OpenAPI document with this campus's building ids as the `building` filter's values.
 pub fn openapi_for(campus: &Campus) -> String {
@@ -67,9 +67,21 @@ pub async fn page() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; worker-src 'self'",
             ),
         ],
-        Html(PAGE),
+        Html(crate::page::html()),
+    )
+}
+
+/// The page's service worker: keeps the page and the last public numbers for offline use.
+pub async fn service_worker() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'self'"),
+        ],
+        crate::page::SERVICE_WORKER,
     )
 }

@@ -48,7 +48,7 @@ mod now;
 
 use auth::Verified;
 pub use auth::reader;
-pub use documents::{openapi, openapi_for, page, transparency};
+pub use documents::{openapi, openapi_for, page, service_worker, transparency};
 pub use headcounts::{
     HeadcountResponse, ImportResponse, accuracy, import_headcounts, record_headcount,
 };
@@ -60,8 +60,6 @@ pub use now::{BuildingNow, RoomNow, StudyPlace, band, buildings, room, rooms};
 /// The OpenAPI document of `/api/v1`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 /// The free-places page: one file, no external assets.
-pub const PAGE: &str = include_str!("../page.html");
-
 // The query parameters are parsed and checked in the wire crate (light enough to fuzz).
 pub use tellijn_wire::query::{
     HistoryQuery, HistoryRange, MAX_HISTORY_ROWS, QueryError, RoomsQuery, history_range,

@@ -113,6 +113,69 @@ impl Chromium {
         r["result"]["value"].clone()
     }
 
+    /// Evaluates an expression whose value is a promise; what it resolves to.
+    pub async fn eval_async(&mut self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expr` every 100 ms for up to `secs` until it is truthy; its last value.
+    pub async fn wait(&mut self, secs: u64, expr: &str) -> Value {
+        let until = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.eval(expr).await;
+            let truthy =
+                !matches!(&v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
+            if truthy || std::time::Instant::now() > until {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Opens `url` and waits for the document to be complete.
+    pub async fn open(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url})).await;
+        self.wait(30, "document.readyState === 'complete' && location.href")
+            .await;
+    }
+
+    /// Shows pages at exactly `width` × `height` CSS pixels.
+    pub async fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+    }
+
+    /// The browser's preferred languages (`navigator.languages`, Accept-Language).
+    pub async fn languages(&mut self, accept: &str) {
+        let version = self.call("Browser.getVersion", json!({})).await;
+        let agent = version["userAgent"].as_str().unwrap_or_default().to_owned();
+        self.call(
+            "Emulation.setUserAgentOverride",
+            json!({"userAgent": agent, "acceptLanguage": accept}),
+        )
+        .await;
+    }
+
+    /// `prefers-color-scheme: dark` (or light).
+    pub async fn dark(&mut self, dark: bool) {
+        let value = if dark { "dark" } else { "light" };
+        self.call(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": value}]}),
+        )
+        .await;
+    }
+
     /// A PNG of the page as shown.
     pub async fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine;

@@ -134,10 +134,12 @@ fn agent_toml(sensor: &NewSensor) -> String {
     format!(
         "# Written by `tellijn sensor add` for {id}. Copy this file and `secret` (mode 0600) to the\n\
          # camera computer; the secret is nowhere else (the server keeps only its argon2id hash).\n\
+         # With the tellijn-camera package: both go to /etc/tellijn/ (secret owned by root, group\n\
+         # tellijn, mode 0640), and the outbox is the package's /var/lib/tellijn-agent/outbox.\n\
          sensor = \"{id}\"\n\
          broker = \"{broker}\"\n\
          secret_file = \"secret\"          # relative to this file\n\
-         outbox = \"./outbox\"             # counts wait here until the server acks them\n\
+         outbox = \"./outbox\"             # counts wait here until acked; package: /var/lib/tellijn-agent/outbox\n\
          interval = \"1s\"\n\
          \n\
          [source]\n\

@@ -161,13 +161,17 @@ pub fn main(args: Args) -> ExitCode {
                 broken: false,
             },
         );
-        pipeline::run(&cfg, &ring, opts, &mut sink)
+        let r = pipeline::run(&cfg, &ring, opts, &mut sink);
+        orphaned(pipeline::Sink::stopped(&sink), &cfg, &r);
+        r
     } else {
         let mut sink = StdoutSink {
             out: stdout,
             broken: false,
         };
-        pipeline::run(&cfg, &ring, opts, &mut sink)
+        let r = pipeline::run(&cfg, &ring, opts, &mut sink);
+        orphaned(sink.broken, &cfg, &r);
+        r
     };
     let read = reader
         .join()
@@ -180,6 +184,20 @@ pub fn main(args: Args) -> ExitCode {
             eprintln!("tellijn-counter: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// When nobody reads the counts any more (the agent stopped, or was killed and could not stop
+/// its children), the counter ends at once: the reader thread may still be blocked on a camera
+/// or a capture command that keeps sending, so it is not waited for. The frames in the ring die
+/// with the process.
+fn orphaned(broken: bool, cfg: &CounterConfig, report: &pipeline::Report) {
+    if broken {
+        eprintln!(
+            "tellijn-counter: its output was closed (the agent stopped); stopping. {}.",
+            pipeline::summary(cfg, report)
+        );
+        std::process::exit(1);
     }
 }
 

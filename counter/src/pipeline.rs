@@ -24,6 +24,10 @@ pub trait Sink {
     fn frame(&mut self, _counting: &Counting, _tracks: &[Track]) {}
     /// A status line.
     fn status(&mut self, line: &str);
+    /// The reader of the results went away (the agent stopped or was killed): stop counting.
+    fn stopped(&self) -> bool {
+        false
+    }
     /// Tracks that ended (for calibration).
     fn ended(&mut self, _tracks: &[Track], _counting: &Counting) {}
 }
@@ -56,6 +60,9 @@ impl<W: Write> Sink for StdoutSink<W> {
     }
     fn status(&mut self, line: &str) {
         self.line(line);
+    }
+    fn stopped(&self) -> bool {
+        self.broken
     }
 }
 
@@ -225,6 +232,9 @@ pub fn run(cfg: &CounterConfig, ring: &Arc<Ring>, opts: RunOptions, sink: &mut d
             last_status = Instant::now();
             let (c, l) = ring.take_window();
             sink.status(&status_json(&c, &l, level));
+        }
+        if sink.stopped() {
+            break;
         }
     }
     engine.finish(sink);

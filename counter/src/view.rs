@@ -180,6 +180,9 @@ impl<W: Write> View<W> {
 }
 
 impl<W: Write> Sink for View<W> {
+    fn stopped(&self) -> bool {
+        self.inner.stopped()
+    }
     fn event(&mut self, c: &Counting, ev: &Event) {
         match *ev {
             Event::Crossing { line, dir } => {

@@ -470,3 +470,55 @@ fn calibration_learns_the_person_size_from_tracks_even_from_a_wrong_start() {
         );
     }
 }
+
+#[test]
+fn a_counter_whose_agent_is_gone_stops_although_frames_keep_coming() {
+    // The agent killed with SIGKILL cannot stop its children: the capture command keeps
+    // sending frames, and only the closed stdout tells the counter nobody reads its counts.
+    let mut c = Command::new(BIN)
+        .arg("--config")
+        .arg(config("[status]\ninterval = \"1s\"\n"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        if stdin.write_all(&header()).is_err() {
+            return sent;
+        }
+        while stdin.write_all(&frame()).is_ok() {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sent
+    });
+    let mut stdout = std::io::BufReader::new(c.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    if !first.contains("status") {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("{first:?}: {err}");
+    }
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counter kept running without a reader"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    let sent = feeder.join().unwrap();
+    assert!(sent > 0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("its output was closed"), "{err}");
+}

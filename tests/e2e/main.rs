@@ -23,6 +23,7 @@ mod headcounts_e2e;
 mod idle_e2e;
 mod log_format_e2e;
 mod ops_e2e;
+mod package_e2e;
 mod page_e2e;
 mod provision_e2e;
 mod report_e2e;

@@ -328,3 +328,37 @@ pub async fn psql_run(
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// `tellijn demo` as a user starts it, on ephemeral ports, with its data in `data` and `extra`
+/// arguments: the child (killed when dropped) and the lines it printed up to "Press Ctrl-C"
+/// (its addresses). The rest of its output is read and dropped.
+pub async fn demo(data: &Path, extra: &[&str]) -> (tokio::process::Child, Vec<String>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tellijn"))
+        .arg("demo")
+        .args(extra)
+        .args(["--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "--metrics",
+            "127.0.0.1:0",
+            "--postgres",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        if l.starts_with("Press Ctrl-C") {
+            break;
+        }
+        printed.push(l.trim().to_owned());
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, printed)
+}

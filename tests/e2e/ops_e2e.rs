@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -294,54 +294,23 @@ async fn every_dashboard_query_answers_against_real_prometheus_and_sql() {
 async fn dashboard_queries() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // A demo as a user starts it, on ephemeral ports, from early morning.
-    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_tellijn"))
-        .args([
-            "demo",
-            "--sensors",
-            "60",
-            "--speed",
-            "60",
-            // Before the first lectures: every lecture hall is empty for the whole hour, so the
-            // "empty lecture-hall hours" panel has rows whatever the timetable draws.
-            "--start",
-            "06:00",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--postgres",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    // A demo as a user starts it, on ephemeral ports, from early morning: before the first
+    // lectures every lecture hall is empty for the whole hour, so the "empty lecture-hall
+    // hours" panel has rows whatever the timetable draws.
+    let args = ["--sensors", "60", "--speed", "60", "--start", "06:00"];
+    let (mut demo, printed) = crate::common::demo(&data, &args).await;
     let (mut metrics, mut pg, mut prom_cfg) = (None, None, None);
-    while let Some(l) = lines.next_line().await.unwrap() {
-        if let Some(rest) = l.trim().strip_prefix("Metrics    http://") {
+    for l in &printed {
+        if let Some(rest) = l.strip_prefix("Metrics    http://") {
             metrics = rest.strip_suffix("/metrics").map(str::to_owned);
         }
-        if let Some(rest) = l.trim().strip_prefix("PostgreSQL psql \"") {
+        if let Some(rest) = l.strip_prefix("PostgreSQL psql \"") {
             pg = rest.split('"').next().map(str::to_owned);
         }
-        if let Some(rest) = l
-            .trim()
-            .strip_prefix("Prometheus prometheus --config.file=")
-        {
+        if let Some(rest) = l.strip_prefix("Prometheus prometheus --config.file=") {
             prom_cfg = rest.split(' ').next().map(PathBuf::from);
         }
-        if l.starts_with("Press Ctrl-C") {
-            break;
-        }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let (metrics, pg, prom_cfg) = (metrics.unwrap(), pg.unwrap(), prom_cfg.unwrap());
     let cfg = std::fs::read_to_string(&prom_cfg).unwrap();
     assert!(cfg.contains(&metrics), "{cfg}");

@@ -5,59 +5,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::chromium::Chromium;
 use crate::common::http_get;
 
-/// A demo as a user starts it, on ephemeral ports, mid-morning (rooms in use, some nearly
-/// empty, lecture halls open as study places between lectures).
+/// A demo mid-morning (rooms in use, some nearly empty, lecture halls open as study places
+/// between lectures); its API address.
 async fn demo(data: &Path, sensors: u32) -> (tokio::process::Child, SocketAddr) {
     let sensors = sensors.to_string();
-    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_tellijn"))
-        .args([
-            "demo",
-            "--sensors",
-            &sensors,
-            "--speed",
-            "60",
-            "--start",
-            "10:00",
-            "--mqtt",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--postgres",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let mut api = None;
-    while let Some(l) = lines.next_line().await.unwrap() {
-        if let Some(rest) = l.trim().strip_prefix("API        http://") {
-            api = rest
-                .split('/')
-                .next()
-                .map(|a| a.parse::<SocketAddr>().unwrap());
-        }
-        if l.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (demo, api.expect("the demo printed no API address"))
+    let args = ["--sensors", &sensors, "--speed", "60", "--start", "10:00"];
+    let (child, printed) = crate::common::demo(data, &args).await;
+    let api = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("API        http://"))
+        .and_then(|rest| rest.split('/').next())
+        .map(|a| a.parse::<SocketAddr>().unwrap());
+    (child, api.expect("the demo printed no API address"))
 }
 
 /// axe-core from npm, as `.ci/test --install-only` installs it.

@@ -449,49 +449,6 @@ enum Cmd {
     Sync(std::sync::mpsc::Sender<Result<(), AuditError>>),
 }
 
-/// The locks this process holds, by lock file: a server stopped and started again in one
-/// process (tests, the demo) shares its lock with whatever of the old one is still alive;
-/// another process is refused.
-static HELD: Mutex<Vec<(PathBuf, std::sync::Weak<File>)>> = Mutex::new(Vec::new());
-
-/// `{data}/audit.lock`, locked (`flock`) by this process, or [`AuditError::Held`].
-fn lock(data_dir: &Path, dir: &Path) -> Result<Arc<File>, AuditError> {
-    let io = |source| AuditError::Io {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    let path = data_dir.join("audit.lock");
-    let key = data_dir.canonicalize().map_err(io)?.join("audit.lock");
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    held.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(f) = held
-        .iter()
-        .find(|(p, _)| *p == key)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        return Ok(f);
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(AuditError::Held {
-                dir: dir.to_path_buf(),
-                lock: path,
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-    }
-    let file = Arc::new(file);
-    held.push((key, Arc::downgrade(&file)));
-    Ok(file)
-}
-
 /// An append-only, hash-chained audit log, safe to share between tasks.
 pub struct AuditLog {
     dir: PathBuf,
@@ -614,6 +571,8 @@ impl Drop for AuditLog {
     }
 }
 
+mod lock;
+use lock::lock;
 mod writer;
 use writer::Writer;
 

@@ -362,3 +362,25 @@ pub async fn demo(data: &Path, extra: &[&str]) -> (tokio::process::Child, Vec<St
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, printed)
 }
+
+/// A tokio-postgres client logged in to `addr` as `user` (name, password); the connection's task.
+pub async fn pg_client(
+    addr: std::net::SocketAddr,
+    user: (&str, &str),
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} password={} dbname=tellijn",
+            addr.port(),
+            user.0,
+            user.1
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("logging in to {addr} as {}: {e}", user.0));
+    (client, tokio::spawn(conn))
+}

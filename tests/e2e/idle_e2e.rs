@@ -141,18 +141,7 @@ async fn silent_sql_connections_are_closed() {
     assert!(got.is_empty(), "{got}");
 
     // A logged-in client in use stays connected: a query every 400 ms for 2 s.
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user={} password={} dbname=tellijn",
-            pg.port(),
-            STEWARD.0,
-            STEWARD.1
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (client, conn) = pg_client(pg, STEWARD).await;
     for i in 0..6 {
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(400)).await;

@@ -199,18 +199,7 @@ async fn a_connected_session_sees_new_files() {
     let data = dir.path();
     let server = start_text(data, &campus_with_users(data), "127.0.0.1:0").await;
     let pg = server.postgres_addr();
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user={} password={} dbname=tellijn",
-            pg.port(),
-            STEWARD.0,
-            STEWARD.1
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (client, _conn) = pg_client(pg, STEWARD).await;
     assert_eq!(occupancy_rows(&client).await, 0);
     write_occupancy(data, 0, &[("r1", 3)]);
     assert_eq!(occupancy_rows(&client).await, 30);
@@ -547,18 +536,7 @@ async fn reads_by_named_users_are_audited_without_results() {
     assert!(r.ok, "{}", r.stderr);
 
     // SQL, extended protocol: one prepared statement executed twice is two reads.
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user={} password={} dbname=tellijn",
-            pg.port(),
-            STEWARD.0,
-            STEWARD.1
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (client, _conn) = pg_client(pg, STEWARD).await;
     let stmt = client
         .prepare(
             "WITH peak AS (SELECT room, max(occupancy_max) AS m FROM occupancy GROUP BY room) \

@@ -240,18 +240,7 @@ async fn a_subquery_the_wire_layer_would_answer_with_null_is_refused() {
     .await;
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.stdout, "r1,Building\nr2,Building\n");
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user={} password={} dbname=tellijn",
-            pg.port(),
-            STEWARD.0,
-            STEWARD.1
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (client, _conn) = pg_client(pg, STEWARD).await;
     let e = client
         .query(
             "SELECT r.id, (SELECT b.name FROM buildings b WHERE b.id = r.building) AS b FROM rooms r WHERE r.id = $1",

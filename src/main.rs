@@ -270,6 +270,25 @@ async fn shutdown_signal() {
     }
 }
 
+/// SIGHUP, as a stream of `()` (never on other platforms).
+fn reload_signal() -> Result<tokio::sync::mpsc::Receiver<()>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // Several SIGHUPs during one reload make one more reload, not a queue.
+                let _ = tx.try_send(());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    std::mem::forget(tx);
+    Ok(rx)
+}
+
 fn load_campus(path: &std::path::Path) -> Result<Campus> {
     Campus::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -322,8 +341,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             // Listening for SIGTERM/SIGINT from before the start: one arriving while the
             // server starts then stops it cleanly instead of killing the process.
-            let shutdown = tokio::spawn(shutdown_signal());
-            let server = Server::start(ServerOptions {
+            let mut shutdown = tokio::spawn(shutdown_signal());
+            // SIGHUP reloads (`systemctl reload tellijn`); listened for from before the start
+            // too, since its default would end the process.
+            let mut hangup = reload_signal()?;
+            let data_dir_in_force = data_dir.clone();
+            let mut server = Server::start(ServerOptions {
                 campus: Arc::new(campus),
                 mqtt: ports.mqtt,
                 mqtts: ports.mqtts,
@@ -346,7 +369,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 server.metrics_addr(),
                 server.postgres_addr()
             );
-            let _ = shutdown.await;
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    Some(()) = hangup.recv() => {
+                        tracing::info!("SIGHUP: reading {} again.", config.display());
+                        match tellijn::server::reload_file(&mut server, &config, &data_dir_in_force).await {
+                            Ok(r) => println!(
+                                "Reloaded {}: config sha256 {}{}.",
+                                config.display(),
+                                r.config_sha256,
+                                if r.changed {
+                                    format!(", {} MQTT clients reconnecting under the new rules", r.disconnected)
+                                } else {
+                                    " (unchanged)".to_owned()
+                                }
+                            ),
+                            Err(e) => eprintln!("Refused to reload {}: {e}", config.display()),
+                        }
+                    }
+                }
+            }
             let s = server.stop().await?;
             println!("Stopped after storing {} count messages.", s.accepted);
         }

@@ -44,7 +44,7 @@ pub async fn rows(
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // The room id exists in the config; the times were parsed and snapped to the grid.
     let batches = crate::api::occupancy_steps(api, &room.id, range, QUARTER).await?;
-    let min = api.campus.privacy.public_min_count;
+    let min = api.campus().privacy.public_min_count;
     let mut quarters = Vec::new();
     for batch in &batches {
         let col = |i: usize| batch.column(i).as_primitive::<Int64Type>();

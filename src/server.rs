@@ -18,7 +18,11 @@ use tellijn_processors::{Output, Processors, Summary};
 use tellijn_wire::Clock;
 
 use crate::live::Live;
+use tellijn_processors::reload::Reload;
 use tokio::sync::{mpsc, watch};
+
+mod reload;
+pub use reload::{ReloadError, Reloaded, needs_restart, reload_file};
 use tokio::task::JoinHandle;
 
 /// Capacity of the broker → processors channel. When it is full, publishers wait for their
@@ -65,6 +69,13 @@ pub struct Server {
     refusals: Arc<Refusals>,
     refusals_task: JoinHandle<()>,
     bookings: Option<crate::bookings::Bookings>,
+    /// What the bookings were started with (a reload starts them again with a new campus).
+    bookings_options: crate::bookings::BookingsOptions,
+    /// The campus in force; the bridge follows it (the public tree).
+    campus: watch::Sender<Arc<Campus>>,
+    reloads: mpsc::Sender<Reload>,
+    api: Arc<crate::api::Api>,
+    history: Arc<tellijn_queries::History>,
     /// The current occupancy the API serves.
     pub live: Arc<Live>,
     pub metrics: Metrics,
@@ -172,17 +183,30 @@ impl Server {
             broker.publish_retained(&topic, payload).await?;
         }
         let (out_tx, mut out_rx) = mpsc::channel::<Output>(EVENT_QUEUE);
+        let (campus_tx, mut campus_rx) = watch::channel(campus.clone());
         let bridge = {
             let broker_scx = broker.publisher();
             let live = live.clone();
-            let campus = campus.clone();
             tokio::spawn(async move {
-                while let Some(o) = out_rx.recv().await {
-                    live.apply(&o);
-                    let changed = public.after(&campus, &live, &o.topic);
-                    if let Err(e) = broker_scx.publish_retained(&o.topic, o.payload).await {
-                        tracing::error!(topic = %o.topic, "Publishing a retained topic failed: {e}");
-                    }
+                loop {
+                    let changed = tokio::select! {
+                        o = out_rx.recv() => {
+                            let Some(o) = o else { break };
+                            live.apply(&o);
+                            let campus = campus_rx.borrow().clone();
+                            let changed = public.after(&campus, &live, &o.topic);
+                            if let Err(e) = broker_scx.publish_retained(&o.topic, o.payload).await {
+                                tracing::error!(topic = %o.topic, "Publishing a retained topic failed: {e}");
+                            }
+                            changed
+                        }
+                        // A reload: the public tree of the new campus, and the topics it
+                        // no longer has cleared.
+                        Ok(()) = campus_rx.changed() => {
+                            let campus = campus_rx.borrow_and_update().clone();
+                            public.reload(&campus, &live)
+                        }
+                    };
                     for (topic, payload) in changed {
                         if let Err(e) = broker_scx.publish_retained(&topic, payload).await {
                             tracing::error!(%topic, "Publishing a public topic failed: {e}");
@@ -194,16 +218,23 @@ impl Server {
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let flush = campus.server.flush_interval;
         let bookings_out = out_tx.clone();
-        let processors = tokio::spawn(processors.run(events_rx, out_tx, flush, async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        }));
+        let (reloads, reloads_rx) = mpsc::channel(1);
+        let processors = tokio::spawn(processors.run(
+            events_rx,
+            out_tx,
+            flush,
+            async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            },
+            reloads_rx,
+        ));
 
         let history = Arc::new(
             tellijn_queries::History::open(&data_dir, Some(&campus))
                 .await?
                 .with_pg_catalog()?,
         );
-        let bookings = crate::bookings::start(crate::bookings::BookingsOptions {
+        let bookings_options = crate::bookings::BookingsOptions {
             campus: campus.clone(),
             data_dir: data_dir.clone(),
             clock: opts.clock,
@@ -211,8 +242,8 @@ impl Server {
             metrics: metrics.clone(),
             history: history.clone(),
             out: bookings_out,
-        })
-        .await?;
+        };
+        let bookings = crate::bookings::start(bookings_options.clone()).await?;
         let sql_audit = audit.clone();
         let pg = {
             let metrics = metrics.clone();
@@ -263,7 +294,7 @@ impl Server {
             crate::api::Api::new(
                 campus.clone(),
                 live.clone(),
-                history,
+                history.clone(),
                 opts.clock,
                 data_dir.clone(),
                 refusals.clone(),
@@ -271,7 +302,7 @@ impl Server {
             )
             .with_occupancy(events_tx),
         );
-        let app = crate::http::router(api, metrics.health.clone());
+        let app = crate::http::router(api.clone(), metrics.health.clone());
         let http = tokio::spawn(crate::http::serve(
             http_listener,
             app,
@@ -312,6 +343,11 @@ impl Server {
             refusals,
             refusals_task,
             bookings,
+            bookings_options,
+            campus: campus_tx,
+            reloads,
+            api,
+            history,
             metrics,
             live,
         })

@@ -109,6 +109,34 @@ impl PublicTree {
         out
     }
 
+    /// After a reload: every public topic of `campus` that changed, and an empty payload
+    /// (which clears a retained message) for each topic published before that `campus` no
+    /// longer has — a room removed or made non-public, a building removed.
+    pub fn reload(&mut self, campus: &Campus, live: &Live) -> Vec<(String, Vec<u8>)> {
+        let mut out = self.all(campus, live);
+        let kept: std::collections::HashSet<String> = (campus.rooms.iter())
+            .filter(|r| r.public)
+            .map(|r| topic::public_room(&r.id))
+            .chain(
+                campus
+                    .buildings
+                    .iter()
+                    .map(|b| topic::public_building(&b.id)),
+            )
+            .collect();
+        let gone: Vec<String> = self
+            .last
+            .keys()
+            .filter(|t| !kept.contains(*t))
+            .cloned()
+            .collect();
+        for t in gone {
+            self.last.remove(&t);
+            out.push((t, Vec::new()));
+        }
+        out
+    }
+
     /// The public topics that the retained output on `output_topic` may change, where their
     /// payload changed. Outputs about non-public rooms change nothing public.
     pub fn after(
@@ -288,5 +316,44 @@ capacity = 2
         );
         let v: serde_json::Value = serde_json::from_slice(&changed[0].1).unwrap();
         assert_eq!(v["occupancy"], 9);
+    }
+
+    #[test]
+    fn a_reload_clears_the_public_topics_of_rooms_made_private_or_removed() {
+        let c = campus();
+        let live = Live::default();
+        let mut tree = PublicTree::default();
+        tree.all(&c, &live);
+        assert!(
+            tree.reload(&c, &live).is_empty(),
+            "the same campus: nothing"
+        );
+        // The nook made private, a new public room in a new building.
+        let mut next = c.clone();
+        for r in next.rooms.iter_mut().filter(|r| r.id == "nook") {
+            r.public = false;
+        }
+        next.buildings.push(Building {
+            id: "c".into(),
+            name: "C".into(),
+        });
+        let changed: Vec<(String, bool)> = tree
+            .reload(&next, &live)
+            .into_iter()
+            .map(|(t, p)| (t, p.is_empty()))
+            .collect();
+        assert!(
+            changed.contains(&("tellijn/v1/public/rooms/nook".into(), true)),
+            "the nook's public topic is cleared: {changed:?}"
+        );
+        assert!(
+            changed.contains(&("tellijn/v1/public/buildings/c".into(), false)),
+            "{changed:?}"
+        );
+        assert!(
+            !changed.iter().any(|(t, _)| t.ends_with("/hall")),
+            "{changed:?}"
+        );
+        assert!(tree.reload(&next, &live).is_empty(), "cleared once");
     }
 }

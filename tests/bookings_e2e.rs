@@ -261,6 +261,7 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
     let (seen, reader_task) = reader(port).await;
     let sensor = zone_sensor(port, clock, t0).await;
     let http = server.http_addr();
+    let mut chromium = chromium::Chromium::start(390, 844).await;
     let minute = |m: i64| t0 + TimeDelta::minutes(m);
     let booking_of = |v: &Vec<Value>, pred: &dyn Fn(&Value) -> bool| v.iter().any(pred);
 
@@ -323,8 +324,8 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
         "the test ran too slowly to see the study place open ({now_min})"
     );
 
-    // The free-places page shows it (headless Chromium, a phone's width).
-    let mut chromium = chromium::Chromium::start(390, 844).await;
+    // The free-places page shows it (headless Chromium, a phone's width, started at the
+    // beginning: on a busy machine its start alone can outlast the study place's 15 s).
     chromium
         .call(
             "Page.navigate",
@@ -345,9 +346,10 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let shown = shown.as_str().unwrap_or_default().to_owned();
+    let now_min = (clock.now() - t0).num_minutes();
     assert!(
         shown.contains("Hall two") && shown.contains("Open study place · free until"),
-        "{shown}"
+        "at simulated minute {now_min} (open from 230 to 390) the page showed: {shown}"
     );
     drop(chromium);
 

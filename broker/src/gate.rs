@@ -41,18 +41,27 @@ pub enum Admitted {
     Status(StatusMessage),
 }
 
+#[derive(Clone, PartialEq, Eq)]
 struct SensorEntry {
     secret_hash: String,
     lines: BTreeSet<String>,
     zones: BTreeSet<String>,
 }
 
+#[derive(Clone, PartialEq, Eq)]
 struct ReaderEntry {
     password_hash: String,
     filters: Vec<String>,
 }
 
-/// The access policy, built once from the campus config.
+/// What a user name stands for in a policy (compared across a reload).
+#[derive(PartialEq, Eq)]
+enum Entry<'a> {
+    Sensor(&'a SensorEntry),
+    Reader(&'a ReaderEntry),
+}
+
+/// The access policy, built from the campus config (again at each reload).
 pub struct Policy {
     sensors: HashMap<String, SensorEntry>,
     readers: BTreeMap<String, ReaderEntry>,
@@ -232,6 +241,41 @@ impl Policy {
     pub fn is_sensor(&self, id: &str) -> bool {
         self.sensors.contains_key(id)
     }
+
+    fn entry(&self, user: &str) -> Option<Entry<'_>> {
+        match self.sensors.get(user) {
+            Some(s) => Some(Entry::Sensor(s)),
+            None => self.readers.get(user).map(Entry::Reader),
+        }
+    }
+
+    /// After a reload from `self` to `new`: must a client connected as `username` (none:
+    /// anonymous) with `client_id` reconnect? Yes when what admitted it changed at all — its
+    /// sensor or reader removed, its secret, lines, zones or topics changed, the anonymous
+    /// filters changed for an anonymous client — or when its client id became a sensor's.
+    /// Its subscriptions were checked against the old rules; reconnecting checks them again.
+    pub fn must_reconnect(&self, new: &Policy, username: Option<&str>, client_id: &str) -> bool {
+        let changed = match username {
+            None => self.anonymous != new.anonymous,
+            Some(u) => self.entry(u) != new.entry(u),
+        };
+        changed || (new.sensors.contains_key(client_id) && username != Some(client_id))
+    }
+
+    /// Keeps the secrets verified under `old` for the users whose entry did not change, so a
+    /// reload costs no argon2id for the clients that stay.
+    pub fn keep_verified(&self, old: &Policy) {
+        if std::ptr::eq(self, old) {
+            return;
+        }
+        let old_cache = old.verified.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        for (user, digest) in old_cache.iter() {
+            if old.entry(user).is_some() && old.entry(user) == self.entry(user) {
+                cache.insert(user.clone(), *digest);
+            }
+        }
+    }
 }
 
 pub use tellijn_wire::topic::filter_within;
@@ -264,6 +308,104 @@ mod tests {
             .zone_sensor("s2", &hash("s2-secret"), &[("seats", "r1")])
             .toml();
         Policy::new(&Campus::parse(&text, "test.toml").unwrap())
+    }
+
+    /// The same rules (the same hashes), nothing verified yet.
+    fn copy(p: &Policy) -> Policy {
+        Policy {
+            sensors: p.sensors.clone(),
+            readers: p.readers.clone(),
+            anonymous: p.anonymous.clone(),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[test]
+    fn a_reload_reconnects_exactly_the_clients_whose_rules_changed() {
+        let p = policy();
+        // Nothing changed: nobody reconnects.
+        assert!(!p.must_reconnect(&p, Some("s1"), "s1"));
+        assert!(!p.must_reconnect(&p, Some("hvac"), "hvac-1"));
+        assert!(!p.must_reconnect(&p, None, "anon-1"));
+        // s2 removed, the reader's topics widened, the anonymous filters narrowed.
+        let mut new = copy(&p);
+        new.sensors.remove("s2");
+        if let Some(r) = new.readers.get_mut("hvac") {
+            r.filters.push("tellijn/v1/rooms/+/occupancy".into());
+        }
+        assert!(
+            !p.must_reconnect(&new, Some("s1"), "s1"),
+            "s1 did not change"
+        );
+        assert!(p.must_reconnect(&new, Some("s2"), "s2"), "a removed sensor");
+        assert!(
+            p.must_reconnect(&new, Some("hvac"), "hvac-1"),
+            "changed topics"
+        );
+        assert!(
+            !p.must_reconnect(&new, None, "anon-1"),
+            "same anonymous filters"
+        );
+        new.anonymous = vec!["tellijn/v1/public/buildings/#".into()];
+        assert!(
+            p.must_reconnect(&new, None, "anon-1"),
+            "anonymous filters changed"
+        );
+        // A removed reader; a sensor whose lines changed; a new sensor whose id a client holds.
+        let mut new = copy(&p);
+        new.readers.clear();
+        if let Some(s) = new.sensors.get_mut("s1") {
+            s.lines.insert("side".into());
+        }
+        new.sensors.insert(
+            "anon-1".into(),
+            SensorEntry {
+                secret_hash: hash("x"),
+                lines: BTreeSet::new(),
+                zones: BTreeSet::new(),
+            },
+        );
+        assert!(
+            p.must_reconnect(&new, Some("hvac"), "hvac-1"),
+            "a removed reader"
+        );
+        assert!(p.must_reconnect(&new, Some("s1"), "s1"), "changed lines");
+        assert!(!p.must_reconnect(&new, Some("s2"), "s2"));
+        assert!(
+            p.must_reconnect(&new, None, "anon-1"),
+            "its id is a sensor's now"
+        );
+        // A new hash is a new entry, even of the same secret (a rotation to the same value).
+        let mut rehashed = copy(&p);
+        if let Some(s) = rehashed.sensors.get_mut("s1") {
+            s.secret_hash = hash("s1-secret");
+        }
+        assert!(p.must_reconnect(&rehashed, Some("s1"), "s1"));
+    }
+
+    #[test]
+    fn a_reload_keeps_verified_secrets_only_for_unchanged_users() {
+        let old = policy();
+        old.authenticate("s1", Some("s1"), Some(b"s1-secret"), None)
+            .unwrap();
+        old.authenticate("s2", Some("s2"), Some(b"s2-secret"), None)
+            .unwrap();
+        old.authenticate("hvac-1", Some("hvac"), Some(b"hvac-pw"), None)
+            .unwrap();
+        // The new policy: the same entries, s2 with a new secret, the reader gone.
+        let mut new = copy(&old);
+        new.readers.clear();
+        if let Some(s) = new.sensors.get_mut("s2") {
+            s.secret_hash = hash("new");
+        }
+        new.keep_verified(&old);
+        assert!(new.is_cached("s1", b"s1-secret"));
+        assert!(!new.is_cached("s2", b"s2-secret"), "s2's secret changed");
+        assert!(!new.is_cached("hvac", b"hvac-pw"), "the reader is gone");
+        assert!(!old.must_reconnect(&new, Some("s1"), "s1"));
+        assert!(old.must_reconnect(&new, Some("s2"), "s2"));
+        assert!(old.must_reconnect(&new, Some("hvac"), "hvac-1"));
+        new.keep_verified(&new);
     }
 
     #[test]

@@ -37,7 +37,8 @@ use crate::gate::{Admitted, AuthRefusal, Identity, Policy, Will};
 
 /// Everything the hooks need; one instance serves all hook types.
 pub(crate) struct GateHooks {
-    pub policy: Arc<Policy>,
+    /// Swapped whole by a reload ([`crate::Broker::set_policy`]).
+    pub policy: arc_swap::ArcSwap<Policy>,
     pub metrics: Metrics,
     pub audit: Arc<AuditLog>,
     pub refusals: Arc<Refusals>,
@@ -105,7 +106,7 @@ impl GateHooks {
     fn identity(&self, s: &Session) -> Identity {
         match &s.id.username {
             None => Identity::Anonymous,
-            Some(u) if self.policy.is_sensor(u) => Identity::Sensor(u.to_string()),
+            Some(u) if self.policy.load().is_sensor(u) => Identity::Sensor(u.to_string()),
             Some(u) => Identity::Reader(u.to_string()),
         }
     }
@@ -129,17 +130,20 @@ impl GateHooks {
             LastWill::V3(w) => (w.topic.to_string(), w.message.to_vec()),
             LastWill::V5(w) => (w.topic.to_string(), w.message.to_vec()),
         });
-        let policy = self.policy.clone();
+        // A CONNECT decided under a policy that a reload replaced meanwhile gets no special
+        // treatment: it may keep its connection, but every SUBSCRIBE and PUBLISH after it is
+        // checked against the policy in force, so it gains nothing the new rules refuse.
+        let policy = self.policy.load_full();
         let (cid, user) = (client_id.clone(), username.clone());
+        let cached = match (info.username(), info.password()) {
+            (Some(u), Some(p)) => policy.is_cached(u, p),
+            _ => false,
+        };
         let decide = move || {
             let will = will
                 .as_ref()
                 .map(|(topic, payload)| Will { topic, payload });
             policy.authenticate(&cid, user.as_deref(), password.as_deref(), will)
-        };
-        let cached = match (info.username(), info.password()) {
-            (Some(u), Some(p)) => self.policy.is_cached(u, p),
-            _ => false,
         };
         let decided = if cached {
             // Verified before: SHA-256 only, so no waiting behind other clients' argon2id.
@@ -204,6 +208,7 @@ impl GateHooks {
         let received = self.clock.now();
         match self
             .policy
+            .load()
             .check_publish(&who, &p.topic, &p.payload, p.retain, received)
         {
             Ok(admitted) => {
@@ -255,7 +260,7 @@ impl GateHooks {
 
     fn subscribe(&self, s: &Session, sub: &rmqtt::types::Subscribe) -> ReturnType {
         let who = self.identity(s);
-        if self.policy.may_subscribe(&who, &sub.topic_filter) {
+        if self.policy.load().may_subscribe(&who, &sub.topic_filter) {
             let ok = SubscribeAclResult::new_success(sub.opts.qos(), None);
             return (false, Some(HookResult::SubscribeAclResult(ok)));
         }

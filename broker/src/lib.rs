@@ -99,6 +99,7 @@ pub struct BrokerConfig {
 /// A running broker.
 pub struct Broker {
     scx: ServerContext,
+    hooks: Arc<hooks::GateHooks>,
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     task: JoinHandle<()>,
@@ -125,7 +126,7 @@ impl Broker {
 
         let peers = Arc::new(door::Peers::default());
         let hooks = Arc::new(hooks::GateHooks {
-            policy: cfg.policy,
+            policy: arc_swap::ArcSwap::new(cfg.policy),
             metrics: cfg.metrics,
             audit: cfg.audit,
             refusals: cfg.refusals,
@@ -200,6 +201,7 @@ impl Broker {
         }
         Ok(Broker {
             scx,
+            hooks,
             addr,
             tls_addr,
             task,
@@ -215,6 +217,44 @@ impl Broker {
     /// The MQTT-over-TLS address, if configured.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// Puts a new policy in force (a config reload) and disconnects every client whose rules
+    /// changed ([`Policy::must_reconnect`]): a removed sensor or reader, a changed secret or
+    /// topic list, anonymous clients when `anonymous_read` changed. Secrets verified for
+    /// unchanged users stay verified. Returns how many clients were disconnected.
+    pub async fn set_policy(&self, new: Policy) -> usize {
+        let old = self.hooks.policy.load_full();
+        new.keep_verified(&old);
+        let new = Arc::new(new);
+        self.hooks.policy.store(new.clone());
+        let ids: Vec<Id> = {
+            let shared = self.scx.extends.shared().await;
+            shared
+                .iter()
+                .filter_map(|e| e.session())
+                .map(|s| s.id.clone())
+                .filter(|id| old.must_reconnect(&new, id.username.as_deref(), &id.client_id))
+                .collect()
+        };
+        let mut kicked = 0;
+        for id in ids {
+            let mut entry = self.scx.extends.shared().await.entry(id.clone());
+            match entry.kick(true, true, true).await {
+                Ok(_) => {
+                    kicked += 1;
+                    tracing::info!(
+                        client = %tellijn_config::refusals::field(&id.client_id),
+                        "Disconnected an MQTT client: its rules changed with the new config; it may reconnect under them."
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    client = %tellijn_config::refusals::field(&id.client_id),
+                    "Disconnecting an MQTT client after a reload failed: {e}"
+                ),
+            }
+        }
+        kicked
     }
 
     /// Publishes a retained message from inside the server (the processors), past the ACL.

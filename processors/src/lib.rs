@@ -22,6 +22,7 @@
 //! - `run_loop`: [`Processors::run`], the `select!` loop tying it together. Nothing on it
 //!   waits for the disk except the channel to the broker.
 //! - `state`: the saved state and recovery at start ([`recover`], [`rebuild::repair`]).
+//! - [`reload`]: a new campus in force without a restart, through the restart path.
 //!
 //! - acks: after each successful flush, every sensor's watermark (the end of its first run of
 //!   stored seqs; a gap overdue longer than `gap_horizon` is declared lost, counted and
@@ -58,6 +59,7 @@ pub mod parquet_sink;
 mod publish;
 pub mod rebuild;
 pub mod recover;
+pub mod reload;
 pub mod retention;
 mod run_loop;
 pub mod schedule;

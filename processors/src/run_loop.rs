@@ -9,6 +9,7 @@ use tellijn_wire::SensorEvent;
 use tokio::sync::mpsc;
 
 use crate::flushing::{PendingFlush, wait_flush};
+use crate::reload::{Reload, Reopened};
 use crate::{Output, ProcessorError, Processors, Summary};
 
 impl Processors {
@@ -17,12 +18,16 @@ impl Processors {
     /// A flush runs beside the event loop: messages arriving while the files are written and
     /// synced are handled (and their occupancy published) at once, into the next buffer. One
     /// flush is in flight at a time; a tick that finds one still running is skipped.
+    ///
+    /// A [`Reload`] from `reloads` puts a new campus in force between two events
+    /// ([`crate::reload`]); its `done` says whether it did.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<SensorEvent>,
         out: mpsc::Sender<Output>,
         flush_every: Duration,
         shutdown: impl Future<Output = ()>,
+        mut reloads: mpsc::Receiver<Reload>,
     ) -> Result<Summary, ProcessorError> {
         let mut summary = Summary::default();
         let mut tick = tokio::time::interval(flush_every);
@@ -41,6 +46,28 @@ impl Processors {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                Some(r) = reloads.recv() => {
+                    if let Some(mut p) = pending.take() {
+                        let joined = (&mut p.task).await;
+                        match self.finish_flush(p, joined) {
+                            Ok(acks) => {
+                                for o in acks {
+                                    let _ = out.send(o).await;
+                                }
+                            }
+                            Err(e @ ProcessorError::FlushLost(_)) => return Err(e),
+                            Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
+                        }
+                    }
+                    let (outputs, result) = match self.reopen(r.campus).await? {
+                        Reopened::Done(o) => (o, Ok(())),
+                        Reopened::Refused(e, o) => (o, Err(e)),
+                    };
+                    for o in outputs {
+                        let _ = out.send(o).await;
+                    }
+                    let _ = r.done.send(result);
+                }
                 joined = wait_flush(&mut pending) => {
                     let Some(p) = pending.take() else { continue };
                     match self.finish_flush(p, joined) {

@@ -68,6 +68,7 @@ impl From<datafusion::error::DataFusionError> for QueryError {
 /// SQL over one data directory.
 pub struct History {
     ctx: SessionContext,
+    data_dir: std::path::PathBuf,
 }
 
 impl History {
@@ -78,60 +79,22 @@ impl History {
         }
         let ctx =
             SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
-        let privacy = campus.map(|c| c.privacy.clone()).unwrap_or_default();
-        for (name, schema, retention) in [
-            (schema::COUNTS, schema::counts(), privacy.raw_retention),
-            (
-                schema::ZONE_COUNTS,
-                schema::zone_counts(),
-                privacy.raw_retention,
-            ),
-            (
-                schema::OCCUPANCY,
-                schema::occupancy(),
-                privacy.aggregate_retention,
-            ),
-            (
-                schema::BOOKINGS,
-                schema::bookings(),
-                privacy.aggregate_retention,
-            ),
-            (
-                schema::HEADCOUNTS,
-                schema::headcounts(),
-                privacy.aggregate_retention,
-            ),
-        ] {
-            let dir = data_dir.join(name);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| QueryError::Internal(format!("{}: {e}", dir.display())))?;
-            let url = ListingTableUrl::parse(format!(
-                "{}/",
-                dir.canonicalize().unwrap_or(dir).display()
-            ))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
-            let config = ListingTableConfig::new(url)
-                .with_listing_options(options)
-                // Text columns as `Utf8View` (the files store them dictionary-encoded; views
-                // decode without copying each value and group short keys such as room ids
-                // cheaply: a full-year scan grouped by room spent 55 % copying and interning
-                // strings before, `bench/sql.sh`). The files and their schema are unchanged.
-                .with_schema(Arc::new(transform_schema_to_view(&schema)));
-            let table = Arc::new(ListingTable::try_new(config)?);
-            ctx.register_table(
-                name,
-                Arc::new(retained::Retained {
-                    inner: table,
-                    retention,
-                }),
-            )?;
-        }
+        register_history(&ctx, data_dir, campus)?;
         if let Some(c) = campus {
             register_campus(&ctx, c)?;
         }
-        Ok(History { ctx })
+        Ok(History {
+            ctx,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Puts a reloaded campus in force: its `rooms`, `buildings` and `sensors` tables and its
+    /// retention periods (what is past them is no longer read), for every session started
+    /// after this (an open session keeps the tables it began with).
+    pub fn set_campus(&self, campus: &Campus) -> Result<(), QueryError> {
+        register_history(&self.ctx, &self.data_dir, Some(campus))?;
+        register_campus(&self.ctx, campus)
     }
 
     /// Runs one SQL statement; only a read ([`readonly::read_only_options`]: no DDL, DML,
@@ -167,6 +130,63 @@ impl History {
         pg::like_escape::register(&self.ctx);
         Ok(self)
     }
+}
+
+/// The history tables of `data_dir`, read within `campus`'s retention.
+fn register_history(
+    ctx: &SessionContext,
+    data_dir: &Path,
+    campus: Option<&Campus>,
+) -> Result<(), QueryError> {
+    let privacy = campus.map(|c| c.privacy.clone()).unwrap_or_default();
+    for (name, schema, retention) in [
+        (schema::COUNTS, schema::counts(), privacy.raw_retention),
+        (
+            schema::ZONE_COUNTS,
+            schema::zone_counts(),
+            privacy.raw_retention,
+        ),
+        (
+            schema::OCCUPANCY,
+            schema::occupancy(),
+            privacy.aggregate_retention,
+        ),
+        (
+            schema::BOOKINGS,
+            schema::bookings(),
+            privacy.aggregate_retention,
+        ),
+        (
+            schema::HEADCOUNTS,
+            schema::headcounts(),
+            privacy.aggregate_retention,
+        ),
+    ] {
+        let dir = data_dir.join(name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| QueryError::Internal(format!("{}: {e}", dir.display())))?;
+        let url =
+            ListingTableUrl::parse(format!("{}/", dir.canonicalize().unwrap_or(dir).display()))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            // Text columns as `Utf8View` (the files store them dictionary-encoded; views
+            // decode without copying each value and group short keys such as room ids
+            // cheaply: a full-year scan grouped by room spent 55 % copying and interning
+            // strings before, `bench/sql.sh`). The files and their schema are unchanged.
+            .with_schema(Arc::new(transform_schema_to_view(&schema)));
+        let table = Arc::new(ListingTable::try_new(config)?);
+        ctx.register_table(
+            name,
+            Arc::new(retained::Retained {
+                inner: table,
+                retention,
+            }),
+        )?;
+    }
+    Ok(())
 }
 
 fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {

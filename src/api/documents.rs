@@ -33,18 +33,18 @@ pub fn openapi_for(campus: &Campus) -> String {
 pub async fn openapi(State(api): State<Arc<Api>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        api.openapi.clone(),
+        api.openapi.load().to_string(),
     )
 }
 
 pub async fn transparency(State(api): State<Arc<Api>>) -> impl IntoResponse {
     // Without the head counts (an error reading them) the rest of the report still shows.
-    let accuracy = crate::headcounts::accuracy(&api.campus, &api.history)
+    let accuracy = crate::headcounts::accuracy(&api.campus(), &api.history)
         .await
         .map_err(|e| tracing::warn!("The transparency report has no accuracy section: {e}"))
         .ok();
     let md = crate::transparency::report_with(
-        &api.campus,
+        &api.campus(),
         &api.data_dir,
         api.clock.now(),
         accuracy.as_ref(),

@@ -90,7 +90,7 @@ async fn recorder(api: &Api, headers: &HeaderMap) -> Result<(String, Role), ApiE
             "recording a head count needs HTTP Basic credentials of a steward or of a [[users]] entry with headcounts = true",
         ));
     };
-    match api.campus.users.iter().find(|u| u.name == name) {
+    match api.campus().users.iter().find(|u| u.name == name) {
         Some(u) if u.records_headcounts() => Ok((name, role)),
         _ => Err(status(
             StatusCode::FORBIDDEN,
@@ -110,7 +110,8 @@ pub async fn record_headcount(
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(path_error)?;
     let (user, role) = recorder(&api, &headers).await?;
-    let Some(room) = api.campus.room(&id) else {
+    let campus = api.campus();
+    let Some(room) = campus.room(&id) else {
         return Err(ApiError::not_found(format!(
             "no room {id:?}; GET /api/v1/rooms lists them"
         )));
@@ -131,14 +132,14 @@ pub async fn record_headcount(
         ));
     }
     if b.reset {
-        if !api.campus.bookings.headcount_resets {
+        if !api.campus().bookings.headcount_resets {
             return Err(status(
                 StatusCode::FORBIDDEN,
                 "this campus does not let head counts set a room's occupancy; leave out \"reset\", or ask the administrator to set [bookings] headcount_resets = true",
             ));
         }
         if api
-            .campus
+            .campus()
             .sensors
             .iter()
             .any(|s| s.zones.iter().any(|z| z.room == room.id))
@@ -198,7 +199,7 @@ pub async fn record_headcount(
             ));
         }
     }
-    let min = api.campus.privacy.public_min_count;
+    let min = api.campus().privacy.public_min_count;
     let shown = band(row.counted.max(0) as u64, min, Reader::User(role));
     let answer = HeadcountResponse {
         room: row.room,
@@ -245,7 +246,7 @@ pub async fn import_headcounts(
     }
     let body = body.map_err(|e| body_error(e, tellijn_wire::headcount::MAX_CSV))?;
     let target = crate::headcounts::Target {
-        campus: &api.campus,
+        campus: &api.campus(),
         history: &api.history,
         audit: &api.audit,
         data_dir: &api.data_dir,
@@ -280,7 +281,7 @@ pub async fn accuracy(
             "the accuracy figures need HTTP Basic credentials of a [[users]] entry; /transparency shows them per room",
         ));
     }
-    let a = crate::headcounts::accuracy(&api.campus, &api.history).await?;
+    let a = crate::headcounts::accuracy(&api.campus(), &api.history).await?;
     Ok(no_store(Json(a)))
 }
 

@@ -87,10 +87,10 @@ pub async fn history(
     .await?;
     let room = find_room(&api, &id, reader)?;
     let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let min = api.campus.privacy.public_min_count;
+    let min = api.campus().privacy.public_min_count;
     if reader == Reader::Anonymous {
         let range = tellijn_wire::query::public_range(&q, api.clock.now())?;
-        let rows = crate::public_history::rows(&api, room, &range).await?;
+        let rows = crate::public_history::rows(&api, &room, &range).await?;
         return Ok(no_store(Json(HistoryResponse {
             room: room.id.clone(),
             from: fmt(range.from),

@@ -67,7 +67,8 @@ pub use tellijn_wire::query::{
 
 /// What the API needs.
 pub struct Api {
-    pub campus: Arc<Campus>,
+    /// Swapped whole by a reload ([`Api::set_campus`]).
+    campus: arc_swap::ArcSwap<Campus>,
     pub live: Arc<Live>,
     pub history: Arc<History>,
     pub clock: Clock,
@@ -76,7 +77,7 @@ pub struct Api {
     refusals: Arc<Refusals>,
     metrics: Metrics,
     verified: Mutex<HashMap<String, Verified>>,
-    openapi: String,
+    openapi: arc_swap::ArcSwap<String>,
     /// The processors' event queue, for head counts that set a room's occupancy (none in
     /// tests that run the API without processors: such a reset is a 503).
     occupancy: Option<tokio::sync::mpsc::Sender<tellijn_wire::SensorEvent>>,
@@ -101,10 +102,27 @@ impl Api {
             history,
             clock,
             verified: Mutex::new(HashMap::new()),
-            openapi: openapi_for(&campus),
-            campus,
+            openapi: arc_swap::ArcSwap::from_pointee(openapi_for(&campus)),
+            campus: arc_swap::ArcSwap::new(campus),
             occupancy: None,
         }
+    }
+
+    /// The campus in force.
+    pub fn campus(&self) -> Arc<Campus> {
+        self.campus.load_full()
+    }
+
+    /// Puts a reloaded campus in force: the next request sees its rooms, users and rules.
+    /// Verified credentials are forgotten, so a removed user or a changed password or role
+    /// takes effect at once rather than when the cache would have expired.
+    pub fn set_campus(&self, campus: Arc<Campus>) {
+        self.openapi.store(Arc::new(openapi_for(&campus)));
+        self.campus.store(campus);
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Lets head counts set rooms' occupancy through the processors' event queue.

@@ -58,7 +58,7 @@ pub struct StudyPlace {
 }
 
 pub(super) fn room_now(api: &Api, r: &Room, reader: Reader) -> RoomNow {
-    crate::view::room(&api.campus, &api.live, r, reader)
+    crate::view::room(&api.campus(), &api.live, r, reader)
 }
 
 /// One building now.
@@ -81,14 +81,14 @@ pub async fn rooms(
     let Query(q) = q.map_err(query_error)?;
     let reader = reader(&api, &headers, "rooms", &["live", "rooms"]).await?;
     if let Some(b) = &q.building
-        && !api.campus.buildings.iter().any(|x| &x.id == b)
+        && !api.campus().buildings.iter().any(|x| &x.id == b)
     {
         return Err(ApiError::bad(format!(
             "unknown building {b:?}; GET /api/v1/buildings lists them"
         )));
     }
     let list: Vec<RoomNow> = api
-        .campus
+        .campus()
         .rooms
         .iter()
         .filter(|r| r.public || reader.sees_all_rooms())
@@ -98,9 +98,9 @@ pub async fn rooms(
     Ok(no_store(Json(list)))
 }
 
-pub(super) fn find_room<'a>(api: &'a Api, id: &str, reader: Reader) -> Result<&'a Room, ApiError> {
-    match api.campus.room(id) {
-        Some(r) if r.public || reader.sees_all_rooms() => Ok(r),
+pub(super) fn find_room(api: &Api, id: &str, reader: Reader) -> Result<Room, ApiError> {
+    match api.campus().room(id) {
+        Some(r) if r.public || reader.sees_all_rooms() => Ok(r.clone()),
         Some(_) => Err(ApiError::not_found(format!(
             "room {id:?} is not public; sign in with HTTP Basic credentials of a [[users]] entry to see it"
         ))),
@@ -118,7 +118,7 @@ pub async fn room(
     let Path(id) = id.map_err(path_error)?;
     let reader = reader(&api, &headers, &format!("rooms/{id}"), &["live", "rooms"]).await?;
     let r = find_room(&api, &id, reader)?;
-    Ok(no_store(Json(room_now(&api, r, reader))))
+    Ok(no_store(Json(room_now(&api, &r, reader))))
 }
 
 pub async fn buildings(
@@ -127,10 +127,10 @@ pub async fn buildings(
 ) -> Result<Response, ApiError> {
     let reader = reader(&api, &headers, "buildings", &["buildings", "live", "rooms"]).await?;
     let list: Vec<BuildingNow> = api
-        .campus
+        .campus()
         .buildings
         .iter()
-        .map(|b| crate::view::building(&api.campus, &api.live, b, reader))
+        .map(|b| crate::view::building(&api.campus(), &api.live, b, reader))
         .collect();
     Ok(no_store(Json(list)))
 }

@@ -44,6 +44,7 @@ const TICK: Duration = Duration::from_millis(250);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the bookings task needs.
+#[derive(Clone)]
 pub struct BookingsOptions {
     pub campus: Arc<Campus>,
     pub data_dir: PathBuf,
@@ -92,6 +93,27 @@ fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+/// The feeds' bearer tokens, read from their `token_file`s (a reload reads them before it
+/// changes anything, so a missing file refuses it).
+pub fn tokens(campus: &Campus) -> Result<Vec<Option<String>>> {
+    campus
+        .calendars
+        .iter()
+        .enumerate()
+        .map(|(i, cal)| match &cal.token_file {
+            Some(p) => Ok(Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| {
+                        format!("calendars[{i}].token_file: cannot read {}", p.display())
+                    })?
+                    .trim()
+                    .to_owned(),
+            )),
+            None => Ok(None),
+        })
+        .collect()
+}
+
 /// Starts the bookings; `None` when no `[[calendars]]` are configured.
 pub async fn start(o: BookingsOptions) -> Result<Option<Bookings>> {
     let campus = o.campus.clone();
@@ -104,18 +126,7 @@ pub async fn start(o: BookingsOptions) -> Result<Option<Bookings>> {
         .context("cannot set up the HTTP client for calendar feeds")?;
     let (tx, rx) = mpsc::channel(campus.calendars.len().max(1) * 2);
     let mut tasks = Vec::new();
-    for (i, cal) in campus.calendars.iter().enumerate() {
-        let token = match &cal.token_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| {
-                        format!("calendars[{i}].token_file: cannot read {}", p.display())
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        };
+    for ((i, cal), token) in campus.calendars.iter().enumerate().zip(tokens(&campus)?) {
         tasks.push(tokio::spawn(feed_loop(FeedTask {
             index: i,
             cal: cal.clone(),

@@ -92,10 +92,19 @@ pub enum AuditEvent {
         files: usize,
         retention: String,
     },
-    /// The server started with a config.
+    /// The server started with a config, or a reload put one in force (`source` ends in
+    /// "(reload)").
     ConfigLoaded {
         config_sha256: String,
         source: String,
+    },
+    /// A reload was refused and the running config stayed: the file, its hash when it could
+    /// be read, and why (the config's own errors: names of rooms, sensors and keys, never a
+    /// secret, which the config holds only as hashes).
+    ConfigRefused {
+        source: String,
+        config_sha256: Option<String>,
+        reason: String,
     },
     /// `tellijn sensor add|rotate` changed a sensor in the config: the sensor, `add` or
     /// `rotate`, the config file and its hash after the change. Never the secret or its hash.

@@ -12,7 +12,9 @@ use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire::api::ErrorHandler;
-use datafusion_postgres::pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
+use datafusion_postgres::pgwire::api::auth::{
+    DefaultServerParameterProvider, LoginInfo, StartupHandler,
+};
 use datafusion_postgres::pgwire::api::cancel::DefaultCancelHandler;
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::api::{
@@ -24,7 +26,7 @@ use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontend
 use datafusion_postgres::pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use futures::{SinkExt, StreamExt};
 use tellijn_config::AuditLog;
-use tellijn_config::campus::User;
+use tellijn_config::campus::{Role, User};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant};
@@ -36,10 +38,21 @@ const REFUSING_AT_ONCE: usize = 16;
 /// How long a refused connection may take to send its startup message.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The logins: each user's argon2id hash and role.
+pub(super) type Users = std::collections::HashMap<String, (String, Role)>;
+
+fn users_of(users: &[User]) -> Users {
+    users
+        .iter()
+        .map(|u| (u.name.clone(), (u.password_hash.clone(), u.role)))
+        .collect()
+}
+
 /// A running PostgreSQL wire endpoint.
 pub struct PgServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    users: tokio::sync::watch::Sender<Arc<Users>>,
 }
 
 impl PgServer {
@@ -64,6 +77,7 @@ impl PgServer {
         })?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(ctx, users, on_refusal, audit, limits));
+        let users = shared.users.clone();
         let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
         let refusing = Arc::new(tokio::sync::Semaphore::new(REFUSING_AT_ONCE));
         let task = tokio::spawn(async move {
@@ -96,7 +110,14 @@ impl PgServer {
                 }
             }
         });
-        Ok(PgServer { addr, task })
+        Ok(PgServer { addr, task, users })
+    }
+
+    /// Puts reloaded `[[users]]` in force: new logins are checked against them, and an open
+    /// connection whose user was removed or whose password hash or role changed is closed
+    /// (SQLSTATE 57P01) before its next statement; the others go on.
+    pub fn set_users(&self, users: &[User]) {
+        self.users.send_replace(Arc::new(users_of(users)));
     }
 
     /// The bound address.
@@ -163,13 +184,15 @@ pub(super) async fn serve_connection(
         // A direct TLS handshake, and no TLS here.
         return Ok(());
     };
-    let handlers = Connection::new(shared).map_err(std::io::Error::other)?;
+    let handlers = Connection::new(shared.clone()).map_err(std::io::Error::other)?;
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
     let extended = handlers.extended_query_handler();
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
     let errors = handlers.error_handler();
+    let mut users = shared.users.subscribe();
+    let mut login: Option<(String, Option<(String, Role)>)> = None;
     loop {
         let starting = matches!(
             socket.state(),
@@ -181,7 +204,37 @@ pub(super) async fn serve_connection(
         } else {
             Instant::now() + idle
         };
-        let msg = match tokio::time::timeout_at(deadline, socket.next()).await {
+        // Who logged in, with the entry that let them, once they did.
+        if login.is_none() && !starting {
+            let user = LoginInfo::from_client_info(&socket)
+                .user()
+                .unwrap_or_default()
+                .to_owned();
+            let entry = users.borrow_and_update().get(&user).cloned();
+            login = Some((user, entry));
+        }
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, socket.next()) => next,
+            Ok(()) = users.changed(), if login.is_some() => {
+                let Some((user, entry)) = &login else { continue };
+                if users.borrow_and_update().get(user) == entry.as_ref() {
+                    continue;
+                }
+                tracing::info!(user, "Closing a PostgreSQL connection: its user was removed or changed by a config reload.");
+                let bye = ErrorInfo::new(
+                    "FATAL".to_owned(),
+                    "57P01".to_owned(), // admin_shutdown
+                    format!("terminating connection: user \"{user}\" was removed or changed by a config reload; log in again"),
+                );
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    socket.send(PgWireBackendMessage::ErrorResponse(bye.into())),
+                )
+                .await;
+                break;
+            }
+        };
+        let msg = match next {
             Ok(Some(Ok(msg))) => msg,
             Ok(_) => break,
             Err(_) => {
@@ -242,6 +295,8 @@ pub(super) struct Shared {
     limits: PgLimits,
     startup: Arc<PasswordStartup>,
     cancel: Arc<DefaultCancelHandler>,
+    /// The logins in force (a reload sends new ones).
+    users: tokio::sync::watch::Sender<Arc<Users>>,
 }
 
 impl Shared {
@@ -253,15 +308,14 @@ impl Shared {
         limits: PgLimits,
     ) -> Shared {
         let manager = Arc::new(ConnectionManager::new());
+        let (users, users_rx) = tokio::sync::watch::channel(Arc::new(users_of(users)));
         Shared {
             base,
             audit,
             limits,
+            users,
             startup: Arc::new(PasswordStartup {
-                users: users
-                    .iter()
-                    .map(|u| (u.name.clone(), (u.password_hash.clone(), u.role)))
-                    .collect(),
+                users: users_rx,
                 params: {
                     let mut p = DefaultServerParameterProvider::default();
                     p.server_version = super::compat::server_version();

@@ -1,6 +1,5 @@
 //! Login: cleartext passwords checked against the argon2id hashes of `[[users]]`, steward only.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -25,7 +24,8 @@ use tellijn_config::secrets::{DUMMY_HASH, verify_password};
 
 /// Cleartext-password startup checked against argon2id hashes.
 pub struct PasswordStartup {
-    pub(super) users: HashMap<String, (String, Role)>,
+    /// The logins in force (replaced by a reload).
+    pub(super) users: tokio::sync::watch::Receiver<std::sync::Arc<super::server::Users>>,
     pub(super) params: DefaultServerParameterProvider,
     pub(super) keys: RandomPidSecretKeyGenerator,
     pub(super) manager: Arc<ConnectionManager>,
@@ -70,7 +70,8 @@ impl StartupHandler for PasswordStartup {
                     .unwrap_or_default()
                     .to_owned();
                 let peer = client.socket_addr();
-                let Some((hash, role)) = self.users.get(&user).cloned() else {
+                let entry = self.users.borrow().get(&user).cloned();
+                let Some((hash, role)) = entry else {
                     // Spend the same effort as for a known user: no user enumeration by timing.
                     verify_password(DUMMY_HASH.to_owned(), "not the password".to_owned()).await;
                     (self.on_refusal)(&user, LoginRefusal::UnknownUser, peer);

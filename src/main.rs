@@ -270,6 +270,17 @@ async fn shutdown_signal() {
     }
 }
 
+/// When a provisioned change takes effect: `what` the server does then.
+fn when(queued: bool, what: &str) -> String {
+    if queued {
+        format!(
+            "the running server {what} once reloaded (`systemctl reload tellijn` or `kill -HUP PID`), which also records the audit line waiting in its inbox."
+        )
+    } else {
+        format!("the server {what} from its next start, or its next reload if it runs.")
+    }
+}
+
 /// SIGHUP, as a stream of `()` (never on other platforms).
 fn reload_signal() -> Result<tokio::sync::mpsc::Receiver<()>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
@@ -546,10 +557,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 let p = tellijn::provision::add(&config, data.as_deref(), &sensor, &out)?;
                 println!(
-                    "Added sensor {id} to {}. Copy {} and {} to the camera computer; the server accepts it from its next start.",
+                    "Added sensor {id} to {}. Copy {} and {} to the camera computer; {}",
                     p.config.display(),
                     p.agent.as_deref().unwrap_or(&out).display(),
-                    p.secret.display()
+                    p.secret.display(),
+                    when(p.queued, "accepts it")
                 );
             }
             SensorCommand::Rotate {
@@ -560,9 +572,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } => {
                 let p = tellijn::provision::rotate(&config, data.as_deref(), &id, &out)?;
                 println!(
-                    "Rotated the secret of {id} in {}. Replace the camera's secret file with {}; the server accepts only the new one from its next start.",
+                    "Rotated the secret of {id} in {}. Replace the camera's secret file with {}; {}",
                     p.config.display(),
-                    p.secret.display()
+                    p.secret.display(),
+                    when(p.queued, "accepts only the new one")
                 );
             }
         },

@@ -35,6 +35,16 @@ pub struct Provisioned {
     pub config: PathBuf,
     pub secret: PathBuf,
     pub agent: Option<PathBuf>,
+    /// A server was running (it holds the audit log): the audit line waits in its inbox and
+    /// the change takes effect at its next reload (`systemctl reload tellijn`) or start.
+    pub queued: bool,
+}
+
+/// Where a change's audit line goes: the log itself, or, while a server holds it, its inbox
+/// (recorded at the server's next reload or start; [`tellijn_config::audit::inbox`]).
+enum Trail {
+    Log(AuditLog),
+    Inbox(PathBuf),
 }
 
 /// 32 bytes from the operating system's generator, as 64 hex digits.
@@ -186,35 +196,53 @@ fn replace(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::rename(&aside, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
-/// Opens the audit log of the config's data directory (or `data`), and the config's text.
-fn begin(config: &Path, data: Option<&Path>) -> anyhow::Result<(String, AuditLog)> {
+/// Opens the audit log of the config's data directory (or `data`), or its inbox while a
+/// server holds it, and the config's text.
+fn begin(config: &Path, data: Option<&Path>) -> anyhow::Result<(String, Trail)> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     let campus = Campus::parse(&text, &config.display().to_string())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the config has errors already; fix them first (tellijn check-config)")?;
     let data = data.map_or_else(|| campus.server.data_dir.clone(), Path::to_path_buf);
-    let audit = AuditLog::open(&data)?;
-    Ok((text, audit))
+    let trail = match AuditLog::open(&data) {
+        Ok(audit) => Trail::Log(audit),
+        Err(tellijn_config::audit::AuditError::Held { .. }) => Trail::Inbox(data),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((text, trail))
 }
 
+/// Records the change (before the config is replaced: no change without its audit line) and
+/// replaces the config. Returns whether the line was queued for a running server.
 fn finish(
     config: &Path,
-    audit: &AuditLog,
+    trail: &Trail,
     new_text: &str,
     sensor: &str,
     action: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let campus = Campus::parse(new_text, &config.display().to_string())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    audit.record_confirmed(AuditEvent::SensorProvisioned {
+    let event = AuditEvent::SensorProvisioned {
         sensor: sensor.to_owned(),
         action: action.to_owned(),
         source: config.display().to_string(),
         config_sha256: campus.hash(),
-    })?;
-    audit.sync()?;
-    replace(config, new_text)
+    };
+    let queued = match trail {
+        Trail::Log(audit) => {
+            audit.record_confirmed(event)?;
+            audit.sync()?;
+            false
+        }
+        Trail::Inbox(data) => {
+            tellijn_config::audit::inbox::queue(data, &event)?;
+            true
+        }
+    };
+    replace(config, new_text)?;
+    Ok(queued)
 }
 
 /// `tellijn sensor add`.
@@ -227,7 +255,7 @@ pub fn add(
     if sensor.lines.is_empty() && sensor.zones.is_empty() {
         bail!("a sensor needs at least one --line LINE:INTO[:FROM] or --zone ZONE:ROOM");
     }
-    let (text, audit) = begin(config, data)?;
+    let (text, trail) = begin(config, data)?;
     let secret = new_secret()?;
     let hash = tellijn_config::secrets::hash(&secret)?;
     let new_text = with_sensor(&text, sensor, &hash)?;
@@ -242,11 +270,12 @@ pub fn add(
         let _ = std::fs::remove_file(&secret_path);
         return Err(e);
     }
-    finish(config, &audit, &new_text, &sensor.id, "add")?;
+    let queued = finish(config, &trail, &new_text, &sensor.id, "add")?;
     Ok(Provisioned {
         config: config.to_path_buf(),
         secret: secret_path,
         agent: Some(agent_path),
+        queued,
     })
 }
 
@@ -257,18 +286,19 @@ pub fn rotate(
     id: &str,
     out: &Path,
 ) -> anyhow::Result<Provisioned> {
-    let (text, audit) = begin(config, data)?;
+    let (text, trail) = begin(config, data)?;
     let secret = new_secret()?;
     let hash = tellijn_config::secrets::hash(&secret)?;
     let new_text = with_hash(&text, id, &hash)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let secret_path = out.join("secret");
     create_private(&secret_path, &format!("{secret}\n"))?;
-    finish(config, &audit, &new_text, id, "rotate")?;
+    let queued = finish(config, &trail, &new_text, id, "rotate")?;
     Ok(Provisioned {
         config: config.to_path_buf(),
         secret: secret_path,
         agent: None,
+        queued,
     })
 }
 

@@ -107,6 +107,8 @@ impl Server {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let audit = Arc::new(AuditLog::open(&data_dir)?);
+        // Lines queued while another server held the log (`tellijn sensor add`), first.
+        audit.take_inbox()?;
         audit.record(AuditEvent::ConfigLoaded {
             config_sha256: campus.hash(),
             source: opts.source,

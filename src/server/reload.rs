@@ -189,6 +189,13 @@ pub async fn reload_file(
     data_dir: &Path,
 ) -> Result<Reloaded, ReloadError> {
     let source = format!("{} (reload)", path.display());
+    // What `tellijn sensor add|rotate` queued while this server held the log, before the
+    // reload that puts it in force.
+    match server.audit.take_inbox() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("Recorded {n} audit lines queued in the inbox."),
+        Err(e) => tracing::error!("Recording the audit inbox failed: {e}"),
+    }
     let mut hash = None;
     let result = async {
         let campus =

@@ -237,11 +237,17 @@ where
     false
 }
 
-/// All audit lines in a data directory, parsed.
+/// All audit lines in a data directory, parsed, in order (the daily `*.jsonl` files).
 pub fn audit_lines(data: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(data.join("audit")).unwrap() {
-        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(data.join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
         out.extend(
             text.lines()
                 .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),

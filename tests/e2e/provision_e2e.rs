@@ -28,7 +28,7 @@ fn err(o: &Output) -> String {
 
 /// `tellijn serve` as its own process (as in production: the CLI and the server are two
 /// processes), on ephemeral ports; returns it and its MQTT port, read from its JSON log.
-async fn serve(config: &Path) -> (tokio::process::Child, u16) {
+pub(crate) async fn serve(config: &Path) -> (tokio::process::Child, u16, Log) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tellijn"))
         .args(["serve", "--config"])
@@ -60,18 +60,55 @@ async fn serve(config: &Path) -> (tokio::process::Child, u16) {
                 .port();
         }
     };
+    let log = Log::default();
+    let kept = log.clone();
     tokio::spawn(async move {
         while let Ok(Some(l)) = lines.next_line().await {
             if l.contains("\"ERROR\"") {
                 eprintln!("server: {l}");
             }
+            kept.0.lock().unwrap().push(l);
         }
     });
-    (child, port)
+    (child, port, log)
+}
+
+/// The server's log lines (JSON) so far.
+#[derive(Clone, Default)]
+pub(crate) struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Log {
+    /// Waits (up to a minute) for a line whose message starts with `prefix`; returns it.
+    pub(crate) async fn wait_for(&self, prefix: &str) -> serde_json::Value {
+        let found = || {
+            let lines = self.0.lock().unwrap();
+            lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| {
+                    v["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(prefix))
+                })
+        };
+        assert!(
+            wait_for(60, || async { found().is_some() }).await,
+            "the server never logged {prefix:?}: {:?}",
+            self.0.lock().unwrap()
+        );
+        found().unwrap_or_default()
+    }
+}
+
+/// SIGHUP: the server reads its config again.
+pub(crate) fn hangup(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(hup.success());
 }
 
 /// SIGINT, and the server's clean exit.
-async fn stop(mut child: tokio::process::Child) {
+pub(crate) async fn stop(mut child: tokio::process::Child) {
     let pid = child.id().unwrap().to_string();
     let _ = Command::new("kill").args(["-INT", &pid]).status();
     let status = child.wait().await.unwrap();
@@ -175,7 +212,7 @@ async fn sensors_are_added_and_rotated_without_touching_a_secret_by_hand() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
 
     // The real broker takes the new sensor's secret.
-    let (server, port) = serve(&config).await;
+    let (server, port, log) = serve(&config).await;
     assert!(
         mosquitto_pub(
             port,
@@ -186,7 +223,8 @@ async fn sensors_are_added_and_rotated_without_touching_a_secret_by_hand() {
         )
         .await
     );
-    // While it runs, a rotation is refused (it would fork the audit chain) and changes nothing.
+    // Rotated while the server runs: one line of the config changes, the audit line waits in
+    // the server's inbox, and nothing changes for the server until it is reloaded.
     let rot = dir.path().join("s9-new");
     let o = Command::new(env!("CARGO_BIN_EXE_tellijn"))
         .args(["sensor", "rotate", "s9", "--config"])
@@ -195,24 +233,12 @@ async fn sensors_are_added_and_rotated_without_touching_a_secret_by_hand() {
         .arg(&rot)
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        err(&o).contains("another Tellijn process (a running server?)"),
-        "{}",
-        err(&o)
-    );
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
-    stop(server).await;
-
-    // Rotated: one line of the config changes; the old secret is refused, the new one taken.
-    let o = Command::new(env!("CARGO_BIN_EXE_tellijn"))
-        .args(["sensor", "rotate", "s9", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&rot)
-        .output()
-        .unwrap();
     assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("once reloaded (`systemctl reload tellijn`"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let rotated = std::fs::read_to_string(&config).unwrap();
     let changed: Vec<(&str, &str)> = text
         .lines()
@@ -224,9 +250,15 @@ async fn sensors_are_added_and_rotated_without_touching_a_secret_by_hand() {
     let new_secret = std::fs::read_to_string(rot.join("secret")).unwrap();
     let new_secret = new_secret.trim();
     assert_ne!(new_secret, secret);
-    let (server, port) = serve(&config).await;
+    assert_eq!(
+        std::fs::read_dir(data.join("audit").join("inbox"))
+            .unwrap()
+            .count(),
+        1,
+        "one queued audit line"
+    );
     assert!(
-        !mosquitto_pub(
+        mosquitto_pub(
             port,
             Some(("s9", secret)),
             "s9",
@@ -234,7 +266,21 @@ async fn sensors_are_added_and_rotated_without_touching_a_secret_by_hand() {
             Payload::Text(&s9_msg(2))
         )
         .await,
-        "the old secret still works"
+        "before the reload the old secret is still the one in force"
+    );
+    // Reloaded: the old secret is refused, the new one taken.
+    hangup(&server);
+    log.wait_for("Reloaded the config").await;
+    assert!(
+        !mosquitto_pub(
+            port,
+            Some(("s9", secret)),
+            "s9",
+            TOPIC,
+            Payload::Text(&s9_msg(3))
+        )
+        .await,
+        "the old secret still works after the reload"
     );
     assert!(
         mosquitto_pub(
@@ -242,28 +288,60 @@ async fn sensors_are_added_and_rotated_without_touching_a_secret_by_hand() {
             Some(("s9", new_secret)),
             "s9",
             TOPIC,
-            Payload::Text(&s9_msg(2))
+            Payload::Text(&s9_msg(3))
         )
         .await
     );
     stop(server).await;
 
-    // Audited: add and rotate, never a secret or a hash; the chain is intact.
-    let lines: Vec<_> = audit_lines(&data)
-        .into_iter()
-        .filter(|l| l["event"] == "sensor_provisioned")
-        .collect();
+    // Audited: add, then the rotation (queued while the server ran, recorded by it before
+    // the reload that put it in force), never a secret or a hash; the chain is intact.
+    let lines = audit_lines(&data);
     let actions: Vec<_> = lines
         .iter()
+        .filter_map(|l| match l["event"].as_str() {
+            Some("sensor_provisioned") => Some(l),
+            Some("queued") => Some(&l["queued"]),
+            _ => None,
+        })
         .map(|l| (l["sensor"].as_str(), l["action"].as_str()))
         .collect();
     assert_eq!(
         actions,
         vec![(Some("s9"), Some("add")), (Some("s9"), Some("rotate"))]
     );
+    let kinds: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
+    let queued_at = kinds.iter().position(|k| *k == "queued").unwrap();
+    assert_eq!(
+        kinds[queued_at + 1..]
+            .iter()
+            .find(|k| k.starts_with("config_")),
+        Some(&"config_loaded"),
+        "the queued line comes before the reload: {kinds:?}"
+    );
+    let new_hash = tellijn_config::Campus::load(&config).unwrap().hash();
+    let loaded = lines
+        .iter()
+        .rev()
+        .find(|l| l["event"] == "config_loaded")
+        .unwrap();
+    assert_eq!(loaded["config_sha256"], new_hash.as_str());
+    assert!(
+        loaded["source"].as_str().unwrap().ends_with("(reload)"),
+        "{loaded}"
+    );
+    assert_eq!(
+        std::fs::read_dir(data.join("audit").join("inbox"))
+            .unwrap()
+            .count(),
+        0,
+        "the inbox is empty again"
+    );
     let raw = std::fs::read_dir(data.join("audit"))
         .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| std::fs::read_to_string(p).unwrap())
         .collect::<String>();
     assert!(!raw.contains(secret) && !raw.contains(new_secret) && !raw.contains("$argon2id$"));
     let v = tellijn(&["audit", "verify", "--data"], &[&data]);

@@ -98,6 +98,12 @@ pub enum AuditEvent {
         config_sha256: String,
         source: String,
     },
+    /// An event a command queued while the server held the log ([`inbox`]), recorded at the
+    /// server's next start or reload: when it was queued and the event as queued.
+    Queued {
+        queued_at: String,
+        queued: serde_json::Value,
+    },
     /// A reload was refused and the running config stayed: the file, its hash when it could
     /// be read, and why (the config's own errors: names of rooms, sensors and keys, never a
     /// secret, which the config holds only as hashes).
@@ -580,6 +586,7 @@ impl Drop for AuditLog {
     }
 }
 
+pub mod inbox;
 mod lock;
 use lock::lock;
 mod writer;

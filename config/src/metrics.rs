@@ -143,6 +143,8 @@ pub struct Metrics {
     pub publish_throttled: Counter,
     /// PostgreSQL connections refused because `[limits] max_sql_connections` were open.
     pub sql_refused_connections: Counter,
+    /// Config reloads (`SIGHUP`) by outcome: `applied`, `unchanged`, `refused`.
+    pub config_reloads: Family<OutcomeLabels, Counter>,
     pub sensor_last_seen: Family<SensorLabels, Gauge>,
     pub sensor_online: Family<SensorLabels, Gauge>,
     pub sensor_seq_gaps: Family<SensorLabels, Counter>,
@@ -323,6 +325,7 @@ impl Metrics {
             refused_connections: Family::default(),
             publish_throttled: Counter::default(),
             sql_refused_connections: Counter::default(),
+            config_reloads: Family::default(),
             sensor_last_seen: Family::default(),
             sensor_online: Family::default(),
             sensor_seq_gaps: Family::default(),
@@ -395,6 +398,11 @@ impl Metrics {
             "tellijn_auth_failures",
             "Connections and logins refused (MQTT; SQL logins: sql_*; HTTP Basic: http_*), by reason",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "tellijn_config_reloads",
+            "Config reloads (SIGHUP, systemctl reload) by outcome: applied, unchanged, refused (the running config stayed; the log and the audit log say why)",
+            m.config_reloads.clone(),
         );
         r.register(
             "tellijn_sql_refused_connections",

@@ -178,6 +178,8 @@ fn register_history(
             // strings before, `bench/sql.sh`). The files and their schema are unchanged.
             .with_schema(Arc::new(transform_schema_to_view(&schema)));
         let table = Arc::new(ListingTable::try_new(config)?);
+        // A reload replaces the table (registering a name twice is an error).
+        ctx.deregister_table(name)?;
         ctx.register_table(
             name,
             Arc::new(retained::Retained {
@@ -267,6 +269,7 @@ fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {
         ("sensors", sensors),
     ] {
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        ctx.deregister_table(name)?;
         ctx.register_table(name, Arc::new(readonly::ReadOnlyTable(Arc::new(table))))?;
     }
     Ok(())
@@ -436,6 +439,47 @@ mod tests {
             !csv.contains("argon2"),
             "a secret hash in the sensors table: {csv}"
         );
+    }
+
+    /// A reload replaces the campus tables, for sessions started from the context before and
+    /// after (the PostgreSQL endpoint's sessions are made from it).
+    #[tokio::test]
+    async fn a_reloaded_campus_replaces_the_campus_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let campus = tellijn_config::Campus::parse(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/campus.toml"
+            ))
+            .unwrap(),
+            "examples/campus.toml",
+        )
+        .unwrap();
+        let h = History::open(dir.path(), Some(&campus)).await.unwrap();
+        let count = |h: &History| {
+            let ctx = h.context().clone();
+            async move {
+                let b = ctx
+                    .sql("SELECT count(*) FROM rooms")
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                b[0].column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .value(0)
+            }
+        };
+        let before = count(&h).await;
+        let mut fewer = campus.clone();
+        fewer.rooms.pop();
+        h.set_campus(&fewer).unwrap();
+        assert_eq!(count(&h).await, before - 1);
+        h.set_campus(&campus).unwrap();
+        assert_eq!(count(&h).await, before, "and back");
     }
 
     #[tokio::test]

@@ -221,6 +221,16 @@ pub async fn reload_file(
         server.reload(campus, &source).await
     }
     .await;
+    let outcome = match &result {
+        Ok(r) if r.changed => "applied",
+        Ok(_) => "unchanged",
+        Err(_) => "refused",
+    };
+    server
+        .metrics
+        .config_reloads
+        .get_or_create(&tellijn_config::metrics::OutcomeLabels { outcome })
+        .inc();
     match &result {
         Ok(r) if r.changed => {}
         Ok(_) => tracing::info!(

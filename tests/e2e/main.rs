@@ -26,6 +26,7 @@ mod ops_e2e;
 mod package_e2e;
 mod page_e2e;
 mod provision_e2e;
+mod reload_e2e;
 mod report_e2e;
 mod scripted_day_e2e;
 mod sql_api_e2e;

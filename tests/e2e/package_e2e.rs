@@ -205,13 +205,41 @@ async fn packages() {
     })
     .await
     .expect("the installed server did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (reloaded_tx, reloaded) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(reloaded_tx);
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains("holds the config already in force")
+                && let Some(t) = tx.take()
+            {
+                let _ = t.send(());
+            }
+        }
+    });
     assert_eq!(http_get(http, "/healthz").await.trim(), "ok");
     assert!(http_get(http, "/").await.contains("Free study places"));
     let rooms = http_get(http, "/api/v1/rooms").await;
     assert!(rooms.contains("lib-study"), "{rooms}");
-    // SIGTERM (what systemctl stop sends): it drains, stores and exits 0.
+    // `systemctl reload`: the installed unit's ExecReload lines, run as systemd runs them.
     let pid = serve.id().unwrap();
+    let main_pid = ok("pgrep", &["-P", &pid.to_string()]).await;
+    let unit = std::fs::read_to_string("/usr/lib/systemd/system/tellijn.service").unwrap();
+    let reload: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecReload="))
+        .collect();
+    assert_eq!(reload.len(), 2, "{unit}");
+    for line in reload {
+        let line = line.replace("$MAINPID", main_pid.trim());
+        let mut words = line.split_whitespace();
+        let program = words.next().unwrap();
+        ok(program, &words.collect::<Vec<_>>()).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), reloaded)
+        .await
+        .expect("the installed server did not reload")
+        .unwrap();
+    // SIGTERM (what systemctl stop sends): it drains, stores and exits 0.
     ok("pkill", &["-TERM", "-P", &pid.to_string()]).await;
     let status = tokio::time::timeout(Duration::from_secs(60), serve.wait())
         .await

@@ -23,7 +23,8 @@ const BOB: (&str, &str) = ("bob", "bob-password-1");
 const CAROL: (&str, &str) = ("carol", "carol-password-1");
 const HVAC: (&str, &str) = ("hvac", "hvac-password-1");
 
-/// The campus: `v2` removes s2 and bob, adds room r3 with sensor s3, and carol. Every secret
+/// The campus: `v2` removes s2 and bob, adds room r3 with sensor s3, and carol, and makes r2
+/// private. Every secret
 /// is hashed once, as in a file an operator edits (a new hash would be a new secret to the
 /// broker, and its client would be asked to reconnect).
 fn config(data: &std::path::Path, v2: bool) -> String {
@@ -56,7 +57,11 @@ fn config(data: &std::path::Path, v2: bool) -> String {
         .room("r1", "b", "Room one", "study", 50)
         .with("public = true")
         .room("r2", "b", "Room two", "study", 20)
-        .with("public = true");
+        .with(if v2 {
+            "public = false"
+        } else {
+            "public = true"
+        });
     if v2 {
         t = t
             .room("r3", "b", "Room three", "study", 30)
@@ -254,7 +259,28 @@ async fn a_reload_changes_rooms_sensors_and_users_and_refuses_what_it_cannot_app
         s3_seen.all()
     );
     let public = http_get(http, "/api/v1/rooms").await;
-    assert!(public.contains("\"r3\""), "{public}");
+    assert!(
+        public.contains("\"r3\"") && !public.contains("\"r2\""),
+        "{public}"
+    );
+    // Anonymous MQTT: the new room is in the public tree, the room made private is not.
+    let mut o = MqttOptions::new("anon-1", "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    let (anon, mut anon_events) = AsyncClient::new(o, 64);
+    anon.subscribe("tellijn/v1/public/rooms/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let mut retained = std::collections::BTreeSet::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !(retained.contains("r1") && retained.contains("r3")) {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = anon_events.poll().await {
+                retained.insert(p.topic.rsplit('/').next().unwrap_or_default().to_owned());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the public tree after the reload: {retained:?}"));
+    assert!(!retained.contains("r2"), "r2 is still public: {retained:?}");
     assert!(
         wait_for(30, || async {
             let n = hvac_seen.all();

@@ -75,6 +75,11 @@ struct FeedUpdate {
     occurrences: Vec<Occurrence>,
 }
 
+/// The rooms some feed books (their booking state is tracked and published).
+pub fn covered(campus: &Campus) -> BTreeSet<String> {
+    campus.calendars.iter().flat_map(rooms_of).collect()
+}
+
 /// The rooms each feed books.
 fn rooms_of(c: &tellijn_config::campus::Calendar) -> BTreeSet<String> {
     match &c.room {

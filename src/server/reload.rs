@@ -96,6 +96,57 @@ pub fn needs_restart(old: &Campus, new: &Campus) -> Vec<String> {
     out
 }
 
+/// The retained topics `old` had and `new` no longer has, to clear with an empty payload:
+/// the occupancy, state and booking of a room removed (or no longer booked by any feed), its
+/// Home Assistant discovery, a removed building's occupancy, a removed sensor's ack. (The
+/// public tree is the bridge's: [`crate::view::PublicTree::reload`].)
+pub fn retired_topics(old: &Campus, new: &Campus) -> Vec<String> {
+    use tellijn_wire::topic;
+    let mut out = Vec::new();
+    let has_room = |c: &Campus, id: &str| c.rooms.iter().any(|r| r.id == id);
+    for r in old.rooms.iter().filter(|r| !has_room(new, &r.id)) {
+        out.push(topic::room_occupancy(&r.id));
+        out.push(topic::room_state(&r.id));
+    }
+    let (booked, still) = (crate::bookings::covered(old), crate::bookings::covered(new));
+    for r in booked.difference(&still) {
+        out.push(crate::bookings::payload::topic(r));
+    }
+    if old.integrations.home_assistant {
+        for r in old
+            .rooms
+            .iter()
+            .filter(|r| !(new.integrations.home_assistant && has_room(new, &r.id)))
+        {
+            for kind_object in ["binary_sensor", "sensor"]
+                .iter()
+                .zip(["occupied", "people"])
+            {
+                let (kind, object) = kind_object;
+                out.push(format!(
+                    "homeassistant/{kind}/tellijn_{}/{object}/config",
+                    r.id
+                ));
+            }
+        }
+    }
+    for b in old
+        .buildings
+        .iter()
+        .filter(|b| !new.buildings.iter().any(|x| x.id == b.id))
+    {
+        out.push(topic::building_occupancy(&b.id));
+    }
+    for s in old
+        .sensors
+        .iter()
+        .filter(|s| !new.sensors.iter().any(|x| x.id == s.id))
+    {
+        out.push(topic::sensor(&s.id, topic::SensorTopic::Ack));
+    }
+    out
+}
+
 impl Server {
     /// The campus in force.
     pub fn campus(&self) -> Arc<Campus> {
@@ -156,6 +207,11 @@ impl Server {
             Err(e) => tracing::error!(
                 "The bookings could not start again after a reload: {e:#}; they stay stopped until the next reload or restart"
             ),
+        }
+        for topic in retired_topics(&old, &campus) {
+            if let Err(e) = self.broker.publish_retained(&topic, Vec::new()).await {
+                tracing::error!(%topic, "Clearing a retained topic after a reload failed: {e}");
+            }
         }
         if let Err(e) = self.audit.record(AuditEvent::ConfigLoaded {
             config_sha256: config_sha256.clone(),
@@ -263,6 +319,39 @@ mod tests {
             .room("r1", "b", "Room", "study", 10)
             .toml();
         Campus::parse(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn the_topics_of_what_was_removed_are_retired_and_no_others() {
+        let text = tellijn_test_support::CampusToml::new()
+            .section("[integrations]\nhome_assistant = true")
+            .section("[[calendars]]\nurl = \"http://127.0.0.1:1/x.ics\"\nroom = \"r2\"")
+            .building("b", "B")
+            .building("c", "C")
+            .room("r1", "b", "Room", "study", 10)
+            .room("r2", "c", "Hall", "lecture-hall", 100)
+            .line_sensor("s1", tellijn_test_support::HASH, &[("main", "r1", None)])
+            .line_sensor("s2", tellijn_test_support::HASH, &[("main", "r2", None)])
+            .toml();
+        let old = Campus::parse(&text, "test").unwrap();
+        assert!(retired_topics(&old, &old).is_empty());
+        let mut new = old.clone();
+        new.rooms.retain(|r| r.id != "r2");
+        new.buildings.retain(|b| b.id != "c");
+        new.sensors.retain(|s| s.id != "s2");
+        new.calendars.clear();
+        assert_eq!(
+            retired_topics(&old, &new),
+            [
+                "tellijn/v1/rooms/r2/occupancy",
+                "tellijn/v1/rooms/r2/state",
+                "tellijn/v1/rooms/r2/booking",
+                "homeassistant/binary_sensor/tellijn_r2/occupied/config",
+                "homeassistant/sensor/tellijn_r2/people/config",
+                "tellijn/v1/buildings/c/occupancy",
+                "tellijn/v1/sensors/s2/ack",
+            ]
+        );
     }
 
     #[test]

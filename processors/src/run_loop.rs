@@ -47,18 +47,7 @@ impl Processors {
                 biased;
                 _ = &mut shutdown => break,
                 Some(r) = reloads.recv() => {
-                    if let Some(mut p) = pending.take() {
-                        let joined = (&mut p.task).await;
-                        match self.finish_flush(p, joined) {
-                            Ok(acks) => {
-                                for o in acks {
-                                    let _ = out.send(o).await;
-                                }
-                            }
-                            Err(e @ ProcessorError::FlushLost(_)) => return Err(e),
-                            Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
-                        }
-                    }
+                    self.finish_pending(pending.take(), &out).await?;
                     let (outputs, result) = match self.reopen(r.campus).await? {
                         Reopened::Done(o) => (o, Ok(())),
                         Reopened::Refused(e, o) => (o, Err(e)),
@@ -105,18 +94,7 @@ impl Processors {
         }
         // Finish the flush in flight, refuse new publishes (the broker then withholds their
         // PUBACK), drain what was already admitted, and write it all.
-        if let Some(mut p) = pending.take() {
-            let joined = (&mut p.task).await;
-            match self.finish_flush(p, joined) {
-                Ok(acks) => {
-                    for o in acks {
-                        let _ = out.send(o).await;
-                    }
-                }
-                Err(e @ ProcessorError::FlushLost(_)) => return Err(e),
-                Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
-            }
-        }
+        self.finish_pending(pending.take(), &out).await?;
         events.close();
         while let Some(ev) = events.recv().await {
             for o in self.handle(ev, &mut summary) {
@@ -129,6 +107,29 @@ impl Processors {
         // The jobs already queued (a day-start snapshot) run to the end; then the thread stops.
         self.janitor.shutdown().await;
         Ok(summary)
+    }
+
+    /// Waits for the flush in flight, if any, and publishes its acks. Only a lost write is an
+    /// error; a failed one keeps its rows for the next flush.
+    async fn finish_pending(
+        &mut self,
+        pending: Option<PendingFlush>,
+        out: &mpsc::Sender<Output>,
+    ) -> Result<(), ProcessorError> {
+        let Some(mut p) = pending else {
+            return Ok(());
+        };
+        let joined = (&mut p.task).await;
+        match self.finish_flush(p, joined) {
+            Ok(acks) => {
+                for o in acks {
+                    let _ = out.send(o).await;
+                }
+            }
+            Err(e @ ProcessorError::FlushLost(_)) => return Err(e),
+            Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
+        }
+        Ok(())
     }
 
     /// Waits until the housekeeping jobs queued so far (snapshots, retention, rebuilds) are

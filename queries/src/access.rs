@@ -171,15 +171,7 @@ mod tests {
 
     async fn session() -> (tempfile::TempDir, History) {
         let dir = tempfile::tempdir().unwrap();
-        let campus = tellijn_config::Campus::parse(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../examples/campus.toml"
-            ))
-            .unwrap(),
-            "examples/campus.toml",
-        )
-        .unwrap();
+        let campus = crate::example_campus();
         let h = History::open(dir.path(), Some(&campus))
             .await
             .unwrap()

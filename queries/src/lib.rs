@@ -191,6 +191,14 @@ fn register_history(
     Ok(())
 }
 
+/// `examples/campus.toml`, for tests.
+#[cfg(test)]
+pub(crate) fn example_campus() -> Campus {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/campus.toml");
+    let text = std::fs::read_to_string(path).expect("examples/campus.toml");
+    Campus::parse(&text, "examples/campus.toml").expect("examples/campus.toml is valid")
+}
+
 fn register_campus(ctx: &SessionContext, c: &Campus) -> Result<(), QueryError> {
     let strings = |v: Vec<String>| Arc::new(StringArray::from(v)) as ArrayRef;
     let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
@@ -401,15 +409,7 @@ mod tests {
     #[tokio::test]
     async fn tables_hold_only_these_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let campus = tellijn_config::Campus::parse(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../examples/campus.toml"
-            ))
-            .unwrap(),
-            "examples/campus.toml",
-        )
-        .unwrap();
+        let campus = crate::example_campus();
         let h = History::open(dir.path(), Some(&campus)).await.unwrap();
         for (table, columns) in [
             (
@@ -446,15 +446,7 @@ mod tests {
     #[tokio::test]
     async fn a_reloaded_campus_replaces_the_campus_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let campus = tellijn_config::Campus::parse(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../examples/campus.toml"
-            ))
-            .unwrap(),
-            "examples/campus.toml",
-        )
-        .unwrap();
+        let campus = crate::example_campus();
         let h = History::open(dir.path(), Some(&campus)).await.unwrap();
         let count = |h: &History| {
             let ctx = h.context().clone();

@@ -4,15 +4,7 @@ use super::*;
 use crate::{Format, History};
 
 fn campus() -> tellijn_config::Campus {
-    tellijn_config::Campus::parse(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/campus.toml"
-        ))
-        .unwrap(),
-        "examples/campus.toml",
-    )
-    .unwrap()
+    crate::example_campus()
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

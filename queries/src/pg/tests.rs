@@ -12,15 +12,7 @@ use crate::readonly::{Refusal, check};
 
 /// A steward's session as the server makes it: campus tables, `pg_catalog`, its own state.
 pub(crate) async fn steward_session(dir: &std::path::Path) -> SessionContext {
-    let campus = tellijn_config::Campus::parse(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/campus.toml"
-        ))
-        .unwrap(),
-        "examples/campus.toml",
-    )
-    .unwrap();
+    let campus = crate::example_campus();
     let history = crate::History::open(dir, Some(&campus))
         .await
         .unwrap()

@@ -59,15 +59,7 @@ impl Processors {
                 }
                 joined = wait_flush(&mut pending) => {
                     let Some(p) = pending.take() else { continue };
-                    match self.finish_flush(p, joined) {
-                        Ok(acks) => {
-                            for o in acks {
-                                let _ = out.send(o).await;
-                            }
-                        }
-                        Err(e @ ProcessorError::FlushLost(_)) => return Err(e),
-                        Err(e) => tracing::error!("Flushing history failed, will retry: {e}"),
-                    }
+                    self.complete_flush(p, joined, &out).await?;
                     self.queue_depths(&out);
                 }
                 _ = house.tick() => {
@@ -109,8 +101,7 @@ impl Processors {
         Ok(summary)
     }
 
-    /// Waits for the flush in flight, if any, and publishes its acks. Only a lost write is an
-    /// error; a failed one keeps its rows for the next flush.
+    /// Waits for the flush in flight, if any, and completes it ([`Self::complete_flush`]).
     async fn finish_pending(
         &mut self,
         pending: Option<PendingFlush>,
@@ -120,6 +111,17 @@ impl Processors {
             return Ok(());
         };
         let joined = (&mut p.task).await;
+        self.complete_flush(p, joined, out).await
+    }
+
+    /// Completes a joined flush and publishes its acks. Only a lost write is an error; a
+    /// failed one keeps its rows for the next flush.
+    async fn complete_flush(
+        &mut self,
+        p: PendingFlush,
+        joined: Result<crate::flushing::SaveResult, tokio::task::JoinError>,
+        out: &mpsc::Sender<Output>,
+    ) -> Result<(), ProcessorError> {
         match self.finish_flush(p, joined) {
             Ok(acks) => {
                 for o in acks {

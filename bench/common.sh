@@ -82,3 +82,9 @@ rss_mb() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1/stat"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+# stats V…: "min/median/max" of the numbers given (the spread over runs), to D decimals (DEC).
+stats() { python3 -c 'import sys,statistics as s; d=int(sys.argv[1]); v=sorted(map(float,sys.argv[2:])); print(f"{v[0]:.{d}f}/{s.median(v):.{d}f}/{v[-1]:.{d}f}")' "${DEC:-0}" "$@"; }
+# median V…: the median of the numbers given.
+median() { python3 -c 'import sys,statistics as s; print(s.median(map(float,sys.argv[1:])))' "$@"; }
+# The commit the figures come from (with a note when the work tree differs from it).
+commit() { local c; c=$(git rev-parse --short HEAD 2>/dev/null || echo unknown); git diff --quiet HEAD 2>/dev/null || c="$c+uncommitted"; echo "$c"; }

@@ -3,13 +3,14 @@
 # (default 370: ≈ 194 M rows) and a month of raw counts (one per door per minute, ≈ 16 M rows),
 # written in Tellijn's layout (occupancy/date=YYYY-MM-DD/*.parquet,
 # zstd, sorted by room and minute, row groups of ROW_GROUP rows) by DuckDB; six steward
-# queries with `tellijn sql` and with DuckDB (PyPI) on the same files. Median of 3 runs each,
-# `tellijn sql` a fresh process each run (its start-up counted), DuckDB a fresh connection in
-# one Python process (interpreter start-up not counted). Prints Markdown rows.
+# queries with `tellijn sql` and with DuckDB (PyPI) on the same files. RUNS runs each after a
+# warm-up, min/median/max, `tellijn sql` a fresh process each run (its start-up counted), DuckDB
+# a fresh connection in one Python process (interpreter start-up not counted). Prints Markdown rows.
 source "$(dirname "$0")/common.sh"
 DAYS=${DAYS:-365}
 ROOMS=${ROOMS:-370}
 ROW_GROUP=${ROW_GROUP:-122880}
+RUNS=${RUNS:-3}
 python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install -q duckdb
 work=${SQL_BENCH_DIR:-$TARGET/bench-sql}
 data=$work/data-$DAYS-$ROOMS
@@ -84,42 +85,50 @@ q3="SELECT room FROM occupancy GROUP BY room HAVING max(occupancy_max) <= 0.3 * 
 q4="SELECT count(*) AS empty_hours FROM (SELECT o.room, date_trunc('hour', o.minute) AS h FROM occupancy o JOIN rooms r ON r.id = o.room WHERE r.kind = 'lecture-hall' AND extract(hour FROM o.minute) BETWEEN 9 AND 16 GROUP BY 1, 2 HAVING max(o.occupancy_max) = 0) t"
 q5="SELECT minute, occupancy_avg FROM occupancy WHERE room = 'room-17' AND date = '$day' ORDER BY minute"
 q6="SELECT date_trunc('hour', start) AS hour, sum(people_in) AS entered, sum(people_out) AS left FROM counts WHERE sensor = 'bench-17' AND date = '$day' GROUP BY 1 ORDER BY 1"
-names=("utilisation per room per hour of week" "peak per building per day" "rooms never above 30 % of capacity" "empty lecture-hall hours 9–17" "one room's day" "one door's day from the raw counts")
-sizes=("$rows" "$rows" "$rows" "$rows" "$rows" "$count_rows")
+# A steward's join with the campus tables: utilisation per building, room kind and size class.
+q7="SELECT b.name AS building, r.kind, CASE WHEN r.capacity >= 100 THEN 'large' ELSE 'small' END AS size, avg(o.occupancy_avg / r.capacity) AS utilisation FROM occupancy o JOIN rooms r ON r.id = o.room JOIN buildings b ON b.id = r.building GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+# A window over one day: each room's busiest quarter of an hour (a 15-minute moving average).
+q8="SELECT room, max(avg15) AS busiest_quarter FROM (SELECT room, avg(occupancy_avg) OVER (PARTITION BY room ORDER BY minute ROWS BETWEEN 14 PRECEDING AND CURRENT ROW) AS avg15 FROM occupancy WHERE date = '$day') t GROUP BY room ORDER BY room"
+names=("utilisation per room per hour of week" "peak per building per day" "rooms never above 30 % of capacity" "empty lecture-hall hours 9–17" "one room's day" "one door's day from the raw counts" "utilisation per building, room kind and size (join)" "each room's busiest quarter of an hour in a day (window)")
+day_rows=$((ROOMS * 1440))
+sizes=("$rows" "$rows" "$rows" "$rows" "$rows" "$count_rows" "$rows" "$day_rows")
 
-"$BIN" sql --data "$data" --config "$work/campus.toml" --format csv "SELECT id, kind FROM rooms" >"$work/rooms.csv"
+"$BIN" sql --data "$data" --config "$work/campus.toml" --format csv "SELECT id, kind, building, capacity FROM rooms" >"$work/rooms.csv"
+"$BIN" sql --data "$data" --config "$work/campus.toml" --format csv "SELECT id, name FROM buildings" >"$work/buildings.csv"
 # DuckDB times itself inside one Python process (a fresh connection per run, the interpreter
-# and `import duckdb` not counted): median of 3 after a warm-up.
-duck_median3() {
-  python3 - "$data" "$work/rooms.csv" "$1" <<'PY'
+# and `import duckdb` not counted): RUNS runs after a warm-up, one time per line.
+duck_runs() {
+  python3 - "$data" "$work" "$1" "$RUNS" <<'PY'
 import sys, time, duckdb
-data, rooms, q = sys.argv[1:4]
+data, work, q, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 def run():
     t = time.monotonic()
     con = duckdb.connect()
     con.sql(f"CREATE VIEW occupancy AS SELECT * FROM read_parquet('{data}/occupancy/*/*.parquet', hive_partitioning = true)")
     con.sql(f"CREATE VIEW counts AS SELECT * FROM read_parquet('{data}/counts/*/*.parquet', hive_partitioning = true)")
-    con.sql(f"CREATE VIEW rooms AS SELECT * FROM read_csv('{rooms}')")
+    con.sql(f"CREATE VIEW rooms AS SELECT * FROM read_csv('{work}/rooms.csv')")
+    con.sql(f"CREATE VIEW buildings AS SELECT * FROM read_csv('{work}/buildings.csv')")
     con.sql(q).fetchall()
     con.close()
     return time.monotonic() - t
 run()
-print(sorted(run() for _ in range(3))[1])
+for _ in range(runs):
+    print(run())
 PY
 }
 tell() { "$BIN" sql --data "$data" --config "$work/campus.toml" --format csv "$1" >/dev/null; }
-median3() {  # median3 CMD ARG: seconds, median of 3 runs after one warm-up
-  local t=() i s
-  "$1" "$2"
-  for i in 1 2 3; do
-    s=$(date +%s.%N); "$1" "$2"; t+=("$(python3 -c "print($(date +%s.%N) - $s)")")
+tell_runs() {  # tell_runs SQL: seconds of RUNS runs after one warm-up, one per line
+  local i s
+  tell "$1"
+  for i in $(seq 1 "$RUNS"); do
+    s=$(date +%s.%N); tell "$1"; python3 -c "print($(date +%s.%N) - $s)"
   done
-  printf '%s\n' "${t[@]}" | sort -g | sed -n 2p
 }
-echo "<!-- sql: occupancy $rows rows ($DAYS days × $ROOMS rooms), counts $count_rows rows (30 days), row groups of $ROW_GROUP -->"
+echo "<!-- sql: commit $(commit); occupancy $rows rows ($DAYS days × $ROOMS rooms), counts $count_rows rows (30 days), row groups of $ROW_GROUP; $RUNS runs each after a warm-up; figures are min/median/max -->"
 i=0
-for q in "$q1" "$q2" "$q3" "$q4" "$q5" "$q6"; do
-  a=$(median3 tell "$q"); b=$(duck_median3 "$q")
-  printf '| SQL: %s (%s rows) | tellijn sql %.2f s | DuckDB %.2f s | %s | ≤ 1.0 |\n' "${names[$i]}" "${sizes[$i]}" "$a" "$b" "$(ratio "$a" "$b")"
+for q in "$q1" "$q2" "$q3" "$q4" "$q5" "$q6" "$q7" "$q8"; do
+  a=($(tell_runs "$q")); b=($(duck_runs "$q"))
+  printf '| SQL: %s (%s rows) | tellijn sql %s s | DuckDB %s s | %s | ≤ 0.8 |\n' "${names[$i]}" "${sizes[$i]}" "$(DEC=2 stats "${a[@]}")" "$(DEC=2 stats "${b[@]}")" "$(ratio "$(median "${a[@]}")" "$(median "${b[@]}")")"
+  echo "sql ${names[$i]}: tellijn $(median "${a[@]}") s, duckdb $(median "${b[@]}") s" >&2
   i=$((i + 1))
 done

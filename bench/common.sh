@@ -87,4 +87,4 @@ stats() { python3 -c 'import sys,statistics as s; d=int(sys.argv[1]); v=sorted(m
 # median V…: the median of the numbers given.
 median() { python3 -c 'import sys,statistics as s; print(s.median(map(float,sys.argv[1:])))' "$@"; }
 # The commit the figures come from (with a note when the work tree differs from it).
-commit() { local c; c=$(git rev-parse --short HEAD 2>/dev/null || echo unknown); git diff --quiet HEAD 2>/dev/null || c="$c+uncommitted"; echo "$c"; }
+commit() { [ -n "${BENCH_COMMIT:-}" ] && { echo "$BENCH_COMMIT"; return; }; local c; c=$(git rev-parse --short HEAD 2>/dev/null || echo unknown); git diff --quiet HEAD 2>/dev/null || c="$c+uncommitted"; echo "$c"; }

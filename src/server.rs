@@ -29,6 +29,9 @@ use tokio::task::JoinHandle;
 /// PUBACK: back-pressure instead of unbounded memory.
 pub const EVENT_QUEUE: usize = 4096;
 
+/// At most this many waiting outputs are published as one batch ([`crate::view::last_per_topic`]).
+const BRIDGE_BATCH: usize = 1024;
+
 /// How often a closed window of aggregated refusals is looked for and written.
 const REFUSALS_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -194,13 +197,27 @@ impl Server {
                     let changed = tokio::select! {
                         o = out_rx.recv() => {
                             let Some(o) = o else { break };
-                            live.apply(&o);
-                            let campus = campus_rx.borrow().clone();
-                            let changed = public.after(&campus, &live, &o.topic);
-                            if let Err(e) = broker_scx.publish_retained(&o.topic, o.payload).await {
-                                tracing::error!(topic = %o.topic, "Publishing a retained topic failed: {e}");
+                            // Everything already waiting, each topic once with its last
+                            // payload: the topics are retained state, so a reader only ever
+                            // gets the latest; under load this publishes a room's occupancy
+                            // once per batch instead of once per message.
+                            let mut batch = vec![o];
+                            while batch.len() < BRIDGE_BATCH {
+                                match out_rx.try_recv() {
+                                    Ok(o) => batch.push(o),
+                                    Err(_) => break,
+                                }
                             }
-                            changed
+                            let campus = campus_rx.borrow().clone();
+                            let mut changed = Vec::new();
+                            for o in crate::view::last_per_topic(batch, |o| o.topic.as_str()) {
+                                live.apply(&o);
+                                changed.extend(public.after(&campus, &live, &o.topic));
+                                if let Err(e) = broker_scx.publish_retained(&o.topic, o.payload).await {
+                                    tracing::error!(topic = %o.topic, "Publishing a retained topic failed: {e}");
+                                }
+                            }
+                            crate::view::last_per_topic(changed, |(t, _)| t.as_str())
                         }
                         // A reload: the public tree of the new campus, and the topics it
                         // no longer has cleared.

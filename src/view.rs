@@ -188,6 +188,23 @@ impl PublicTree {
     }
 }
 
+/// Each topic once, with its last item, in the order of those last items (what a reader of
+/// retained topics would end with, published with the fewest messages).
+pub fn last_per_topic<T>(items: Vec<T>, topic: impl Fn(&T) -> &str) -> Vec<T> {
+    if items.len() < 2 {
+        return items;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items.into_iter().rev() {
+        if seen.insert(topic(&item).to_owned()) {
+            out.push(item);
+        }
+    }
+    out.reverse();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +372,16 @@ capacity = 2
             "{changed:?}"
         );
         assert!(tree.reload(&next, &live).is_empty(), "cleared once");
+    }
+
+    #[test]
+    fn a_batch_keeps_each_topic_once_with_its_last_payload_in_order() {
+        let batch = vec![("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2), ("a", 3)];
+        assert_eq!(
+            last_per_topic(batch, |(t, _)| t),
+            vec![("c", 1), ("b", 2), ("a", 3)]
+        );
+        assert_eq!(last_per_topic(vec![("a", 1)], |(t, _)| t), vec![("a", 1)]);
+        assert!(last_per_topic(Vec::<(&str, u8)>::new(), |(t, _)| t).is_empty());
     }
 }

@@ -528,10 +528,10 @@ mod tests {
             panic!("a projection: {plan}")
         };
         for e in &p.expr {
-            let e = match e {
-                Expr::Alias(a) => a.expr.as_ref(),
-                e => e,
-            };
+            let mut e = e;
+            while let Expr::Alias(a) = e {
+                e = a.expr.as_ref();
+            }
             let Expr::ScalarFunction(f) = e else {
                 panic!("a function: {e}")
             };

@@ -309,8 +309,40 @@ fn read_deadline(
     }
 }
 
+/// The frame size a header line declares, read as the `y4m` crate reads it (fields after the
+/// magic, separated by single spaces, up to the end of line; the last `W` and `H` win), so that
+/// sides too large to multiply are refused before the crate multiplies them: `y4m` 0.8 computes
+/// the plane sizes unchecked (found by the `counter_y4m` fuzz target).
+fn declared_sides(header: &[u8]) -> Result<(usize, usize), SourceError> {
+    let params = header.strip_prefix(b"YUV4MPEG2").unwrap_or(header);
+    let params = params.split(|&b| b == b'\n').next().unwrap_or_default();
+    let (mut width, mut height) = (0usize, 0usize);
+    for field in params.split(|&b| b == b' ') {
+        let (side, value) = match field.split_first() {
+            Some((b'W', v)) => (&mut width, v),
+            Some((b'H', v)) => (&mut height, v),
+            _ => continue,
+        };
+        *side = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or(SourceError::BadHeader(
+                "W and H must be positive numbers and F, A ratios",
+            ))?;
+    }
+    Ok((width, height))
+}
+
 /// Parses a stream header line (with its end of line) by the `y4m` crate.
 pub fn parse_header(header: &[u8]) -> Result<Geometry, SourceError> {
+    let (width, height) = declared_sides(header)?;
+    if width > MAX_SIDE as usize || height > MAX_SIDE as usize {
+        return Err(if width == 0 || height == 0 {
+            SourceError::BadHeader("W and H must be positive numbers and F, A ratios")
+        } else {
+            SourceError::Size { width, height }
+        });
+    }
     let limits = y4m::Limits {
         bytes: (MAX_SIDE as usize).pow(2) * 3,
     };
@@ -397,8 +429,49 @@ mod tests {
             parse_header(b"YUV4MPEG2 W320 H240 Cxyz\n"),
             Err(SourceError::BadHeader(_))
         ));
-        assert!(matches!(
+        assert_eq!(
             parse_header(b"YUV4MPEG2 W99999 H99999\n"),
+            Err(SourceError::Size {
+                width: 99999,
+                height: 99999
+            })
+        );
+    }
+
+    /// Sides whose product overflows are refused before `y4m` multiplies them (it panics in
+    /// a build with overflow checks): the fuzz target's crash, and its neighbours.
+    #[test]
+    fn sides_too_large_to_multiply_are_refused_before_the_crate_sees_them() {
+        let crash = b"YUV4MPEG2 W17 H8111111111111111115 \x01\x00\x01\n";
+        assert_eq!(
+            parse_header(crash),
+            Err(SourceError::Size {
+                width: 17,
+                height: 8111111111111111115
+            })
+        );
+        let max = usize::MAX;
+        assert_eq!(
+            parse_header(format!("YUV4MPEG2 W{max} H{max} F25:1\n").as_bytes()),
+            Err(SourceError::Size {
+                width: max,
+                height: max
+            })
+        );
+        // The last W wins, as in the crate: a huge first W followed by a valid one is fine.
+        assert_eq!(
+            parse_header(b"YUV4MPEG2 W99999999999 H240 W320 F25:1\n")
+                .unwrap()
+                .width,
+            320
+        );
+        // A huge side with the other missing is a header error, not a size.
+        assert!(matches!(
+            parse_header(b"YUV4MPEG2 H99999999999999 F25:1\n"),
+            Err(SourceError::BadHeader(_))
+        ));
+        assert!(matches!(
+            parse_header(b"YUV4MPEG2 W18446744073709551616 H240\n"),
             Err(SourceError::BadHeader(_))
         ));
     }

@@ -8,15 +8,15 @@
 source "$(dirname "$0")/common.sh"
 RUNS=${RUNS:-3}
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-# Each connection costs the server three descriptors (the client's socket, and the door's socket
-# to rmqtt with rmqtt's end of it). Where the hard limit cannot be raised (a container), the
-# largest count measured is what it allows, and the output says so.
+# Each connection costs the server one descriptor (the client's socket; rmqtt runs on it, there
+# is no relay). Where the hard limit cannot be raised (a container), the largest count measured
+# is what it allows, and the output says so.
 fds=$(ulimit -n)
-most=$(( (fds - 300) / 3 ))
+most=$(( fds - 300 ))
 counts=()
 for n in ${COUNTS:-370 5000}; do
   if [ "$n" -gt "$most" ]; then
-    echo "<!-- connections: $n needs ≥ $((3 * n + 300)) descriptors, the limit here is $fds (hard limit $(ulimit -Hn)); measured $most instead -->"
+    echo "<!-- connections: $n needs ≥ $((n + 300)) descriptors, the limit here is $fds (hard limit $(ulimit -Hn)); measured $most instead -->"
     n=$most
   fi
   counts+=("$n")
@@ -59,6 +59,14 @@ PY
 }
 per=$(growth "${rss[$first]}" "${rss[$last]}")
 mper=$(growth "${mosq[$first]}" "${mosq[$last]}")
+# The same growth split in two: what a further sensor costs configured but not connected (the
+# empty servers' difference: its policy entry, metrics and processor state), and what its
+# connection adds on top (RSS connected − RSS empty, per run).
+conf=$(growth "${base[$first]}" "${base[$last]}")
+over() {  # over RSS… BASE… : RSS − BASE per run
+  python3 -c 'import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(" ".join(f"{float(x) - float(y):.1f}" for x, y in zip(a, b)))' "$1" "$2"
+}
+conn=$(growth "$(over "${rss[$first]}" "${base[$first]}")" "$(over "${rss[$last]}" "${base[$last]}")")
 echo "<!-- connections: commit $(commit); $RUNS runs; figures are min/median/max over runs -->"
 for n in "${counts[@]}"; do
   t=$(median ${rss[$n]}); m=$(median ${mosq[$n]})
@@ -66,3 +74,5 @@ for n in "${counts[@]}"; do
   echo "| $n idle sensors connected | RSS $(DEC=1 stats ${rss[$n]}) MB (empty server $(DEC=1 stats ${base[$n]}) MB), CPU idle $(DEC=1 stats ${cpu[$n]}) % of a core | Mosquitto RSS $(DEC=1 stats ${mosq[$n]}) MB | RSS $(ratio "$t" "$m") | $target |"
 done
 echo "| growth per further idle connection ($first → $last) | $(DEC=1 stats $per) KiB | Mosquitto $(DEC=1 stats $mper) KiB | $(ratio "$(median $per)" "$(median $mper)") | ≤ 10 KiB |"
+echo "| of which a further sensor in the config, not connected | $(DEC=1 stats $conf) KiB | – | – | – |"
+echo "| of which its idle connection | $(DEC=1 stats $conn) KiB | Mosquitto $(DEC=1 stats $mper) KiB | $(ratio "$(median $conn)" "$(median $mper)") | – |"

@@ -620,6 +620,37 @@ async fn one_address_cannot_take_every_pending_place() {
     server.stop().await.unwrap();
 }
 
+/// The broker sees each client's own address, not a relay's: failed logins from three loopback
+/// addresses are audited as three sources (with one address they would be one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_traced_to_the_clients_own_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mqtt = server.mqtt_addr();
+    for last in [2u8, 3, 4] {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, last], 0)))
+            .unwrap();
+        let mut s = socket.connect(mqtt).await.unwrap();
+        s.write_all(&connect(b"nobody", Some(("nobody", "guess"))))
+            .await
+            .unwrap();
+        let mut ack = [0u8; 4];
+        s.read_exact(&mut ack).await.unwrap();
+        assert_eq!(&ack[..3], &[0x20, 0x02, 0x00], "a CONNACK");
+        assert_ne!(ack[3], 0, "an unknown user was let in");
+    }
+    server.stop().await.unwrap();
+    let lines = audit_lines(dir.path());
+    let line = lines
+        .iter()
+        .find(|l| l["event"] == "refusals" && l["reason"] == "unknown_user")
+        .unwrap_or_else(|| panic!("no refusals line for unknown_user in {lines:?}"));
+    assert_eq!(line["count"], 3, "{line}");
+    assert_eq!(line["sources"], 3, "{line}");
+}
+
 /// One MQTT packet as a client sent it: (type, flags, body).
 fn split_packets(mut bytes: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
     let mut out = Vec::new();

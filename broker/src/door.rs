@@ -11,9 +11,11 @@
 //! 2. **A deadline for the CONNECT**: the TLS handshake (on the TLS listener) and the complete
 //!    CONNECT packet must arrive within `connect_timeout`; the first packet must be a CONNECT
 //!    of at most [`MAX_CONNECT`] bytes with a valid protocol name and a UTF-8 client id.
-//! 3. **Then it steps aside**: the CONNECT is written to rmqtt's own listener on loopback and
-//!    bytes are copied both ways until either side closes. Authentication, ACLs and the
-//!    payload gate stay in the [hooks](crate::hooks).
+//! 3. **Then it steps aside**: the client's own stream, with the CONNECT it read put back in
+//!    front, is handed to rmqtt's MQTT session ([`rmqtt::v3::process`] or `v5`), with the
+//!    client's real address. No loopback listener and no copying: authentication, ACLs and
+//!    the payload gate stay in the [hooks](crate::hooks). (rmqtt 0.24 keeps that entry point
+//!    crate-private; `vendor/` makes it public, see `vendor/README.md`.)
 //!
 //! Every refused connection is counted in `tellijn_mqtt_refused_connections_total{reason}`
 //! (no audit line: nothing has identified itself yet, and an attacker must not be able to
@@ -21,22 +23,23 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use rmqtt::context::ServerContext;
+use rmqtt::net::{Builder, Dispatcher, MqttStream};
 
 use tellijn_config::Metrics;
 use tellijn_config::metrics::ReasonLabels;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 /// Largest CONNECT accepted (client id, username, password and a will fit easily).
 pub const MAX_CONNECT: usize = 2048;
-
-/// Buffer per direction for the copy to rmqtt: MQTT packets here are at most
-/// [`crate::MAX_PACKET`] bytes, and 20 000 idle sensors must not cost 8 KiB × 2 each.
-const COPY_BUFFER: usize = 2048;
 
 /// Why a connection was closed by the door (the `reason` label).
 pub mod refusal {
@@ -72,42 +75,16 @@ impl From<&tellijn_config::campus::Limits> for DoorLimits {
     }
 }
 
-/// The client address behind each of the door's loopback connections to rmqtt (rmqtt sees
-/// only loopback), so the hooks can count the sources of refusals. One entry per open
-/// connection.
-#[derive(Default)]
-pub(crate) struct Peers(Mutex<HashMap<SocketAddr, IpAddr>>);
-
-impl Peers {
-    /// The client address behind rmqtt's `remote_addr` of a connection.
-    pub(crate) fn get(&self, inner_local: SocketAddr) -> Option<IpAddr> {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&inner_local).copied()
-    }
-}
-
-/// Removes a connection's entry from [`Peers`] when it ends.
-struct PeerEntry<'a> {
-    peers: &'a Peers,
-    local: SocketAddr,
-}
-
-impl Drop for PeerEntry<'_> {
-    fn drop(&mut self) {
-        let mut m = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(&self.local);
-    }
-}
-
 /// Counts shared by all listeners of one broker.
 pub(crate) struct Door {
     limits: DoorLimits,
     metrics: Metrics,
     open: AtomicUsize,
     pending: Mutex<Pending>,
-    /// rmqtt's loopback listener.
-    inner: SocketAddr,
-    peers: Arc<Peers>,
+    /// rmqtt's server state, where each admitted connection's session runs.
+    scx: ServerContext,
+    /// The listener settings rmqtt applies to every session (packet size, keep-alive…).
+    listener: Arc<Builder>,
 }
 
 #[derive(Default)]
@@ -145,16 +122,16 @@ impl Door {
     pub(crate) fn new(
         limits: DoorLimits,
         metrics: Metrics,
-        inner: SocketAddr,
-        peers: Arc<Peers>,
+        scx: ServerContext,
+        listener: Arc<Builder>,
     ) -> Arc<Door> {
         Arc::new(Door {
             limits,
             metrics,
             open: AtomicUsize::new(0),
             pending: Mutex::new(Pending::default()),
-            inner,
-            peers,
+            scx,
+            listener,
         })
     }
 
@@ -222,8 +199,7 @@ impl Door {
             let door = self.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
-                let mut stream = stream;
-                if let Err(reason) = door.handle(&mut stream, peer, tls, place).await {
+                if let Err(reason) = door.handle(stream, peer, tls, place).await {
                     // Counted while the socket is still open: whoever sees it close can
                     // already see it counted.
                     door.refuse(reason);
@@ -235,67 +211,144 @@ impl Door {
 
     async fn handle(
         &self,
-        stream: &mut TcpStream,
+        stream: TcpStream,
         peer: SocketAddr,
         tls: Option<TlsAcceptor>,
         mut place: Place,
     ) -> Result<(), &'static str> {
         let deadline = tokio::time::Instant::now() + self.limits.connect_timeout;
         match tls {
-            None => self.pass(stream, deadline, &mut place).await,
+            None => self.pass(stream, peer, deadline, &mut place).await,
+            // Boxed: the handshake's and the TLS stream's state is large, and inline it would
+            // make every plain connection's task as large as a TLS one.
             Some(acceptor) => {
-                let stream = tokio::time::timeout_at(deadline, acceptor.accept(stream))
-                    .await
-                    .map_err(|_| refusal::CONNECT_TIMEOUT)?
-                    .map_err(|e| {
-                        // Says why (unknown issuer, expired certificate…), never what was sent.
-                        tracing::warn!(%peer, "MQTT TLS handshake failed: {e}");
-                        refusal::TLS_HANDSHAKE
-                    })?;
-                self.pass(stream, deadline, &mut place).await
+                Box::pin(async move {
+                    let stream = tokio::time::timeout_at(deadline, acceptor.accept(stream))
+                        .await
+                        .map_err(|_| refusal::CONNECT_TIMEOUT)?
+                        .map_err(|e| {
+                            // Says why (unknown issuer, expired certificate…), never what was
+                            // sent.
+                            tracing::warn!(%peer, "MQTT TLS handshake failed: {e}");
+                            refusal::TLS_HANDSHAKE
+                        })?;
+                    self.pass(stream, peer, deadline, &mut place).await
+                })
+                .await
             }
         }
     }
 
-    /// Reads the CONNECT by the deadline, then copies both ways to rmqtt.
-    async fn pass<S: AsyncRead + AsyncWrite + Unpin>(
+    /// Reads the CONNECT by the deadline, then hands the stream (the CONNECT put back in front)
+    /// to rmqtt's session for its protocol version, with the client's address.
+    async fn pass<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static>(
         &self,
         mut client: S,
+        peer: SocketAddr,
         deadline: tokio::time::Instant,
         place: &mut Place,
     ) -> Result<(), &'static str> {
         let connect = tokio::time::timeout_at(deadline, read_connect(&mut client))
             .await
             .map_err(|_| refusal::CONNECT_TIMEOUT)??;
-        let mut inner = TcpStream::connect(self.inner).await.map_err(|e| {
-            tracing::error!(
-                "The MQTT door cannot reach the broker on {}: {e}",
-                self.inner
-            );
-            refusal::CONNECTION_LIMIT
-        })?;
-        let _ = inner.set_nodelay(true);
-        let _peer = inner.local_addr().ok().map(|local| {
-            let mut m = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
-            m.insert(local, place.ip);
-            PeerEntry {
-                peers: &self.peers,
-                local,
-            }
-        });
         place.admitted();
-        if inner.write_all(&connect).await.is_err() {
-            return Ok(());
+        let io = Replayed::new(connect, client);
+        let dispatcher =
+            Dispatcher::with_capacity(io, peer, None, self.listener.clone(), FRAME_BUFFER);
+        let stream = match dispatcher.mqtt().await {
+            Ok(s) => s,
+            // The door checked the protocol name and level: rmqtt's codec refused the rest.
+            Err(_) => return Err(refusal::MALFORMED),
+        };
+        // Errors here are the session's end (a disconnect, a refused login, a protocol
+        // error): rmqtt and the hooks have counted and logged what there is to say.
+        // Boxed, so a connection holds the state of its own protocol version's session only.
+        let ended = match stream {
+            MqttStream::V3(s) => {
+                Box::pin(rmqtt::v3::process(self.scx.clone(), s, LISTENER_ID)).await
+            }
+            MqttStream::V5(s) => {
+                Box::pin(rmqtt::v5::process(self.scx.clone(), s, LISTENER_ID)).await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%peer, "An MQTT session ended: {e}");
         }
-        // Either side closing ends both; errors here are ordinary disconnects.
-        let _ = tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut inner,
-            COPY_BUFFER,
-            COPY_BUFFER,
-        )
-        .await;
         Ok(())
+    }
+}
+
+/// Where each session's read and write buffers start (tokio-util's default is 8 KiB each): a
+/// count message is a few hundred bytes, and the buffers grow for a larger packet (at most
+/// [`crate::MAX_PACKET`]).
+const FRAME_BUFFER: usize = 1024;
+
+/// The id rmqtt knows the door's listener settings by (`ServerContext::listen_cfgs`).
+pub(crate) const LISTENER_ID: rmqtt::types::ListenerId = 1;
+
+/// A client's stream with the bytes the door already read from it (the CONNECT) put back in
+/// front: reads return those first, then the stream's own; writes go straight to the stream.
+pub struct Replayed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Replayed<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Replayed {
+            prefix,
+            at: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replayed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.at);
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                // Given back whole: its memory is not kept for the connection's life.
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replayed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -447,8 +500,8 @@ mod tests {
         assert_eq!(read(&wrong_name).await, Err(refusal::MALFORMED));
     }
 
-    #[test]
-    fn limits_count_and_give_back_places() {
+    #[tokio::test]
+    async fn limits_count_and_give_back_places() {
         let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
         let door = Door::new(
             DoorLimits {
@@ -458,8 +511,8 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
             },
             metrics,
-            SocketAddr::from(([127, 0, 0, 1], 9)),
-            Arc::new(Peers::default()),
+            ServerContext::new().build().await,
+            Arc::new(Builder::new()),
         );
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
@@ -479,5 +532,64 @@ mod tests {
         drop(third);
         assert_eq!(door.open.load(Ordering::Relaxed), 0);
         assert!(door.pending.lock().unwrap().per_ip.is_empty());
+    }
+
+    /// The CONNECT the door read comes back first, whole, however small the reader's buffer,
+    /// then the stream's own bytes; writes reach the stream unchanged.
+    #[tokio::test]
+    async fn a_replayed_stream_gives_the_prefix_then_the_stream_and_writes_through() {
+        use tokio::io::AsyncWriteExt;
+        for chunk in [1, 3, 64] {
+            let (near, mut far) = tokio::io::duplex(64);
+            let mut io = Replayed::new(b"CONNECT".to_vec(), near);
+            far.write_all(b" then more").await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; chunk];
+            while got.len() < b"CONNECT then more".len() {
+                let n = io.read(&mut buf).await.unwrap();
+                assert!(n > 0 && n <= chunk);
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, b"CONNECT then more");
+            assert!(
+                io.prefix.capacity() == 0,
+                "the prefix is freed once given back"
+            );
+            io.write_all(b"CONNACK").await.unwrap();
+            io.flush().await.unwrap();
+            let mut back = [0u8; 7];
+            far.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"CONNACK");
+            drop(far);
+            assert_eq!(
+                io.read(&mut buf).await.unwrap(),
+                0,
+                "the stream's end is the end"
+            );
+        }
+    }
+
+    /// Memory by construction: the task every plain connection holds stays small (the TLS
+    /// handshake and the rmqtt session of the connection's protocol version are boxed, not
+    /// inline: inline, it was 14 KiB per connection in a release build).
+    #[tokio::test]
+    async fn a_plain_connections_task_is_small() {
+        let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+        let limits = DoorLimits {
+            max_connections: 1,
+            max_pending: 1,
+            max_pending_per_ip: 1,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let scx = ServerContext::new().build().await;
+        let door = Door::new(limits, metrics, scx, Arc::new(Builder::new()));
+        let place = door.enter([10, 0, 0, 1].into()).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let peer = SocketAddr::from(([10, 0, 0, 1], 1));
+        let task = door.handle(c, peer, None, place);
+        let size = std::mem::size_of_val(&task);
+        // 1.3 KiB in release and debug builds alike.
+        assert!(size <= 2048, "a connection's task takes {size} bytes");
     }
 }

@@ -42,8 +42,6 @@ pub(crate) struct GateHooks {
     pub metrics: Metrics,
     pub audit: Arc<AuditLog>,
     pub refusals: Arc<Refusals>,
-    /// The client addresses behind the door's loopback connections.
-    pub peers: Arc<crate::door::Peers>,
     pub events: mpsc::Sender<SensorEvent>,
     pub clock: Clock,
     /// Per-client publish rate (`[limits] publish_rate`, `publish_burst`), keyed by
@@ -117,9 +115,9 @@ impl GateHooks {
         }
     }
 
-    /// The client's own address (rmqtt sees the door's loopback connection).
+    /// The client's own address (the door hands rmqtt the client's stream and address).
     fn source(&self, remote: Option<std::net::SocketAddr>) -> Option<std::net::IpAddr> {
-        remote.and_then(|a| self.peers.get(a))
+        remote.map(|a| a.ip())
     }
 
     async fn authenticate(&self, info: &ConnectInfo) -> ReturnType {

@@ -13,8 +13,8 @@
 //!   processors through a bounded channel.
 //! - [`retain`]: the retained-message store rmqtt 0.24 leaves to the embedder.
 //! - [`door`]: our own accept loop in front of rmqtt: connection limits, a deadline for the TLS
-//!   handshake and the CONNECT, the first packet checked; then bytes are copied to rmqtt on
-//!   loopback.
+//!   handshake and the CONNECT, the first packet checked; then the client's stream is handed
+//!   to an rmqtt session in the same task (no loopback listener, no relay).
 //! - [`Broker`]: binds the listeners, starts rmqtt, and publishes derived topics in process.
 //!
 //! State: sessions and retained messages live in memory only. Retained derived topics are
@@ -34,7 +34,6 @@ use rmqtt::codec::types::{Publish as CodecPublish, QoS};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::Type;
 use rmqtt::net::Builder;
-use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{From, Id, Publish};
 use tellijn_config::{AuditLog, Metrics, Refusals};
@@ -102,7 +101,6 @@ pub struct Broker {
     hooks: Arc<hooks::GateHooks>,
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
-    task: JoinHandle<()>,
     doors: Vec<JoinHandle<()>>,
 }
 
@@ -124,13 +122,11 @@ impl Broker {
         let scx = ServerContext::new().busy_check_enable(false).build().await;
         *scx.extends.retain_mut().await = Box::new(retain::RetainStore::default());
 
-        let peers = Arc::new(door::Peers::default());
         let hooks = Arc::new(hooks::GateHooks {
             policy: arc_swap::ArcSwap::new(cfg.policy),
             metrics: cfg.metrics,
             audit: cfg.audit,
             refusals: cfg.refusals,
-            peers: peers.clone(),
             events: cfg.events,
             clock: cfg.clock,
             rate: hooks::rate_limiter(&cfg.limits),
@@ -155,22 +151,16 @@ impl Broker {
             addr: cfg.mqtt,
             source,
         };
-        // rmqtt listens on loopback only; clients reach it through the door.
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let inner = listener_builder("tellijn/inner", loopback)
-            .bind()
-            .map_err(bind_err)?
-            .tcp()
-            .map_err(bind_err)?;
-        let inner_addr = inner.local_addr().map_err(bind_err)?;
-        let server = MqttServer::new(scx.clone())
-            .listener_by_id(inner, 1)
-            .build();
+        // rmqtt does not listen itself: the door accepts, checks, and hands each admitted
+        // stream to an rmqtt session with these settings.
+        let listener = Arc::new(listener_builder("tellijn", cfg.mqtt));
+        scx.listen_cfgs.insert(door::LISTENER_ID, listener.clone());
+        scx.extends.hook_mgr().before_startup().await;
         let door = door::Door::new(
             (&cfg.limits).into(),
             hooks.metrics.clone(),
-            inner_addr,
-            peers,
+            scx.clone(),
+            listener,
         );
         let plain = tokio::net::TcpListener::bind(cfg.mqtt)
             .await
@@ -190,11 +180,6 @@ impl Broker {
             tls_addr = Some(l.local_addr().map_err(|e| tls_err(e.into()))?);
             doors.push(tokio::spawn(door.serve(l, Some(acceptor))));
         }
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.run().await {
-                tracing::error!("The MQTT broker stopped: {e}");
-            }
-        });
         tracing::info!("MQTT broker listening on {addr}.");
         if let Some(a) = tls_addr {
             tracing::info!("MQTT over TLS listening on {a}.");
@@ -204,7 +189,6 @@ impl Broker {
             hooks,
             addr,
             tls_addr,
-            task,
             doors,
         })
     }
@@ -274,7 +258,6 @@ impl Broker {
         for d in &self.doors {
             d.abort();
         }
-        self.task.abort();
     }
 }
 

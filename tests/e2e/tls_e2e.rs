@@ -76,7 +76,9 @@ struct Setup {
     dir: tempfile::TempDir,
     server: Child,
     server_log: mpsc::Receiver<String>,
+    mqtt: u16,
     mqtts: u16,
+    http: u16,
     metrics: u16,
 }
 
@@ -119,7 +121,9 @@ fn start_server(ca: &Ca) -> Setup {
         dir,
         server,
         server_log,
+        mqtt,
         mqtts,
+        http,
         metrics,
     }
 }
@@ -241,5 +245,63 @@ async fn expired_client_certificate_is_refused_on_both_sides() {
         0.0
     );
     stop(a);
+    stop(s.server);
+}
+
+/// The TCP ports a process listens on: its socket descriptors matched against the kernel's
+/// table of listening sockets (state 0A), IPv4 and IPv6.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+/// Nothing reaches the broker past the door: the server listens on its configured ports
+/// (MQTT, MQTT over TLS, HTTP, metrics, PostgreSQL) and on nothing else. rmqtt runs each
+/// session on the stream the door hands it; it has no listener of its own, not even on
+/// loopback, where a local user could have reached it past the door's limits.
+#[test]
+fn the_server_listens_on_its_configured_ports_and_nothing_else() {
+    let ca = ca("Tellijn test CA");
+    let s = start_server(&ca);
+    let pid = s.server.id();
+    let wanted = [s.mqtt, s.mqtts, s.http, s.metrics];
+    // PostgreSQL's port is ephemeral (`127.0.0.1:0`): one more, whatever its number.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut ports = listening_ports(pid);
+    while !(wanted.iter().all(|p| ports.contains(p)) && ports.len() >= 5)
+        && std::time::Instant::now() < deadline
+    {
+        // Polling the kernel's table until the last listener is bound, not waiting for it.
+        std::thread::sleep(Duration::from_millis(20));
+        ports = listening_ports(pid);
+    }
+    assert!(
+        wanted.iter().all(|p| ports.contains(p)),
+        "{ports:?} lacks one of {wanted:?}"
+    );
+    assert_eq!(
+        ports.len(),
+        5,
+        "listening on {ports:?}; configured {wanted:?} and PostgreSQL"
+    );
     stop(s.server);
 }

@@ -12,10 +12,11 @@
 //!    CONNECT packet must arrive within `connect_timeout`; the first packet must be a CONNECT
 //!    of at most [`MAX_CONNECT`] bytes with a valid protocol name and a UTF-8 client id.
 //! 3. **Then it steps aside**: the client's own stream, with the CONNECT it read put back in
-//!    front, is handed to rmqtt's MQTT session ([`rmqtt::v3::process`] or `v5`), with the
-//!    client's real address. No loopback listener and no copying: authentication, ACLs and
-//!    the payload gate stay in the [hooks](crate::hooks). (rmqtt 0.24 keeps that entry point
-//!    crate-private; `vendor/` makes it public, see `vendor/README.md`.)
+//!    front and its writes gathered ([`ClientIo`]), is handed to rmqtt's MQTT session
+//!    ([`rmqtt::v3::process`] or `v5`) with the client's real address. No loopback listener
+//!    and no copying: authentication, ACLs and the payload gate stay in the
+//!    [hooks](crate::hooks). (rmqtt 0.24 keeps that entry point crate-private; `vendor/`
+//!    makes it public, see `vendor/README.md`.)
 //!
 //! Every refused connection is counted in `tellijn_mqtt_refused_connections_total{reason}`
 //! (no audit line: nothing has identified itself yet, and an attacker must not be able to
@@ -23,10 +24,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rmqtt::context::ServerContext;
@@ -34,7 +33,9 @@ use rmqtt::net::{Builder, Dispatcher, MqttStream};
 
 use tellijn_config::Metrics;
 use tellijn_config::metrics::ReasonLabels;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::client_io::ClientIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -252,7 +253,7 @@ impl Door {
             .await
             .map_err(|_| refusal::CONNECT_TIMEOUT)??;
         place.admitted();
-        let io = Replayed::new(connect, client);
+        let io = ClientIo::new(connect, client);
         let dispatcher =
             Dispatcher::with_capacity(io, peer, None, self.listener.clone(), FRAME_BUFFER);
         let stream = match dispatcher.mqtt().await {
@@ -285,72 +286,6 @@ const FRAME_BUFFER: usize = 1024;
 
 /// The id rmqtt knows the door's listener settings by (`ServerContext::listen_cfgs`).
 pub(crate) const LISTENER_ID: rmqtt::types::ListenerId = 1;
-
-/// A client's stream with the bytes the door already read from it (the CONNECT) put back in
-/// front: reads return those first, then the stream's own; writes go straight to the stream.
-pub struct Replayed<S> {
-    prefix: Vec<u8>,
-    at: usize,
-    inner: S,
-}
-
-impl<S> Replayed<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Replayed {
-            prefix,
-            at: 0,
-            inner,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Replayed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        if this.at < this.prefix.len() {
-            let n = buf.remaining().min(this.prefix.len() - this.at);
-            buf.put_slice(&this.prefix[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                // Given back whole: its memory is not kept for the connection's life.
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replayed<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
 
 /// Reads one complete CONNECT packet and checks its header; returns its bytes.
 async fn read_connect<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, &'static str> {
@@ -532,41 +467,6 @@ mod tests {
         drop(third);
         assert_eq!(door.open.load(Ordering::Relaxed), 0);
         assert!(door.pending.lock().unwrap().per_ip.is_empty());
-    }
-
-    /// The CONNECT the door read comes back first, whole, however small the reader's buffer,
-    /// then the stream's own bytes; writes reach the stream unchanged.
-    #[tokio::test]
-    async fn a_replayed_stream_gives_the_prefix_then_the_stream_and_writes_through() {
-        use tokio::io::AsyncWriteExt;
-        for chunk in [1, 3, 64] {
-            let (near, mut far) = tokio::io::duplex(64);
-            let mut io = Replayed::new(b"CONNECT".to_vec(), near);
-            far.write_all(b" then more").await.unwrap();
-            let mut got = Vec::new();
-            let mut buf = vec![0u8; chunk];
-            while got.len() < b"CONNECT then more".len() {
-                let n = io.read(&mut buf).await.unwrap();
-                assert!(n > 0 && n <= chunk);
-                got.extend_from_slice(&buf[..n]);
-            }
-            assert_eq!(got, b"CONNECT then more");
-            assert!(
-                io.prefix.capacity() == 0,
-                "the prefix is freed once given back"
-            );
-            io.write_all(b"CONNACK").await.unwrap();
-            io.flush().await.unwrap();
-            let mut back = [0u8; 7];
-            far.read_exact(&mut back).await.unwrap();
-            assert_eq!(&back, b"CONNACK");
-            drop(far);
-            assert_eq!(
-                io.read(&mut buf).await.unwrap(),
-                0,
-                "the stream's end is the end"
-            );
-        }
     }
 
     /// Memory by construction: the task every plain connection holds stays small (the TLS

@@ -15,11 +15,14 @@
 //! - [`door`]: our own accept loop in front of rmqtt: connection limits, a deadline for the TLS
 //!   handshake and the CONNECT, the first packet checked; then the client's stream is handed
 //!   to an rmqtt session in the same task (no loopback listener, no relay).
+//! - [`client_io`]: the stream a session runs on: the CONNECT the door read put back in front,
+//!   and writes gathered until the session next reads (one `writev` for many PUBACKs).
 //! - [`Broker`]: binds the listeners, starts rmqtt, and publishes derived topics in process.
 //!
 //! State: sessions and retained messages live in memory only. Retained derived topics are
 //! republished by the processors at start, so a restart loses nothing durable here.
 
+pub mod client_io;
 pub mod door;
 pub mod gate;
 mod hooks;

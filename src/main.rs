@@ -597,7 +597,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// glibc's malloc raises its mmap threshold to the size of each large block freed, so after the
 /// first login the argon2id blocks of every further one (4–19 MiB each) come from the heap and
-/// stay in the process when freed: a connect storm of 370 sensors left ~50 MB resident. A
+/// stay in the process when freed: a connect storm of 370 sensors left ~40 MB resident. A
 /// fixed threshold keeps them mapped and gives them back to the system when freed.
 fn release_large_blocks_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -254,6 +254,11 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
         ..Feed::default()
     }));
     let feed_addr = feed_server(feed.clone()).await;
+    // Headless Chromium (a phone's width) for the free-places page, started before the
+    // simulated clock: its start takes both cores for seconds on a busy machine, and at 600×
+    // a second is ten simulated minutes, enough to starve the zone sensor through the start of
+    // booking B (seen once in CI: B decided a no-show).
+    let mut chromium = chromium::Chromium::start(390, 844).await;
     let clock = Clock::accelerated(t0, SPEED);
     let text = campus_text(data, feed_addr);
     let server = start(data, &text, clock).await;
@@ -261,7 +266,6 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
     let (seen, reader_task) = reader(port).await;
     let sensor = zone_sensor(port, clock, t0).await;
     let http = server.http_addr();
-    let mut chromium = chromium::Chromium::start(390, 844).await;
     let minute = |m: i64| t0 + TimeDelta::minutes(m);
     let booking_of = |v: &Vec<Value>, pred: &dyn Fn(&Value) -> bool| v.iter().any(pred);
 
@@ -324,8 +328,8 @@ async fn bookings_become_no_shows_used_bookings_and_study_places_and_nothing_per
         "the test ran too slowly to see the study place open ({now_min})"
     );
 
-    // The free-places page shows it (headless Chromium, a phone's width, started at the
-    // beginning: on a busy machine its start alone can outlast the study place's 15 s).
+    // The free-places page shows it (Chromium was started before the clock: on a busy machine
+    // its start alone can outlast the study place's 15 s).
     chromium
         .call(
             "Page.navigate",
